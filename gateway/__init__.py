@@ -1,0 +1,1 @@
+"""HTTP ingestion: every accepted request becomes one event on a user-keyed topic."""

@@ -1,0 +1,91 @@
+"""The gateway's Kafka producer: idempotent, acks=all, and honest when the broker is down.
+
+The producer connects in the background and keeps retrying, so a gateway started
+before the broker comes up by itself once the broker does; until then every send
+raises `DependencyUnavailable` (503) at once instead of hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from gateway.errors import DependencyUnavailable
+from schemas.api import Accepted
+from schemas.envelope import CloudEvent, to_kafka
+
+log = structlog.get_logger(__name__)
+
+
+class EventProducer:
+    """Produces CloudEvents keyed by user id; `send` returns only after the broker's ack."""
+
+    def __init__(self, bootstrap: str, timeout_s: float) -> None:
+        self._bootstrap = bootstrap
+        self._timeout_s = timeout_s
+        self._producer: AIOKafkaProducer | None = None
+        self._connector: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._producer is not None
+
+    def start(self) -> None:
+        """Begin connecting in the background."""
+        self._connector = asyncio.create_task(self._connect_forever(), name="producer-connect")
+
+    async def _connect_forever(self) -> None:
+        delay = 0.2
+        while True:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._bootstrap,
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=1,
+                request_timeout_ms=int(self._timeout_s * 1000),
+            )
+            try:
+                await producer.start()
+            except (KafkaError, OSError) as exc:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                log.warning("kafka producer not connected; retrying", error=str(exc), in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self._producer = producer
+            log.info("kafka producer connected", bootstrap=self._bootstrap)
+            return
+
+    async def send(
+        self, topic: str, event: CloudEvent, headers: dict[str, str] | None = None
+    ) -> Accepted:
+        """Produce `event` to `topic`; raise `DependencyUnavailable` if not acked in time."""
+        producer = self._producer
+        if producer is None:
+            raise DependencyUnavailable("broker", "Kafka is not reachable; retry later.")
+        key, value, kheaders = to_kafka(event, headers)
+        try:
+            fut = await producer.send(topic, value=value, key=key, headers=kheaders)
+            meta = await asyncio.wait_for(fut, self._timeout_s)
+        except (TimeoutError, KafkaError) as exc:
+            # The record may still land later; the client's retry with the same
+            # Idempotency-Key (or event id) is deduplicated downstream.
+            raise DependencyUnavailable(
+                "broker", f"Kafka did not acknowledge within {self._timeout_s:g}s: {exc!r}"
+            ) from exc
+        return Accepted(id=event.id, topic=topic, partition=meta.partition, offset=meta.offset)
+
+    async def stop(self) -> None:
+        """Flush what is in flight and close."""
+        if self._connector is not None:
+            self._connector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connector
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None

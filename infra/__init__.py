@@ -1,0 +1,1 @@
+"""Starting the real services (Kafka, Redis, ClickHouse) and Tributary's own processes."""

@@ -1,0 +1,218 @@
+"""Apache Kafka as a single-node KRaft broker, from Maven Central jars.
+
+Jars are resolved once with `mvn dependency:copy-dependencies` into the cache dir
+(`~/.cache/tributary/kafka-<version>/libs`); later starts only launch the JVM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+import uuid
+from importlib import resources
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from infra.local.process import Managed, ServiceError, port_in_use, wait_until
+from schemas.topics import REGISTRY
+from tributary.settings import Settings
+
+READY_MARKER = ".complete"
+
+
+def jars_dir(settings: Settings) -> Path:
+    return settings.cache_dir / f"kafka-{settings.kafka_version}" / "libs"
+
+
+def ensure_jars(settings: Settings) -> Path:
+    """The folder of broker jars, resolving them with Maven the first time."""
+    libs = jars_dir(settings)
+    if (libs / READY_MARKER).exists():
+        return libs
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise ServiceError("Maven (mvn) is not installed: `apt-get install -y maven`.")
+    if shutil.which("java") is None:
+        raise ServiceError("Java is not installed: `apt-get install -y openjdk-17-jre-headless`.")
+    pom = resources.files("infra") / "kafka" / "pom.xml"
+    libs.mkdir(parents=True, exist_ok=True)
+    with resources.as_file(pom) as pom_path:
+        result = subprocess.run(
+            [
+                mvn,
+                "-q",
+                "-B",
+                "-f",
+                str(pom_path),
+                "dependency:copy-dependencies",
+                f"-Dkafka.version={settings.kafka_version}",
+                f"-DoutputDirectory={libs}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+    if result.returncode != 0:
+        raise ServiceError(
+            f"resolving Kafka {settings.kafka_version} jars with Maven failed:\n"
+            f"{result.stdout[-2000:]}{result.stderr[-2000:]}"
+        )
+    (libs / READY_MARKER).write_text(settings.kafka_version)
+    return libs
+
+
+def server_properties(settings: Settings, log_dir: Path) -> str:
+    """The broker+controller config of a single-node KRaft cluster."""
+    host, port, cport = settings.kafka_host, settings.kafka_port, settings.kafka_controller_port
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@{host}:{cport}",
+            f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{cport}",
+            f"advertised.listeners=PLAINTEXT://{host}:{port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"log.dirs={log_dir}",
+            f"num.partitions={settings.partitions}",
+            # Single node: every internal topic has one replica.
+            "offsets.topic.replication.factor=1",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            # Topics come from `tributary topics` with their registry config, never by accident.
+            "auto.create.topics.enable=false",
+            "",
+        ]
+    )
+
+
+def managed(settings: Settings) -> Managed:
+    return Managed("kafka", settings.data_dir.resolve() / "run")
+
+
+def start(settings: Settings, timeout_s: float = 90.0) -> str:
+    """Start the broker unless it runs; wait until it answers metadata requests."""
+    proc = managed(settings)
+    if proc.pid() is not None:
+        wait_until(lambda: is_ready(settings), "kafka", timeout_s, proc)
+        return f"kafka already running (pid {proc.pid()}) on {settings.kafka_bootstrap}"
+    for port in (settings.kafka_port, settings.kafka_controller_port):
+        if port_in_use(settings.kafka_host, port):
+            raise ServiceError(
+                f"kafka: port {settings.kafka_host}:{port} is taken by another process; "
+                "stop it or set TRIBUTARY_KAFKA_PORT / TRIBUTARY_KAFKA_CONTROLLER_PORT."
+            )
+    libs = ensure_jars(settings)
+    home = settings.data_dir.resolve() / "kafka"
+    log_dir = home / "data"
+    props = home / "server.properties"
+    home.mkdir(parents=True, exist_ok=True)
+    props.write_text(server_properties(settings, log_dir))
+    classpath = f"{libs}/*"
+    if not (log_dir / "meta.properties").exists():
+        result = subprocess.run(
+            [
+                "java",
+                "-cp",
+                classpath,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                _cluster_id(),
+                "-c",
+                str(props),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise ServiceError(f"kafka storage format failed:\n{result.stdout}{result.stderr}")
+    log4j = resources.files("infra") / "kafka" / "log4j2.properties"
+    with resources.as_file(log4j) as log4j_path:
+        proc.start(
+            [
+                "java",
+                f"-Xmx{settings.kafka_heap}",
+                f"-Xms{settings.kafka_heap}",
+                "-XX:+UseG1GC",
+                "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={log4j_path}",
+                "-cp",
+                classpath,
+                "kafka.Kafka",
+                str(props),
+            ]
+        )
+    wait_until(lambda: is_ready(settings), "kafka", timeout_s, proc)
+    return f"kafka {settings.kafka_version} (KRaft) listening on {settings.kafka_bootstrap}"
+
+
+def _cluster_id() -> str:
+    # KRaft wants a base64url UUID, which is what StorageTool random-uuid prints.
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def is_ready(settings: Settings) -> bool:
+    """True if the broker answers a metadata request."""
+    if not port_in_use(settings.kafka_host, settings.kafka_port):
+        return False
+    try:
+        asyncio.run(_list_topics(settings.kafka_bootstrap))
+    except (TimeoutError, KafkaError, OSError):
+        return False
+    return True
+
+
+async def _list_topics(bootstrap: str) -> list[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    await asyncio.wait_for(admin.start(), 5)
+    try:
+        return list(await asyncio.wait_for(admin.list_topics(), 5))
+    finally:
+        await admin.close()
+
+
+def ensure_topics(settings: Settings) -> list[str]:
+    """Create every registry topic missing on the broker; return the physical names."""
+    return asyncio.run(_ensure_topics(settings))
+
+
+async def _ensure_topics(settings: Settings) -> list[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                spec.physical(settings.namespace),
+                settings.partitions,
+                1,
+                topic_configs=spec.config(),
+            )
+            for spec in REGISTRY
+            if spec.physical(settings.namespace) not in existing
+        ]
+        if wanted:
+            # A concurrent `tributary up` may have made them; that is the goal too.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(wanted)
+        return [spec.physical(settings.namespace) for spec in REGISTRY]
+    finally:
+        await admin.close()
+
+
+def stop(settings: Settings) -> bool:
+    return managed(settings).stop(timeout_s=30)

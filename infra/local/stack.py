@@ -1,0 +1,121 @@
+"""The whole local stack: services (Kafka, Redis), topics, then Tributary's own processes.
+
+`up` is idempotent: anything already running is reused, so a second `up` only
+waits for readiness. Each process gets the same settings through `TRIBUTARY_*` env.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+from infra.local import kafka, redis
+from infra.local.process import Managed, ServiceError, port_in_use, wait_until
+from tributary.settings import Settings
+
+
+@dataclass(frozen=True)
+class AppProcess:
+    """One of Tributary's own processes: its CLI subcommand and readiness URL."""
+
+    name: str
+    command: str
+    ready_url: Callable[[Settings], str]
+    port: Callable[[Settings], int]
+
+
+APPS: tuple[AppProcess, ...] = (
+    AppProcess(
+        "projector",
+        "projector",
+        lambda s: f"{s.projector_url}/healthz/ready",
+        lambda s: s.projector_port,
+    ),
+    AppProcess(
+        "worker",
+        "worker",
+        lambda s: f"http://127.0.0.1:{s.worker_web_port}/healthz/ready",
+        lambda s: s.worker_web_port,
+    ),
+    AppProcess(
+        "gateway", "gateway", lambda s: f"{s.gateway_url}/healthz/ready", lambda s: s.gateway_port
+    ),
+)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """`settings` as `TRIBUTARY_*` variables, so a child process reads the same values."""
+    env = {}
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            env[f"TRIBUTARY_{name.upper()}"] = str(value)
+    return env
+
+
+def managed(settings: Settings, app: AppProcess) -> Managed:
+    return Managed(app.name, settings.data_dir.resolve() / "run")
+
+
+def url_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def start_app(settings: Settings, app: AppProcess, timeout_s: float = 120.0) -> str:
+    proc = managed(settings, app)
+    url = app.ready_url(settings)
+    if proc.pid() is None:
+        port = app.port(settings)
+        if port_in_use("127.0.0.1", port):
+            raise ServiceError(f"{app.name}: port 127.0.0.1:{port} is taken by another process.")
+        proc.start([sys.executable, "-m", "tributary", app.command], env=settings_env(settings))
+    wait_until(lambda: url_ok(url), app.name, timeout_s, proc)
+    return f"{app.name} ready (pid {proc.pid()}): {url.rsplit('/healthz', 1)[0]}"
+
+
+def up(settings: Settings, echo: Callable[[str], None] = print) -> dict[str, float]:
+    """Start everything; return seconds each step took."""
+    timings: dict[str, float] = {}
+    steps: list[tuple[str, Callable[[], str]]] = [
+        ("kafka", lambda: kafka.start(settings)),
+        ("redis", lambda: redis.start(settings)),
+        ("topics", lambda: "topics: " + ", ".join(kafka.ensure_topics(settings))),
+        *[(a.name, lambda a=a: start_app(settings, a)) for a in APPS],  # type: ignore[misc]
+    ]
+    for name, step in steps:
+        started = time.monotonic()
+        echo(step())
+        timings[name] = time.monotonic() - started
+    return timings
+
+
+def down(settings: Settings, echo: Callable[[str], None] = print) -> None:
+    """Stop Tributary's processes first (they flush), then the services."""
+    for app in reversed(APPS):
+        if managed(settings, app).stop(timeout_s=40):
+            echo(f"stopped {app.name}")
+    if redis.stop(settings):
+        echo("stopped redis")
+    if kafka.stop(settings):
+        echo("stopped kafka")
+
+
+def status(settings: Settings) -> list[tuple[str, str]]:
+    """(name, state) of every service and process."""
+    rows = [
+        ("kafka", "ready" if kafka.is_ready(settings) else "down"),
+        ("redis", "ready" if redis.is_ready(settings) else "down"),
+    ]
+    for app in APPS:
+        pid = managed(settings, app).pid()
+        state = (
+            "down" if pid is None else ("ready" if url_ok(app.ready_url(settings)) else "starting")
+        )
+        rows.append((app.name, state))
+    return rows

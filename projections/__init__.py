@@ -1,0 +1,1 @@
+"""Kafka → ClickHouse (exactly once) and Kafka → push. Read models only; no decisions."""

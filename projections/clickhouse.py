@@ -1,0 +1,69 @@
+"""ClickHouse access behind one interface, two backends: embedded chDB or a server over HTTP.
+
+Both are clickhouse-connect clients, so the projector, the migrations and the tests
+use the same calls whichever backend `Settings` picks.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+from tributary.settings import Settings
+
+
+class ClickHouse:
+    """A thread-safe wrapper: chDB allows one caller at a time in a process."""
+
+    def __init__(self, client: Client, database: str, backend: str) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self.database = database
+        self.backend = backend
+
+    def command(self, sql: str) -> Any:
+        with self._lock:
+            return self._client.command(sql)
+
+    def query(
+        self, sql: str, parameters: dict[str, Any] | None = None
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Column names and rows of `sql`."""
+        with self._lock:
+            result = self._client.query(sql, parameters=parameters)
+            return list(result.column_names), [tuple(r) for r in result.result_rows]
+
+    def insert(
+        self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str], token: str
+    ) -> None:
+        """Insert `rows` as one block, deduplicated by `token` (a retried insert is a no-op)."""
+        with self._lock:
+            self._client.insert(
+                table,
+                rows,
+                column_names=list(columns),
+                database=self.database,
+                settings={"insert_deduplication_token": token},
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.close()
+
+
+def connect(settings: Settings) -> ClickHouse:
+    """Open the backend `settings` names and make sure its database exists."""
+    if settings.clickhouse_url:
+        client = clickhouse_connect.get_client(dsn=settings.clickhouse_url)
+        backend = "server"
+    else:
+        settings.chdb_path.mkdir(parents=True, exist_ok=True)
+        client = clickhouse_connect.get_client(dsn=f"chdb://{settings.chdb_path}")
+        backend = "chdb"
+    ch = ClickHouse(client, settings.clickhouse_database, backend)
+    ch.command(f"CREATE DATABASE IF NOT EXISTS {settings.clickhouse_database}")
+    return ch

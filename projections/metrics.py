@@ -1,0 +1,13 @@
+"""The projector's Prometheus metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+ROWS_PROJECTED = Counter(
+    "tributary_projector_rows_total", "Rows inserted into ClickHouse", ["table"]
+)
+SKIPPED = Counter(
+    "tributary_projector_skipped_total", "Records that were not CloudEvents", ["topic"]
+)
+BATCH_SECONDS = Histogram("tributary_projector_flush_seconds", "Time to insert one flush")

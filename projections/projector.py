@@ -1,0 +1,154 @@
+"""The ClickHouse projector: Kafka records → batched inserts, exactly once.
+
+Exactly once without FINAL: each insert is one block of one partition's offset range
+with the dedup token `topic:partition:first-last`, so a retried insert is dropped by
+the server; and on (re)assignment the consumer resumes from `max(_offset) + 1` that
+ClickHouse itself holds, so a crash between insert and offset commit re-reads nothing
+that is already in the table. Kafka offsets are still committed, for lag monitoring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+
+from projections.batching import Batcher, PartitionBatch
+from projections.clickhouse import ClickHouse
+from projections.metrics import BATCH_SECONDS, ROWS_PROJECTED, SKIPPED
+from projections.tables import PROJECTIONS, Projection
+from schemas.envelope import EnvelopeError, from_kafka
+from tributary.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+INSERT_ATTEMPTS = 8
+
+
+class Projector:
+    """Consumes every projected topic of `settings.namespace` into ClickHouse."""
+
+    def __init__(
+        self, settings: Settings, ch: ClickHouse, projections: Iterable[Projection] = PROJECTIONS
+    ) -> None:
+        self.settings = settings
+        self.ch = ch
+        self.by_topic = {p.topic.physical(settings.namespace): p for p in projections}
+        self.batcher = Batcher(settings.projector_batch_rows, settings.projector_batch_ms)
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=f"{settings.namespace}-projector-clickhouse",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            # Faust writes in transactions: read only what was committed.
+            isolation_level="read_committed",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        self.ready = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Project until `stop` is set; then flush what is batched and leave the group."""
+        self.consumer.subscribe(list(self.by_topic), listener=_ResumeFromClickHouse(self))
+        await self.consumer.start()
+        self.ready = True
+        try:
+            while not stop.is_set():
+                records = await self.consumer.getmany(timeout_ms=100, max_records=10_000)
+                for tp, messages in records.items():
+                    self._add(tp, messages)
+                if self.batcher.due():
+                    await self.flush()
+            await self.flush()
+        finally:
+            self.ready = False
+            await self.consumer.stop()
+
+    def _add(self, tp: TopicPartition, messages: list) -> None:  # type: ignore[type-arg]
+        projection = self.by_topic[tp.topic]
+        for msg in messages:
+            try:
+                event = from_kafka(msg.value, msg.headers)
+            except EnvelopeError as exc:
+                # Only gateway-validated events reach projected topics; anything else is
+                # the DLQ's business (the agents dead-letter it). Count and say so.
+                SKIPPED.labels(topic=projection.topic.name).inc()
+                log.warning(
+                    "skipped record",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offset=msg.offset,
+                    error=str(exc),
+                )
+                continue
+            self.batcher.add(
+                tp.topic,
+                tp.partition,
+                msg.offset,
+                projection.to_row(event, tp.topic, tp.partition, msg.offset),
+            )
+
+    async def flush(self) -> None:
+        """Insert every pending batch, then commit the offsets after them."""
+        batches = self.batcher.drain()
+        if not batches:
+            return
+        with BATCH_SECONDS.time():
+            for batch in batches:
+                await self._insert(batch)
+        offsets = {
+            TopicPartition(b.topic, b.partition): OffsetAndMetadata(b.last + 1, "") for b in batches
+        }
+        await self.consumer.commit(offsets)
+
+    async def _insert(self, batch: PartitionBatch) -> None:
+        projection = self.by_topic[batch.topic]
+        delay = 0.2
+        for attempt in range(1, INSERT_ATTEMPTS + 1):
+            try:
+                await asyncio.to_thread(
+                    self.ch.insert, projection.table, batch.rows, projection.columns, batch.token
+                )
+                ROWS_PROJECTED.labels(table=projection.table).inc(len(batch.rows))
+                return
+            except Exception as exc:  # the server's errors are not one type; retry, then fail loud
+                if attempt == INSERT_ATTEMPTS:
+                    raise
+                log.warning(
+                    "insert failed; retrying with the same token",
+                    token=batch.token,
+                    attempt=attempt,
+                    error=str(exc),
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def resume_offset(self, tp: TopicPartition) -> int | None:
+        """The offset after the last row ClickHouse holds for `tp`, or None if none."""
+        table = self.by_topic[tp.topic].table
+        _, rows = self.ch.query(
+            f"SELECT count(), max(_offset) FROM {self.ch.database}.{table} "
+            f"WHERE _topic = '{tp.topic}' AND _partition = {int(tp.partition)}"
+        )
+        count, last = rows[0]
+        return int(last) + 1 if count else None
+
+
+class _ResumeFromClickHouse(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, projector: Projector) -> None:
+        self.projector = projector
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        # Still the owner during this callback: write what we have, then let go.
+        await self.projector.flush()
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        for tp in assigned:
+            offset = await asyncio.to_thread(self.projector.resume_offset, tp)
+            if offset is None:
+                await self.projector.consumer.seek_to_beginning(tp)
+            else:
+                self.projector.consumer.seek(tp, offset)
+            log.info("partition assigned", topic=tp.topic, partition=tp.partition, resume_at=offset)

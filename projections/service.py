@@ -1,0 +1,43 @@
+"""Entry point of the projector process (`tributary projector`)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import structlog
+from aiohttp import web
+
+from projections import query_server
+from projections.clickhouse import connect
+from projections.migrations import migrate
+from projections.projector import Projector
+from tributary.logging import configure_logging
+from tributary.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+async def serve(settings: Settings) -> None:
+    """Migrate, serve queries and project until SIGTERM/SIGINT; flush before exit."""
+    ch = connect(settings)
+    applied = migrate(ch)
+    log.info("clickhouse ready", backend=ch.backend, migrations_applied=applied)
+    projector = Projector(settings, ch)
+    runner = web.AppRunner(query_server.build(ch, lambda: projector.ready))
+    await runner.setup()
+    await web.TCPSite(runner, settings.projector_host, settings.projector_port).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await projector.run(stop)
+    finally:
+        await runner.cleanup()
+        ch.close()
+
+
+def run(settings: Settings) -> None:
+    configure_logging(settings.log_level)
+    asyncio.run(serve(settings))

@@ -1,0 +1,1 @@
+"""The contract every part shares: event models, API models and the topic registry."""

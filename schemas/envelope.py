@@ -1,0 +1,109 @@
+"""CloudEvents 1.0 envelope and its Kafka binary content mode.
+
+On Kafka the event's attributes travel as `ce_*` headers and the record value is
+the JSON of `data` alone, so any CloudEvents-aware consumer can read our topics.
+The record key is the user id (the event's `subject`), which is what keeps one
+user's events in one partition and therefore in order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+SPECVERSION = "1.0"
+CONTENT_TYPE = "application/json"
+
+# Ids, sources, types: printable, bounded. A user id must be safe as a Kafka key,
+# a Redis key part and a container name part.
+USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}$"
+TYPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+
+
+def new_event_id() -> str:
+    """A fresh event id (UUIDv4, text)."""
+    return str(uuid.uuid4())
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class CloudEvent(BaseModel):
+    """One event as Tributary stores it: CloudEvents 1.0 attributes plus `data`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(default_factory=new_event_id, min_length=1, max_length=128)
+    source: str = Field(min_length=1, max_length=256)
+    type: str = Field(pattern=TYPE_PATTERN)
+    specversion: str = Field(default=SPECVERSION, pattern=r"^1\.0$")
+    time: datetime = Field(default_factory=utcnow)
+    subject: str = Field(
+        pattern=USER_ID_PATTERN,
+        description="The user id the event belongs to; the Kafka key.",
+    )
+    datacontenttype: str = Field(default=CONTENT_TYPE, pattern=r"^application/json$")
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def user_id(self) -> str:
+        return self.subject
+
+
+Headers = list[tuple[str, bytes]]
+
+
+def to_kafka(
+    event: CloudEvent, extra_headers: dict[str, str] | None = None
+) -> tuple[bytes, bytes, Headers]:
+    """Encode `event` in binary content mode: (key, value, headers)."""
+    headers: Headers = [
+        ("ce_specversion", event.specversion.encode()),
+        ("ce_id", event.id.encode()),
+        ("ce_source", event.source.encode()),
+        ("ce_type", event.type.encode()),
+        ("ce_subject", event.subject.encode()),
+        ("ce_time", event.time.isoformat().encode()),
+        ("content-type", event.datacontenttype.encode()),
+    ]
+    for name, value in (extra_headers or {}).items():
+        headers.append((name, value.encode()))
+    return event.subject.encode(), orjson.dumps(event.data), headers
+
+
+class EnvelopeError(ValueError):
+    """A Kafka record that is not a valid CloudEvent in binary mode."""
+
+
+def from_kafka(value: bytes | None, headers: Headers | dict[str, bytes]) -> CloudEvent:
+    """Decode a binary-mode record back into a `CloudEvent`; raises `EnvelopeError`."""
+    items = headers.items() if isinstance(headers, dict) else headers
+    attrs = {k[3:]: v.decode() for k, v in items if k.startswith("ce_") and v is not None}
+    missing = {"id", "source", "type", "subject"} - attrs.keys()
+    if missing:
+        raise EnvelopeError(f"missing CloudEvents headers: {sorted('ce_' + m for m in missing)}")
+    try:
+        data = orjson.loads(value) if value else {}
+    except orjson.JSONDecodeError as exc:
+        raise EnvelopeError(f"value is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise EnvelopeError("value must be a JSON object")
+    known = {"id", "source", "type", "specversion", "time", "subject"}
+    try:
+        return CloudEvent(**{k: v for k, v in attrs.items() if k in known}, data=data)
+    except ValueError as exc:
+        raise EnvelopeError(str(exc)) from exc
+
+
+def header_value(headers: Headers | dict[str, bytes], name: str) -> str | None:
+    """The text of header `name`, or None."""
+    items = headers.items() if isinstance(headers, dict) else headers
+    for key, value in items:
+        if key == name and value is not None:
+            return value.decode()
+    return None

@@ -1,0 +1,1 @@
+"""Faust agents: the single writer per user (partition) that decides and sequences."""

@@ -1,0 +1,1 @@
+"""One module per agent; each exposes `install(app, ...)` and keeps its logic pure."""

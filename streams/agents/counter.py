@@ -1,0 +1,49 @@
+"""The counter agent: ingest → per-user sequence (RocksDB table) → `events.counted`.
+
+Read, decide (pure `stamp`), write. Under `exactly_once` the table's changelog
+write, the output record and the input offset commit are one Kafka transaction.
+"""
+
+from __future__ import annotations
+
+import faust
+import structlog
+
+from schemas.envelope import EnvelopeError, from_kafka, to_kafka
+from schemas.topics import COUNTED, DLQ, INGEST
+from streams.dlq import dead_letter
+from streams.metrics import EVENTS_PROCESSED
+from streams.sequencing import stamp
+from tributary.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+def install(app: faust.App, settings: Settings) -> None:
+    ns = settings.namespace
+    raw = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
+    ingest = app.topic(INGEST.physical(ns), **raw)
+    counted = app.topic(COUNTED.physical(ns), **raw)
+    dlq = app.topic(DLQ.physical(ns), **raw)
+    seqs = app.Table("user-seq", default=int, partitions=settings.partitions, key_type=str)
+
+    async def count(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            try:
+                incoming = from_kafka(event.value, event.headers)
+            except EnvelopeError as exc:
+                await dead_letter(dlq, event, reason="invalid_envelope", error=str(exc))
+                EVENTS_PROCESSED.labels(agent="counter", outcome="dead_lettered").inc()
+                continue
+            seq, out = stamp(incoming, seqs[incoming.user_id])
+            seqs[incoming.user_id] = seq
+            key, value, headers = to_kafka(out)
+            await counted.send(key=key, value=value, headers=headers)
+            EVENTS_PROCESSED.labels(agent="counter", outcome="counted").inc()
+
+    app.agent(ingest, name="counter")(count)

@@ -1,0 +1,32 @@
+"""The Faust application: one app, many small agents, configured from `Settings`."""
+
+from __future__ import annotations
+
+import faust
+
+from streams import health
+from streams.agents import counter
+from tributary.settings import Settings
+
+
+def create_app(settings: Settings) -> faust.App:
+    """A Faust app for `settings` with every agent installed."""
+    datadir = (settings.data_dir / "streams" / settings.worker_name).resolve()
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        f"{settings.namespace}-streams",
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="rocksdb://",
+        datadir=str(datadir),
+        processing_guarantee=settings.processing_guarantee,
+        topic_partitions=settings.partitions,
+        # Faust declares only what it owns (changelogs); sources come from the registry.
+        topic_allow_declare=True,
+        web_enabled=True,
+        web_host="127.0.0.1",
+        web_port=settings.worker_web_port,
+        web_in_thread=False,
+    )
+    health.install(app)
+    counter.install(app, settings)
+    return app

@@ -1,0 +1,1 @@
+"""Tributary: process wiring shared by every part (settings, logging, the CLI)."""

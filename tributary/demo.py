@@ -1,0 +1,78 @@
+"""The end-to-end demo: events in over HTTP, out of ClickHouse after Kafka and Faust."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from tributary.settings import Settings
+
+
+async def send_events(gateway_url: str, run: str, events: int, users: int) -> float:
+    """POST `events` events spread over `users` users, each user's in order; return seconds."""
+    per_user = [events // users + (1 if i < events % users else 0) for i in range(users)]
+    limits = httpx.Limits(max_connections=users, max_keepalive_connections=users)
+    async with httpx.AsyncClient(base_url=gateway_url, timeout=30, limits=limits) as client:
+
+        async def one_user(i: int, count: int) -> None:
+            for n in range(count):
+                response = await client.post(
+                    "/v1/events",
+                    json={
+                        "source": f"demo/{run}",
+                        "type": "demo.click",
+                        "subject": f"demo-{run}-u{i}",
+                        "data": {"n": n},
+                    },
+                )
+                if response.status_code != 202:
+                    raise RuntimeError(f"gateway answered {response.status_code}: {response.text}")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one_user(i, c) for i, c in enumerate(per_user)))
+        return time.perf_counter() - started
+
+
+def query(settings: Settings, sql: str) -> list[list[Any]]:
+    response = httpx.post(f"{settings.projector_url}/query", json={"sql": sql}, timeout=60)
+    body = response.json()
+    if response.status_code != 200:
+        raise RuntimeError(f"query failed: {body}")
+    return body["rows"]  # type: ignore[no-any-return]
+
+
+def run(settings: Settings, events: int, users: int, echo: Callable[[str], None] = print) -> None:
+    run_id = uuid.uuid4().hex[:8]
+    db = settings.clickhouse_database
+    echo(f"sending {events} events for {users} users to {settings.gateway_url} (run {run_id})")
+    seconds = asyncio.run(send_events(settings.gateway_url, run_id, events, users))
+    echo(f"accepted {events} events in {seconds:.2f}s ({events / seconds:.0f} events/s over HTTP)")
+    where = f"user_id LIKE 'demo-{run_id}-%'"
+    deadline = time.monotonic() + 120
+    started = time.monotonic()
+    count = 0
+    while time.monotonic() < deadline:
+        count = query(settings, f"SELECT count() FROM {db}.events_counted WHERE {where}")[0][0]
+        if count >= events:
+            break
+        time.sleep(0.25)
+    else:
+        raise RuntimeError(f"only {count} of {events} events reached ClickHouse in 120s")
+    echo(f"all {count} events in ClickHouse {time.monotonic() - started:.2f}s after the last 202")
+    rows = query(
+        settings,
+        f"""
+        SELECT user_id, count() AS events, min(seq), max(seq),
+               arraySort(x -> x.1, groupArray((seq, JSONExtractInt(data, 'data', 'n'))))
+                 AS by_seq
+        FROM {db}.events_counted WHERE {where} GROUP BY user_id ORDER BY user_id""",
+    )
+    echo(f"{'user':<24}{'events':>8}{'seq':>12}  in order")
+    for user, n, lo, hi, pairs in rows:
+        in_order = [p[1] for p in pairs] == list(range(len(pairs)))
+        echo(f"{user:<24}{n:>8}{f'{lo}..{hi}':>12}  {'yes' if in_order else 'NO'}")

@@ -1,0 +1,82 @@
+"""The one place configuration is read. Every value comes from a `TRIBUTARY_*` env var."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Configuration of every Tributary process; env vars are `TRIBUTARY_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="TRIBUTARY_", extra="ignore")
+
+    # Where local services keep their data, logs and pid files.
+    data_dir: Path = Path(".tributary")
+    # Downloaded artifacts (Kafka jars) shared by every data dir on this machine.
+    cache_dir: Path = Path.home() / ".cache" / "tributary"
+
+    # Namespace prefixes topic names, consumer groups and the Faust app id, so that
+    # several stacks (a demo, a test session) can share one broker without touching.
+    namespace: str = Field(default="tributary", pattern=r"^[a-z][a-z0-9-]{0,40}$")
+
+    kafka_version: str = "4.1.1"
+    kafka_host: str = "127.0.0.1"
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    kafka_heap: str = "768m"
+    partitions: int = Field(default=6, ge=1)
+
+    redis_port: int = 6379
+    redis_url: str | None = None
+
+    # Unset: embedded chDB under data_dir. Set (http://host:8123): a ClickHouse server.
+    clickhouse_url: str | None = None
+    clickhouse_database: str = "tributary"
+
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    max_body_bytes: int = 1024 * 1024
+    produce_timeout_s: float = 5.0
+
+    projector_host: str = "127.0.0.1"
+    projector_port: int = 8124
+    projector_batch_rows: int = 50_000
+    projector_batch_ms: int = 1_000
+
+    worker_name: str = Field(default="worker-1", pattern=r"^[a-z0-9-]{1,40}$")
+    worker_web_port: int = 6066
+    processing_guarantee: str = Field(
+        default="exactly_once", pattern=r"^(exactly_once|at_least_once)$"
+    )
+
+    log_level: str = "INFO"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{self.kafka_host}:{self.kafka_port}"
+
+    @property
+    def redis_dsn(self) -> str:
+        return self.redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def chdb_path(self) -> Path:
+        return (self.data_dir / "chdb").resolve()
+
+    @property
+    def projector_url(self) -> str:
+        return f"http://{self.projector_host}:{self.projector_port}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.gateway_host}:{self.gateway_port}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
