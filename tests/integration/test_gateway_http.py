@@ -1,0 +1,129 @@
+"""HTTP semantics of `POST /v1/events` against the real broker (and a dead one)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from fastapi.testclient import TestClient
+
+from gateway.app import create_app
+from infra.local.process import free_port
+from schemas.envelope import from_kafka, header_value
+from schemas.topics import INGEST
+from tributary.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+EVENT = {"source": "tests", "type": "test.click", "subject": "user-1", "data": {"n": 1}}
+
+
+def wait_ready(client: TestClient, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if client.get("/healthz/ready").status_code == 200:
+            return
+        time.sleep(0.1)
+    raise AssertionError("gateway never became ready")
+
+
+@pytest.fixture(scope="module")
+def client(services: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(services)) as test_client:
+        wait_ready(test_client)
+        yield test_client
+
+
+async def read_record(settings: Settings, partition: int, offset: int):  # type: ignore[no-untyped-def]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(INGEST.physical(settings.namespace), partition)
+        consumer.assign([tp])
+        consumer.seek(tp, offset)
+        return await asyncio.wait_for(consumer.getone(), 10)
+    finally:
+        await consumer.stop()
+
+
+def test_accepted_event_is_on_the_topic_in_binary_mode(
+    client: TestClient, services: Settings
+) -> None:
+    response = client.post("/v1/events", json={**EVENT, "id": "evt-1"})
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["id"] == "evt-1"
+    assert body["topic"] == INGEST.physical(services.namespace)
+    record = asyncio.run(read_record(services, body["partition"], body["offset"]))
+    assert record.key == b"user-1"
+    assert header_value(record.headers, "ce_type") == "test.click"
+    event = from_kafka(record.value, record.headers)
+    assert (event.id, event.subject, event.data) == ("evt-1", "user-1", {"n": 1})
+
+
+def test_one_users_events_share_a_partition(client: TestClient) -> None:
+    partitions = {client.post("/v1/events", json=EVENT).json()["partition"] for _ in range(5)}
+    assert len(partitions) == 1
+
+
+def test_malformed_json_is_422_with_reason(client: TestClient) -> None:
+    response = client.post(
+        "/v1/events", content=b'{"source": ', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["error"] == "validation_failed"
+    assert "JSON" in response.json()["message"]
+
+
+def test_missing_user_id_is_422_naming_the_field(client: TestClient) -> None:
+    response = client.post("/v1/events", json={k: v for k, v in EVENT.items() if k != "subject"})
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error"] == "validation_failed"
+    assert any(d["loc"][-1] == "subject" for d in body["detail"])
+    assert "subject" in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"color": "red"}, "color"),
+        ({"subject": "a b"}, "subject"),
+        ({"specversion": "0.3"}, "specversion"),
+    ],
+)
+def test_invalid_fields_are_422(client: TestClient, change: dict, field: str) -> None:
+    response = client.post("/v1/events", json={**EVENT, **change})
+    assert response.status_code == 422
+    assert any(d["loc"][-1] == field for d in response.json()["detail"])
+
+
+def test_wrong_content_type_is_415(client: TestClient) -> None:
+    response = client.post("/v1/events", content=b"a=b", headers={"content-type": "text/plain"})
+    assert response.status_code == 415
+    assert response.json()["error"] == "unsupported_media_type"
+
+
+def test_oversized_body_is_413(client: TestClient, services: Settings) -> None:
+    big = {**EVENT, "data": {"blob": "x" * services.max_body_bytes}}
+    response = client.post("/v1/events", json=big)
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+
+
+def test_broker_down_is_503_not_a_hang(services: Settings) -> None:
+    dead = services.model_copy(update={"kafka_port": free_port(), "produce_timeout_s": 2.0})
+    with TestClient(create_app(dead)) as dead_client:
+        started = time.monotonic()
+        response = dead_client.post("/v1/events", json=EVENT)
+        assert time.monotonic() - started < 3
+        assert response.status_code == 503
+        assert response.json()["error"] == "broker_unavailable"
+        assert response.headers["retry-after"] == "1"
+        assert dead_client.get("/healthz/ready").status_code == 503
+        assert dead_client.get("/healthz/live").status_code == 200

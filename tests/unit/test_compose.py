@@ -1,0 +1,47 @@
+"""docker-compose.yml cannot run here (no registry); check its structure instead."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from typer.main import get_command
+
+from tributary.cli import cli
+from tributary.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+OURS = ("topics", "gateway", "worker", "projector")
+
+
+def test_production_topology_is_complete() -> None:
+    assert {"kafka", "redis", "clickhouse", "triton", *OURS} <= set(SERVICES)
+    assert SERVICES["kafka"]["image"].startswith("apache/kafka:4.")
+    assert SERVICES["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+
+
+def test_long_running_services_have_healthchecks() -> None:
+    for name, service in SERVICES.items():
+        if name != "topics":
+            assert "healthcheck" in service, name
+
+
+def test_our_commands_exist_in_the_cli() -> None:
+    commands = set(get_command(cli).commands)  # type: ignore[attr-defined]
+    for name in OURS:
+        assert SERVICES[name]["command"][0] in commands, name
+
+
+def test_our_env_vars_are_real_settings() -> None:
+    fields = {f"TRIBUTARY_{name.upper()}" for name in Settings.model_fields}
+    for name in OURS:
+        env = SERVICES[name]["environment"]
+        assert set(env) <= fields, set(env) - fields
+        Settings(**{k.removeprefix("TRIBUTARY_").lower(): v for k, v in env.items()})
+
+
+def test_healthchecks_use_our_health_endpoints() -> None:
+    for name in ("gateway", "worker", "projector"):
+        assert "/healthz/ready" in " ".join(SERVICES[name]["healthcheck"]["test"]), name

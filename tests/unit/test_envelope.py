@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from schemas.envelope import CloudEvent, EnvelopeError, from_kafka, header_value, to_kafka
+
+user_ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.@:-]{0,30}", fullmatch=True)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@given(
+    user=user_ids,
+    data=st.dictionaries(st.text(max_size=10), json_values, max_size=5),
+    when=st.datetimes(min_value=datetime(2000, 1, 1), timezones=st.just(UTC)),
+)
+def test_binary_mode_round_trip(user: str, data: dict, when: datetime) -> None:
+    event = CloudEvent(source="test", type="t.x", subject=user, time=when, data=data)
+    key, value, headers = to_kafka(event, {"traceparent": "00-abc-def-01"})
+    assert key == user.encode()
+    assert from_kafka(value, headers) == event
+    assert header_value(headers, "traceparent") == "00-abc-def-01"
+    assert header_value(headers, "ce_subject") == user
+
+
+def test_missing_headers_are_named() -> None:
+    with pytest.raises(EnvelopeError, match="ce_subject"):
+        from_kafka(b"{}", [("ce_id", b"1"), ("ce_source", b"s"), ("ce_type", b"t")])
+
+
+@pytest.mark.parametrize("value", [b"not json", b"[1, 2]"])
+def test_value_must_be_a_json_object(value: bytes) -> None:
+    headers = [("ce_id", b"1"), ("ce_source", b"s"), ("ce_type", b"t"), ("ce_subject", b"u")]
+    with pytest.raises(EnvelopeError):
+        from_kafka(value, headers)
+
+
+def test_invalid_user_id_is_refused() -> None:
+    with pytest.raises(ValueError):
+        CloudEvent(source="s", type="t", subject="has space")
