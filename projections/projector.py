@@ -48,6 +48,11 @@ class Projector:
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         self.ready = False
+        # Next offset ClickHouse still needs, per partition. Records below it are already
+        # in the table; records of a partition not positioned yet are fetched again after
+        # the listener's seek. The fetcher may hand over records it fetched from Kafka's
+        # committed offset before the seek landed: this is what keeps them out.
+        self.next_offset: dict[TopicPartition, int] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Project until `stop` is set; then flush what is batched and leave the group."""
@@ -68,7 +73,13 @@ class Projector:
 
     def _add(self, tp: TopicPartition, messages: list) -> None:  # type: ignore[type-arg]
         projection = self.by_topic[tp.topic]
+        expected = self.next_offset.get(tp)
+        if expected is None:
+            return
         for msg in messages:
+            if msg.offset < expected:
+                continue
+            expected = msg.offset + 1
             try:
                 event = from_kafka(msg.value, msg.headers)
             except EnvelopeError as exc:
@@ -89,6 +100,7 @@ class Projector:
                 msg.offset,
                 projection.to_row(event, tp.topic, tp.partition, msg.offset),
             )
+        self.next_offset[tp] = expected
 
     async def flush(self) -> None:
         """Insert every pending batch, then commit the offsets after them."""
@@ -143,6 +155,8 @@ class _ResumeFromClickHouse(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         # Still the owner during this callback: write what we have, then let go.
         await self.projector.flush()
+        for tp in revoked:
+            self.projector.next_offset.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         for tp in assigned:
@@ -151,4 +165,5 @@ class _ResumeFromClickHouse(ConsumerRebalanceListener):  # type: ignore[misc]
                 await self.projector.consumer.seek_to_beginning(tp)
             else:
                 self.projector.consumer.seek(tp, offset)
+            self.projector.next_offset[tp] = offset or 0
             log.info("partition assigned", topic=tp.topic, partition=tp.partition, resume_at=offset)

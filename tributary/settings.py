@@ -35,7 +35,9 @@ class Settings(BaseSettings):
 
     # Unset: embedded chDB under data_dir. Set (http://host:8123): a ClickHouse server.
     clickhouse_url: str | None = None
-    clickhouse_database: str = "tributary"
+    clickhouse_database: str = Field(default="tributary", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,60}$")
+    # chDB data folder; default `<data_dir>/chdb`. Only one process may open it.
+    chdb_dir: Path | None = None
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
@@ -65,7 +67,7 @@ class Settings(BaseSettings):
 
     @property
     def chdb_path(self) -> Path:
-        return (self.data_dir / "chdb").resolve()
+        return (self.chdb_dir or self.data_dir / "chdb").resolve()
 
     @property
     def projector_url(self) -> str:

@@ -105,6 +105,8 @@ def start(settings: Settings, timeout_s: float = 90.0) -> str:
     if proc.pid() is not None:
         wait_until(lambda: is_ready(settings), "kafka", timeout_s, proc)
         return f"kafka already running (pid {proc.pid()}) on {settings.kafka_bootstrap}"
+    if is_ready(settings):
+        return f"kafka already running (not ours) on {settings.kafka_bootstrap}; reusing it"
     for port in (settings.kafka_port, settings.kafka_controller_port):
         if port_in_use(settings.kafka_host, port):
             raise ServiceError(

@@ -48,6 +48,8 @@ def start(settings: Settings, timeout_s: float = 30.0) -> str:
     if proc.pid() is not None:
         wait_until(lambda: is_ready(settings), "redis", timeout_s, proc)
         return f"redis already running (pid {proc.pid()}) on 127.0.0.1:{settings.redis_port}"
+    if is_ready(settings):
+        return f"redis already running (not ours) on 127.0.0.1:{settings.redis_port}; reusing it"
     if port_in_use("127.0.0.1", settings.redis_port):
         raise ServiceError(
             f"redis: port 127.0.0.1:{settings.redis_port} is taken by another process; "

@@ -72,8 +72,14 @@ def start_app(settings: Settings, app: AppProcess, timeout_s: float = 120.0) -> 
     url = app.ready_url(settings)
     if proc.pid() is None:
         port = app.port(settings)
-        if port_in_use("127.0.0.1", port):
-            raise ServiceError(f"{app.name}: port 127.0.0.1:{port} is taken by another process.")
+        # A just-killed multi-threaded process can hold its socket a moment after it died.
+        deadline = time.monotonic() + 10
+        while port_in_use("127.0.0.1", port):
+            if time.monotonic() > deadline:
+                raise ServiceError(
+                    f"{app.name}: port 127.0.0.1:{port} is taken by another process."
+                )
+            time.sleep(0.1)
         proc.start([sys.executable, "-m", "tributary", app.command], env=settings_env(settings))
     wait_until(lambda: url_ok(url), app.name, timeout_s, proc)
     return f"{app.name} ready (pid {proc.pid()}): {url.rsplit('/healthz', 1)[0]}"
