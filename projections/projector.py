@@ -10,7 +10,8 @@ that is already in the table. Kafka offsets are still committed, for lag monitor
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import contextlib
+from collections.abc import AsyncIterator, Iterable
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -53,6 +54,7 @@ class Projector:
         # the listener's seek. The fetcher may hand over records it fetched from Kafka's
         # committed offset before the seek landed: this is what keeps them out.
         self.next_offset: dict[TopicPartition, int] = {}
+        self._flush_lock = asyncio.Lock()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Project until `stop` is set; then flush what is batched and leave the group."""
@@ -102,8 +104,19 @@ class Projector:
             )
         self.next_offset[tp] = expected
 
+    @contextlib.asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        """Flush what is batched, then hold every further insert until the block exits."""
+        async with self._flush_lock:
+            await self._flush()
+            yield
+
     async def flush(self) -> None:
         """Insert every pending batch, then commit the offsets after them."""
+        async with self._flush_lock:
+            await self._flush()
+
+    async def _flush(self) -> None:
         batches = self.batcher.drain()
         if not batches:
             return

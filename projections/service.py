@@ -8,7 +8,7 @@ import signal
 import structlog
 from aiohttp import web
 
-from projections import query_server
+from projections import api
 from projections.clickhouse import connect
 from projections.migrations import migrate
 from projections.projector import Projector
@@ -24,7 +24,7 @@ async def serve(settings: Settings) -> None:
     applied = migrate(ch)
     log.info("clickhouse ready", backend=ch.backend, migrations_applied=applied)
     projector = Projector(settings, ch)
-    runner = web.AppRunner(query_server.build(ch, lambda: projector.ready))
+    runner = web.AppRunner(api.build(projector))
     await runner.setup()
     await web.TCPSite(runner, settings.projector_host, settings.projector_port).start()
     stop = asyncio.Event()

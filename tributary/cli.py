@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import httpx
 import orjson
@@ -112,6 +113,79 @@ def query(sql: str) -> None:
                 orjson.dumps(v).decode() if isinstance(v, dict | list) else str(v) for v in row
             )
         )
+
+
+@cli.command()
+def replay(
+    topic: str = typer.Argument(help="Logical topic, e.g. events.ingest"),
+    into: str = typer.Option(..., "--into", help="The table to rebuild, e.g. events_ingest"),
+    start: str = typer.Option(None, "--from", help="Start offset or ISO timestamp"),
+    end: str = typer.Option(None, "--to", help="End offset (exclusive) or ISO timestamp"),
+) -> None:
+    """Rebuild TABLE from TOPIC's history into a new table, check it, swap it in atomically."""
+    from projections.tables import for_topic
+
+    try:
+        table = for_topic(topic).table
+    except KeyError as exc:
+        _fail(str(exc))
+    if table != into:
+        _fail(f"topic {topic} projects into {table}, not {into}")
+    settings = get_settings()
+
+    def bound(value: str | None) -> int | str | None:
+        return int(value) if value is not None and value.isdigit() else value
+
+    body = {"topic": topic, "from": bound(start), "to": bound(end)}
+    with httpx.Client(base_url=settings.projector_url, timeout=30) as client:
+        started = client.post("/replays", json=body)
+        if started.status_code != 202:
+            _fail(f"replay refused: {started.text}")
+        replay_id = started.json()["id"]
+        status = started.json()
+        with typer.progressbar(length=max(status["total"], 1), label="replaying") as bar:
+            done = 0
+            while status["state"] in ("running", "swapping"):
+                time.sleep(0.5)
+                status = client.get(f"/replays/{replay_id}").json()
+                bar.length = max(status["total"], 1)
+                bar.label = f"{status['rows_per_s']:>8} rows/s  eta {status['eta_s'] or 0:>5}s"
+                bar.update(status["read"] - done)
+                done = status["read"]
+    if status["state"] != "done":
+        _fail(f"replay {replay_id} failed: {status['error']}")
+    typer.echo(
+        f"replay {replay_id}: {status['inserted']} rows from {status['read']} records "
+        f"({status['skipped']} skipped) + {status['caught_up']} caught up, in "
+        f"{status['elapsed_s']}s; {into} swapped"
+    )
+
+
+ch = typer.Typer(help="ClickHouse schema.")
+cli.add_typer(ch, name="ch")
+
+
+@ch.command("migrate")
+def ch_migrate() -> None:
+    """Apply pending ClickHouse migrations (the projector also does this at start)."""
+    from infra.local.stack import url_ok
+    from projections.clickhouse import connect
+    from projections.migrations import MIGRATIONS, migrate
+
+    settings = get_settings()
+    if not settings.clickhouse_url and url_ok(f"{settings.projector_url}/healthz/live"):
+        # chDB: the running projector owns the folder and migrated it when it started.
+        from tributary.demo import query as remote_query
+
+        rows = remote_query(
+            settings, f"SELECT version FROM {settings.clickhouse_database}._migrations"
+        )
+        done = sorted(r[0] for r in rows)
+        pending = [v for v, _, _ in MIGRATIONS if v not in done]
+        typer.echo(f"projector owns chDB; applied {done}; pending {pending} (restart it to apply)")
+        return
+    applied = migrate(connect(settings))
+    typer.echo(f"applied {applied}" if applied else "up to date")
 
 
 @cli.command()

@@ -1,0 +1,223 @@
+"""Rebuilding a projected table from its topic: read history, build a new table, swap.
+
+The replay reads the topic's partitions with its own group-less consumer from a start
+(offset or timestamp, default the beginning) to an end (default the end at start
+time), inserts into `<table>__rebuild_<id>` (same DDL), checks the row count equals
+the records read, then, with the live projector's flushes held, copies the rows the
+live table gained past the replay's end and swaps the two tables with one
+`EXCHANGE TABLES`. Readers see the old table or the new one, never an empty one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from projections.batching import Batcher
+from projections.clickhouse import ClickHouse
+from projections.projector import Projector
+from projections.tables import Projection, for_topic
+from schemas.envelope import EnvelopeError, from_kafka
+
+log = structlog.get_logger(__name__)
+
+Bound = int | datetime | None
+
+
+@dataclass
+class ReplayStatus:
+    """What a replay has done so far; served to `tributary replay` for its progress bar."""
+
+    id: str
+    topic: str
+    table: str
+    state: str = "running"  # running → swapping → done | failed
+    total: int = 0
+    read: int = 0
+    inserted: int = 0
+    skipped: int = 0
+    caught_up: int = 0
+    started: float = field(default_factory=time.monotonic)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        rate = self.read / elapsed
+        remaining = max(self.total - self.read, 0)
+        return {
+            "id": self.id,
+            "topic": self.topic,
+            "table": self.table,
+            "state": self.state,
+            "total": self.total,
+            "read": self.read,
+            "inserted": self.inserted,
+            "skipped": self.skipped,
+            "caught_up": self.caught_up,
+            "elapsed_s": round(elapsed, 2),
+            "rows_per_s": round(rate),
+            "eta_s": round(remaining / rate, 1) if rate > 0 and self.state == "running" else None,
+            "error": self.error,
+        }
+
+
+async def _offsets(
+    consumer: AIOKafkaConsumer,
+    tps: list[TopicPartition],
+    bound: Bound,
+    default: dict[TopicPartition, int],
+    latest: dict[TopicPartition, int],
+) -> dict[TopicPartition, int]:
+    """Per-partition offsets for `bound`: as given, by timestamp, or `default`."""
+    if bound is None:
+        return dict(default)
+    if isinstance(bound, int):
+        return dict.fromkeys(tps, bound)
+    found = await consumer.offsets_for_times({tp: int(bound.timestamp() * 1000) for tp in tps})
+    return {tp: (found[tp].offset if found.get(tp) else latest[tp]) for tp in tps}
+
+
+class Replay:
+    """One rebuild of `projection.table` from its topic, run inside the projector process."""
+
+    def __init__(
+        self, projector: Projector, topic_name: str, start: Bound = None, end: Bound = None
+    ) -> None:
+        self.projector = projector
+        self.ch: ClickHouse = projector.ch
+        self.projection: Projection = for_topic(topic_name)
+        self.topic = self.projection.topic.physical(projector.settings.namespace)
+        self.start_bound, self.end_bound = start, end
+        self.status = ReplayStatus(uuid.uuid4().hex[:12], self.topic, self.projection.table)
+        self.new_table = f"{self.projection.table}__rebuild_{self.status.id}"
+
+    async def run(self) -> ReplayStatus:
+        try:
+            await self._run()
+            self.status.state = "done"
+        except Exception as exc:  # report every failure to the caller, then clean up
+            self.status.state = "failed"
+            self.status.error = repr(exc)
+            log.error("replay failed", id=self.status.id, error=repr(exc))
+            await asyncio.to_thread(
+                self.ch.command, f"DROP TABLE IF EXISTS {self.ch.database}.{self.new_table}"
+            )
+        return self.status
+
+    async def _run(self) -> None:
+        db = self.ch.database
+        await asyncio.to_thread(
+            self.ch.command, f"CREATE TABLE {db}.{self.new_table} AS {db}.{self.projection.table}"
+        )
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.projector.settings.kafka_bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
+        await consumer.start()
+        try:
+            ends = await self._read(consumer)
+        finally:
+            await consumer.stop()
+        _, rows = await asyncio.to_thread(
+            self.ch.query, f"SELECT count() FROM {db}.{self.new_table}"
+        )
+        if rows[0][0] != self.status.inserted:
+            raise RuntimeError(
+                f"{self.new_table} holds {rows[0][0]} rows, read {self.status.inserted}"
+            )
+        self.status.state = "swapping"
+        async with self.projector.paused():
+            await self._catch_up(ends)
+            await asyncio.to_thread(
+                self.ch.command,
+                f"EXCHANGE TABLES {db}.{self.projection.table} AND {db}.{self.new_table}",
+            )
+        await asyncio.to_thread(self.ch.command, f"DROP TABLE {db}.{self.new_table}")
+
+    async def _read(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
+        partitions = await self._partitions()
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        beginning = await consumer.beginning_offsets(tps)
+        latest = await consumer.end_offsets(tps)
+        starts = await _offsets(consumer, tps, self.start_bound, beginning, latest)
+        ends = await _offsets(consumer, tps, self.end_bound, latest, latest)
+        starts = {tp: max(starts[tp], beginning[tp]) for tp in tps}
+        ends = {tp: min(max(ends[tp], starts[tp]), latest[tp]) for tp in tps}
+        self.status.total = sum(ends[tp] - starts[tp] for tp in tps)
+        for tp in tps:
+            consumer.seek(tp, starts[tp])
+        open_tps = {tp for tp in tps if starts[tp] < ends[tp]}
+        batcher = Batcher(self.projector.settings.projector_batch_rows, 1000)
+        while open_tps:
+            records = await consumer.getmany(*open_tps, timeout_ms=200, max_records=20_000)
+            for tp, messages in records.items():
+                for msg in messages:
+                    if msg.offset >= ends[tp]:
+                        break
+                    self.status.read += 1
+                    try:
+                        event = from_kafka(msg.value, msg.headers)
+                    except EnvelopeError:
+                        self.status.skipped += 1
+                        continue
+                    batcher.add(
+                        tp.topic,
+                        tp.partition,
+                        msg.offset,
+                        self.projection.to_row(event, tp.topic, tp.partition, msg.offset),
+                    )
+            for tp in list(open_tps):
+                if await consumer.position(tp) >= ends[tp]:
+                    open_tps.discard(tp)
+                    consumer.pause(tp)
+            if batcher.due() or not open_tps:
+                await self._insert(batcher)
+        return ends
+
+    async def _partitions(self) -> list[int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.projector.settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            described = await admin.describe_topics([self.topic])
+        finally:
+            await admin.close()
+        if not described or described[0].get("error_code"):
+            raise RuntimeError(f"topic {self.topic} does not exist")
+        return [p["partition"] for p in described[0]["partitions"]]
+
+    async def _insert(self, batcher: Batcher) -> None:
+        for batch in batcher.drain():
+            await asyncio.to_thread(
+                self.ch.insert,
+                self.new_table,
+                batch.rows,
+                self.projection.columns,
+                f"replay:{self.status.id}:{batch.token}",
+            )
+            self.status.inserted += len(batch.rows)
+
+    async def _catch_up(self, ends: dict[TopicPartition, int]) -> None:
+        """Copy rows the live table gained past the replay's end, so the swap loses none."""
+        db, live, new = self.ch.database, self.projection.table, self.new_table
+        columns = ", ".join(self.projection.columns)
+        for tp, end in ends.items():
+            where = f"_topic = '{tp.topic}' AND _partition = {tp.partition} AND _offset >= {end}"
+            await asyncio.to_thread(
+                self.ch.command,
+                f"INSERT INTO {db}.{new} ({columns}) "
+                f"SELECT {columns} FROM {db}.{live} WHERE {where}",
+            )
+            _, rows = await asyncio.to_thread(
+                self.ch.query, f"SELECT count() FROM {db}.{new} WHERE {where}"
+            )
+            self.status.caught_up += int(rows[0][0])
