@@ -8,6 +8,7 @@ insert retried with the same token is dropped by the server.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from projections.clickhouse import ClickHouse
 
@@ -39,10 +40,59 @@ def _event_table(name: str, extra_columns: str = "") -> Callable[[str], str]:
     return ddl
 
 
+@dataclass(frozen=True)
+class Rollup:
+    """A table kept by a materialized view over `source`; rebuilt with it on replays."""
+
+    name: str
+    source: str
+    columns: str
+    order_by: str
+    select: str  # `{db}` and `{source}` are filled in
+
+    def select_from(self, db: str, source: str) -> str:
+        return self.select.format(db=db, source=source)
+
+    def table_ddl(self, db: str) -> str:
+        return (
+            f"CREATE TABLE IF NOT EXISTS {db}.{self.name} ({self.columns}) "
+            f"ENGINE = SummingMergeTree ORDER BY ({self.order_by})"
+        )
+
+    def view_ddl(self, db: str) -> str:
+        return (
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{self.name}_mv TO {db}.{self.name} "
+            f"AS {self.select_from(db, self.source)}"
+        )
+
+
+EVENTS_PER_USER_MINUTE = Rollup(
+    name="events_per_user_minute",
+    source="events_ingest",
+    columns="user_id String, minute DateTime('UTC'), type LowCardinality(String), events UInt64",
+    order_by="user_id, minute, type",
+    select=(
+        "SELECT user_id, toStartOfMinute(time) AS minute, type, count() AS events "
+        "FROM {db}.{source} GROUP BY user_id, minute, type"
+    ),
+)
+ROLLUPS: tuple[Rollup, ...] = (EVENTS_PER_USER_MINUTE,)
+
+
+def rollups_of(table: str) -> list[Rollup]:
+    return [r for r in ROLLUPS if r.source == table]
+
+
+def _rollup(rollup: Rollup) -> Callable[[str], str]:
+    # One migration may need two statements; they are joined and split on ";\n".
+    return lambda db: f"{rollup.table_ddl(db)};\n{rollup.view_ddl(db)}"
+
+
 # (version, description, DDL for database `db`). Append only; never edit a shipped one.
 MIGRATIONS: tuple[tuple[int, str, Callable[[str], str]], ...] = (
     (1, "events_ingest table", _event_table("events_ingest")),
     (2, "events_counted table", _event_table("events_counted", "seq UInt64, source_id String,")),
+    (3, "events per user per minute rollup", _rollup(EVENTS_PER_USER_MINUTE)),
 )
 
 
@@ -60,7 +110,8 @@ def migrate(ch: ClickHouse) -> list[int]:
     for version, description, ddl in MIGRATIONS:
         if version in done:
             continue
-        ch.command(ddl(db))
+        for statement in ddl(db).split(";\n"):
+            ch.command(statement)
         ch.insert(
             "_migrations",
             [(version, description)],

@@ -22,6 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from projections.batching import Batcher
 from projections.clickhouse import ClickHouse
+from projections.migrations import rollups_of
 from projections.projector import Projector
 from projections.tables import Projection, for_topic
 from schemas.envelope import EnvelopeError, from_kafka
@@ -106,9 +107,12 @@ class Replay:
             self.status.state = "failed"
             self.status.error = repr(exc)
             log.error("replay failed", id=self.status.id, error=repr(exc))
-            await asyncio.to_thread(
-                self.ch.command, f"DROP TABLE IF EXISTS {self.ch.database}.{self.new_table}"
-            )
+            for table in [self.new_table] + [
+                f"{r.name}__rebuild_{self.status.id}" for r in rollups_of(self.projection.table)
+            ]:
+                await asyncio.to_thread(
+                    self.ch.command, f"DROP TABLE IF EXISTS {self.ch.database}.{table}"
+                )
         return self.status
 
     async def _run(self) -> None:
@@ -137,11 +141,21 @@ class Replay:
         self.status.state = "swapping"
         async with self.projector.paused():
             await self._catch_up(ends)
-            await asyncio.to_thread(
-                self.ch.command,
-                f"EXCHANGE TABLES {db}.{self.projection.table} AND {db}.{self.new_table}",
-            )
-        await asyncio.to_thread(self.ch.command, f"DROP TABLE {db}.{self.new_table}")
+            swaps = [(self.projection.table, self.new_table)]
+            for rollup in rollups_of(self.projection.table):
+                rebuilt = f"{rollup.name}__rebuild_{self.status.id}"
+                swaps.append((rollup.name, rebuilt))
+                for sql in (
+                    f"CREATE TABLE {db}.{rebuilt} AS {db}.{rollup.name}",
+                    f"INSERT INTO {db}.{rebuilt} {rollup.select_from(db, self.new_table)}",
+                ):
+                    await asyncio.to_thread(self.ch.command, sql)
+            for live, rebuilt in swaps:
+                await asyncio.to_thread(
+                    self.ch.command, f"EXCHANGE TABLES {db}.{live} AND {db}.{rebuilt}"
+                )
+        for _, old in swaps:
+            await asyncio.to_thread(self.ch.command, f"DROP TABLE {db}.{old}")
 
     async def _read(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
         partitions = await self._partitions()

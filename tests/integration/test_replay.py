@@ -83,6 +83,8 @@ def test_replay_equals_live_table_and_swap_is_never_empty(
         assert len(seen) > 3
         assert set(seen) == {N}, "a reader saw a partial or empty table"
         assert fingerprint(settings) == live
+        rollup = f"SELECT sum(events) FROM {db}.events_per_user_minute"
+        assert query(settings, rollup) == [[N]], "the rollup was not rebuilt with its source"
         rebuilt = query(settings, f"SELECT min(_inserted) FROM {db}.events_ingest")[0][0]
         assert rebuilt > first_insert, "the table was not swapped"
         leftovers = query(settings, f"SHOW TABLES FROM {db} LIKE '%rebuild%'")
@@ -93,6 +95,20 @@ def test_replay_equals_live_table_and_swap_is_never_empty(
         wait_count(settings, N + 1000)
         time.sleep(1)
         assert fingerprint(settings)[0][:2] == [N + 1000, N + 1000]
+        assert query(settings, rollup) == [[N + 1000]], "the view stopped following the table"
+
+        # A partial replay (from offset 1000 of each partition) differs from the live table,
+        # so its rollup must be the rebuilt one, not the old one.
+        partial = N + 1000 - 1000 * settings.partitions
+        for key, value in stack.settings_env(settings).items():
+            monkeypatch.setenv(key, value)
+        settings_module.get_settings.cache_clear()
+        args = ["replay", "events.ingest", "--into", "events_ingest", "--from", "1000"]
+        result = CliRunner().invoke(cli, args)
+        settings_module.get_settings.cache_clear()
+        assert result.exit_code == 0, result.output
+        assert fingerprint(settings)[0][0] == partial
+        assert query(settings, rollup) == [[partial]]
     finally:
         proc.stop(timeout_s=20)
 
