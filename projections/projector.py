@@ -21,7 +21,7 @@ from projections.batching import Batcher, PartitionBatch
 from projections.clickhouse import ClickHouse
 from projections.metrics import BATCH_SECONDS, ROWS_PROJECTED, SKIPPED
 from projections.tables import PROJECTIONS, Projection
-from schemas.envelope import EnvelopeError, from_kafka
+from schemas.envelope import EnvelopeError, from_kafka_lenient
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -83,7 +83,7 @@ class Projector:
                 continue
             expected = msg.offset + 1
             try:
-                event = from_kafka(msg.value, msg.headers)
+                event = from_kafka_lenient(msg.value, msg.headers)
             except EnvelopeError as exc:
                 # Only gateway-validated events reach projected topics; anything else is
                 # the DLQ's business (the agents dead-letter it). Count and say so.
@@ -150,15 +150,21 @@ class Projector:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    def resume_offset(self, tp: TopicPartition) -> int | None:
-        """The offset after the last row ClickHouse holds for `tp`, or None if none."""
-        table = self.by_topic[tp.topic].table
-        _, rows = self.ch.query(
-            f"SELECT count(), max(_offset) FROM {self.ch.database}.{table} "
-            f"WHERE _topic = '{tp.topic}' AND _partition = {int(tp.partition)}"
-        )
-        count, last = rows[0]
-        return int(last) + 1 if count else None
+    def resume_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Per partition, the offset after the last row ClickHouse holds (absent: none)."""
+        found: dict[TopicPartition, int] = {}
+        by_table: dict[str, list[str]] = {}
+        for tp in tps:
+            by_table.setdefault(self.by_topic[tp.topic].table, []).append(tp.topic)
+        for table, topics in by_table.items():
+            names = ", ".join(f"'{t}'" for t in sorted(set(topics)))
+            _, rows = self.ch.query(
+                f"SELECT _topic, _partition, max(_offset) FROM {self.ch.database}.{table} "
+                f"WHERE _topic IN ({names}) GROUP BY _topic, _partition"
+            )
+            for topic, partition, last in rows:
+                found[TopicPartition(topic, int(partition))] = int(last) + 1
+        return {tp: offset for tp, offset in found.items() if tp in set(tps)}
 
 
 class _ResumeFromClickHouse(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -172,11 +178,16 @@ class _ResumeFromClickHouse(ConsumerRebalanceListener):  # type: ignore[misc]
             self.projector.next_offset.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        consumer = self.projector.consumer
+        resume = await asyncio.to_thread(self.projector.resume_offsets, list(assigned))
         for tp in assigned:
-            offset = await asyncio.to_thread(self.projector.resume_offset, tp)
-            if offset is None:
-                await self.projector.consumer.seek_to_beginning(tp)
-            else:
-                self.projector.consumer.seek(tp, offset)
+            offset = resume.get(tp)
+            committed = await consumer.committed(tp)
+            # Seek only where ClickHouse and Kafka disagree: a seek drops what the
+            # fetcher already prefetched for the partition.
+            if offset is None and committed is not None:
+                await consumer.seek_to_beginning(tp)
+            elif offset is not None and offset != committed:
+                consumer.seek(tp, offset)
             self.projector.next_offset[tp] = offset or 0
             log.info("partition assigned", topic=tp.topic, partition=tp.partition, resume_at=offset)

@@ -25,7 +25,7 @@ from projections.clickhouse import ClickHouse
 from projections.migrations import rollups_of
 from projections.projector import Projector
 from projections.tables import Projection, for_topic
-from schemas.envelope import EnvelopeError, from_kafka
+from schemas.envelope import EnvelopeError, from_kafka_lenient
 
 log = structlog.get_logger(__name__)
 
@@ -180,7 +180,7 @@ class Replay:
                         break
                     self.status.read += 1
                     try:
-                        event = from_kafka(msg.value, msg.headers)
+                        event = from_kafka_lenient(msg.value, msg.headers)
                     except EnvelopeError:
                         self.status.skipped += 1
                         continue

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from schemas.envelope import CloudEvent
+from schemas.envelope import EventView
 from schemas.topics import COUNTED, INGEST, TopicSpec
 
 Row = tuple[Any, ...]
@@ -35,10 +35,10 @@ class Projection:
     topic: TopicSpec
     table: str
     columns: tuple[str, ...]
-    to_row: Callable[[CloudEvent, str, int, int], Row]
+    to_row: Callable[[EventView, str, int, int], Row]
 
 
-def _common(event: CloudEvent, topic: str, partition: int, offset: int) -> Row:
+def _common(event: EventView, topic: str, partition: int, offset: int) -> Row:
     return (
         event.id,
         event.subject,
@@ -52,7 +52,7 @@ def _common(event: CloudEvent, topic: str, partition: int, offset: int) -> Row:
     )
 
 
-def _counted(event: CloudEvent, topic: str, partition: int, offset: int) -> Row:
+def _counted(event: EventView, topic: str, partition: int, offset: int) -> Row:
     return (
         *_common(event, topic, partition, offset),
         int(event.data["seq"]),

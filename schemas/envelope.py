@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -98,6 +98,43 @@ def from_kafka(value: bytes | None, headers: Headers | dict[str, bytes]) -> Clou
         return CloudEvent(**{k: v for k, v in attrs.items() if k in known}, data=data)
     except ValueError as exc:
         raise EnvelopeError(str(exc)) from exc
+
+
+class EventView(NamedTuple):
+    """The attributes of a CloudEvent that readers use, without model validation."""
+
+    id: str
+    source: str
+    type: str
+    subject: str
+    time: datetime
+    data: dict[str, Any]
+
+
+def from_kafka_lenient(value: bytes | None, headers: Headers | dict[str, bytes]) -> EventView:
+    """Like `from_kafka`, many times faster, for readers of Tributary's own topics (projectors).
+
+    Checks what a reader relies on (the attributes exist, `time` is a timestamp, `data`
+    is a JSON object) but not the id/type/subject patterns the gateway already enforced.
+    """
+    h = headers if isinstance(headers, dict) else dict(headers)
+    try:
+        raw_time = h.get("ce_time")
+        view = EventView(
+            h["ce_id"].decode(),
+            h["ce_source"].decode(),
+            h["ce_type"].decode(),
+            h["ce_subject"].decode(),
+            datetime.fromisoformat(raw_time.decode()) if raw_time else utcnow(),
+            orjson.loads(value) if value else {},
+        )
+    except KeyError as exc:
+        raise EnvelopeError(f"missing CloudEvents header {exc.args[0]}") from exc
+    except (ValueError, AttributeError) as exc:
+        raise EnvelopeError(f"bad CloudEvents record: {exc}") from exc
+    if not isinstance(view.data, dict):
+        raise EnvelopeError("value must be a JSON object")
+    return view
 
 
 def header_value(headers: Headers | dict[str, bytes], name: str) -> str | None:

@@ -57,3 +57,18 @@ def test_query_endpoint_refuses_writes(apps: Settings) -> None:
     response = httpx.post(f"{apps.projector_url}/query", json={"sql": "DROP DATABASE x"})
     assert response.status_code == 400
     assert response.json()["error"] == "read_only"
+
+
+def test_every_query_in_the_analysts_guide_runs(apps: Settings) -> None:
+    import re
+    from pathlib import Path
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "analysts.md").read_text()
+    queries = re.findall(r"```sql\n(.*?)```", guide, re.S)
+    assert len(queries) == 10
+    for sql in queries:
+        sql = sql.replace("tributary.", f"{apps.clickhouse_database}.")
+        response = httpx.post(f"{apps.projector_url}/query", json={"sql": sql}, timeout=60)
+        assert response.status_code == 200, (sql, response.text)
+    gaps = query(apps, re.sub(r"tributary\.", f"{apps.clickhouse_database}.", queries[5]))
+    assert gaps == []

@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.envelope import CloudEvent, EnvelopeError, from_kafka, header_value, to_kafka
+from schemas.envelope import (
+    CloudEvent,
+    EnvelopeError,
+    from_kafka,
+    from_kafka_lenient,
+    header_value,
+    to_kafka,
+)
 
 user_ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.@:-]{0,30}", fullmatch=True)
 json_values = st.recursive(
@@ -28,6 +35,14 @@ def test_binary_mode_round_trip(user: str, data: dict, when: datetime) -> None:
     key, value, headers = to_kafka(event, {"traceparent": "00-abc-def-01"})
     assert key == user.encode()
     assert from_kafka(value, headers) == event
+    assert from_kafka_lenient(value, headers) == (
+        event.id,
+        event.source,
+        event.type,
+        event.subject,
+        event.time,
+        event.data,
+    )
     assert header_value(headers, "traceparent") == "00-abc-def-01"
     assert header_value(headers, "ce_subject") == user
 
@@ -47,3 +62,23 @@ def test_value_must_be_a_json_object(value: bytes) -> None:
 def test_invalid_user_id_is_refused() -> None:
     with pytest.raises(ValueError):
         CloudEvent(source="s", type="t", subject="has space")
+
+
+@pytest.mark.parametrize(
+    ("value", "drop"),
+    [(b"{}", "ce_id"), (b"[1]", None), (b"nope", None), (b"{}", "ce_subject")],
+)
+def test_lenient_decoder_still_refuses_what_a_row_cannot_hold(
+    value: bytes, drop: str | None
+) -> None:
+    _, _, headers = to_kafka(CloudEvent(source="s", type="t", subject="u"))
+    headers = [(k, v) for k, v in headers if k != drop]
+    with pytest.raises(EnvelopeError):
+        from_kafka_lenient(value, headers)
+
+
+def test_lenient_decoder_refuses_a_bad_time() -> None:
+    _, value, headers = to_kafka(CloudEvent(source="s", type="t", subject="u"))
+    headers = [(k, b"yesterday" if k == "ce_time" else v) for k, v in headers]
+    with pytest.raises(EnvelopeError):
+        from_kafka_lenient(value, headers)
