@@ -1,25 +1,45 @@
-"""The FastAPI application: wiring of routes, producer and lifecycle."""
+"""The FastAPI application: wiring of routes, producer, Redis-backed guards and lifecycle."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
 
 from gateway import errors, health
+from gateway.auth import Authenticator
 from gateway.body_limit import BodyLimitMiddleware
+from gateway.idempotency import Idempotency
+from gateway.limiter import Policy, RateLimiter
+from gateway.limits import parse_windows
 from gateway.producer import EventProducer
 from gateway.routes import events
 from tributary.logging import configure_logging
 from tributary.settings import Settings, get_settings
 
 
+def policies(settings: Settings) -> dict[str, Policy]:
+    """Rate-limit policy per class of route (health and metrics are exempt)."""
+    return {
+        "events": Policy(
+            "events", parse_windows(settings.rate_limits), settings.rate_limit_fail_open
+        ),
+        "containers": Policy(
+            "containers",
+            parse_windows(settings.rate_limits_containers),
+            settings.rate_limit_containers_fail_open,
+        ),
+    }
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A gateway app for `settings` (default: from the environment)."""
     settings = settings or get_settings()
     configure_logging(settings.log_level)
+    client = aioredis.from_url(settings.redis_dsn, socket_timeout=2, socket_connect_timeout=2)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -28,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Shutdown: readiness goes false first, then in-flight sends are flushed.
         app.state.draining = True
         await app.state.producer.stop()
+        await client.aclose()
 
     app = FastAPI(
         title="Tributary gateway",
@@ -37,7 +58,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.draining = False
+    app.state.redis = client
     app.state.producer = EventProducer(settings.kafka_bootstrap, settings.produce_timeout_s)
+    app.state.auth = Authenticator(settings, client)
+    app.state.limiter = RateLimiter(client, settings.namespace)
+    app.state.policies = policies(settings)
+    app.state.idempotency = Idempotency(client, settings.namespace, settings.idempotency_ttl_s)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     errors.install(app)
     app.include_router(health.router)

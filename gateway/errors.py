@@ -23,6 +23,7 @@ class ApiError(Exception):
         *,
         retry_after_ms: int | None = None,
         headers: dict[str, str] | None = None,
+        detail: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -30,6 +31,7 @@ class ApiError(Exception):
         self.message = message
         self.retry_after_ms = retry_after_ms
         self.headers = headers or {}
+        self.detail = detail
 
 
 class DependencyUnavailable(ApiError):
@@ -55,7 +57,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> ORJSONResponse:
         return ORJSONResponse(
-            _body(exc.error, exc.message, retry_after_ms=exc.retry_after_ms),
+            _body(exc.error, exc.message, retry_after_ms=exc.retry_after_ms, detail=exc.detail),
             status_code=exc.status,
             headers=exc.headers,
         )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import ORJSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
 
 router = APIRouter(tags=["health"])
 
@@ -14,14 +17,23 @@ async def live() -> dict[str, str]:
     return {"status": "up"}
 
 
-@router.get("/healthz/ready", summary="Can take traffic: broker connected, not draining.")
+@router.get("/healthz/ready", summary="Can take traffic: broker connected, Redis up, disk ok.")
 async def ready(request: Request) -> ORJSONResponse:
     state = request.app.state
+    settings = state.settings
+    try:
+        redis_up = bool(await state.redis.ping())
+    except RedisError:
+        redis_up = False
+    usage = shutil.disk_usage(settings.data_dir if settings.data_dir.exists() else ".")
+    disk_used = 1 - usage.free / usage.total
     checks = {
         "kafka": "up" if state.producer.connected else "down",
+        "redis": "up" if redis_up else "down",
+        "disk": "ok" if disk_used < settings.ready_max_disk_used else f"{disk_used:.0%} used",
         "draining": "yes" if state.draining else "no",
     }
-    ok = checks["kafka"] == "up" and not state.draining
+    ok = checks["kafka"] == "up" and redis_up and checks["disk"] == "ok" and not state.draining
     return ORJSONResponse(
         {"status": "up" if ok else "down", "checks": checks}, status_code=200 if ok else 503
     )

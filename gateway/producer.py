@@ -80,6 +80,28 @@ class EventProducer:
             ) from exc
         return Accepted(id=event.id, topic=topic, partition=meta.partition, offset=meta.offset)
 
+    async def send_many(
+        self, topic: str, events: list[CloudEvent], headers: dict[str, str] | None = None
+    ) -> list[Accepted]:
+        """Produce all `events` (batched by the client), return after every ack."""
+        producer = self._producer
+        if producer is None:
+            raise DependencyUnavailable("broker", "Kafka is not reachable; retry later.")
+        try:
+            futures = []
+            for event in events:
+                key, value, kheaders = to_kafka(event, headers)
+                futures.append(await producer.send(topic, value=value, key=key, headers=kheaders))
+            metas = await asyncio.wait_for(asyncio.gather(*futures), self._timeout_s)
+        except (TimeoutError, KafkaError) as exc:
+            raise DependencyUnavailable(
+                "broker", f"Kafka did not acknowledge within {self._timeout_s:g}s: {exc!r}"
+            ) from exc
+        return [
+            Accepted(id=e.id, topic=topic, partition=m.partition, offset=m.offset)
+            for e, m in zip(events, metas, strict=True)
+        ]
+
     async def stop(self) -> None:
         """Flush what is in flight and close."""
         if self._connector is not None:

@@ -161,6 +161,31 @@ def replay(
     )
 
 
+apikey = typer.Typer(help="API keys (only their hashes are stored, in Redis).")
+cli.add_typer(apikey, name="apikey")
+
+
+@apikey.command("create")
+def apikey_create(user_id: str) -> None:
+    """Create an API key for USER_ID and print it (it cannot be shown again)."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from gateway.auth import create_api_key
+
+    settings = get_settings()
+
+    async def make() -> str:
+        client = aioredis.from_url(settings.redis_dsn)
+        try:
+            return await create_api_key(client, settings.namespace, user_id)
+        finally:
+            await client.aclose()
+
+    typer.echo(asyncio.run(make()))
+
+
 ch = typer.Typer(help="ClickHouse schema.")
 cli.add_typer(ch, name="ch")
 

@@ -13,29 +13,51 @@ import httpx
 from tributary.settings import Settings
 
 
-async def send_events(gateway_url: str, run: str, events: int, users: int) -> float:
-    """POST `events` events spread over `users` users, each user's in order; return seconds."""
+async def api_keys(settings: Settings, users: list[str]) -> dict[str, str]:
+    """A fresh API key per user (what `tributary apikey create` does)."""
+    import redis.asyncio as aioredis
+
+    from gateway.auth import create_api_key
+
+    client = aioredis.from_url(settings.redis_dsn)
+    try:
+        return {user: await create_api_key(client, settings.namespace, user) for user in users}
+    finally:
+        await client.aclose()
+
+
+async def send_events(settings: Settings, run: str, events: int, users: int) -> tuple[float, int]:
+    """POST `events` events spread over `users` users, each user's in order, as a polite
+    client: on 429 it waits `retry_after_ms` and retries. Returns (seconds, 429s seen)."""
+    names = [f"demo-{run}-u{i}" for i in range(users)]
+    keys = await api_keys(settings, names) if settings.auth_enabled else {}
     per_user = [events // users + (1 if i < events % users else 0) for i in range(users)]
     limits = httpx.Limits(max_connections=users, max_keepalive_connections=users)
-    async with httpx.AsyncClient(base_url=gateway_url, timeout=30, limits=limits) as client:
+    throttled = 0
+    async with httpx.AsyncClient(
+        base_url=settings.gateway_url, timeout=30, limits=limits
+    ) as client:
 
-        async def one_user(i: int, count: int) -> None:
-            for n in range(count):
-                response = await client.post(
-                    "/v1/events",
-                    json={
-                        "source": f"demo/{run}",
-                        "type": "demo.click",
-                        "subject": f"demo-{run}-u{i}",
-                        "data": {"n": n},
-                    },
-                )
+        async def one_user(name: str, count: int) -> None:
+            nonlocal throttled
+            auth = {"x-api-key": keys[name]} if keys else {}
+            n = 0
+            while n < count:
+                body = {"source": f"demo/{run}", "type": "demo.click", "data": {"n": n}}
+                if not keys:
+                    body["subject"] = name
+                response = await client.post("/v1/events", json=body, headers=auth)
+                if response.status_code == 429:
+                    throttled += 1
+                    await asyncio.sleep(response.json()["retry_after_ms"] / 1000)
+                    continue
                 if response.status_code != 202:
                     raise RuntimeError(f"gateway answered {response.status_code}: {response.text}")
+                n += 1
 
         started = time.perf_counter()
-        await asyncio.gather(*(one_user(i, c) for i, c in enumerate(per_user)))
-        return time.perf_counter() - started
+        await asyncio.gather(*(one_user(u, c) for u, c in zip(names, per_user, strict=True)))
+        return time.perf_counter() - started, throttled
 
 
 def query(settings: Settings, sql: str) -> list[list[Any]]:
@@ -50,8 +72,11 @@ def run(settings: Settings, events: int, users: int, echo: Callable[[str], None]
     run_id = uuid.uuid4().hex[:8]
     db = settings.clickhouse_database
     echo(f"sending {events} events for {users} users to {settings.gateway_url} (run {run_id})")
-    seconds = asyncio.run(send_events(settings.gateway_url, run_id, events, users))
-    echo(f"accepted {events} events in {seconds:.2f}s ({events / seconds:.0f} events/s over HTTP)")
+    seconds, throttled = asyncio.run(send_events(settings, run_id, events, users))
+    echo(
+        f"accepted {events} events in {seconds:.2f}s ({events / seconds:.0f} events/s over HTTP;"
+        f" {throttled} answers were 429 and retried after Retry-After)"
+    )
     where = f"user_id LIKE 'demo-{run_id}-%'"
     deadline = time.monotonic() + 120
     started = time.monotonic()

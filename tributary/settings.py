@@ -44,6 +44,21 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1024 * 1024
     produce_timeout_s: float = 5.0
 
+    # Auth: API keys (hashed in Redis) and/or JWT bearer tokens. Off only for local dev.
+    auth_enabled: bool = True
+    jwt_hs256_secret: str | None = None
+    jwt_rs256_public_key: str | None = None  # PEM text
+    jwt_audience: str = "tributary"
+
+    # Admission limits per user, several windows at once ("N/period", comma-separated).
+    rate_limits: str = "10/s,100/m,1000/h"
+    rate_limits_containers: str = "2/s,20/m,200/h"
+    rate_limit_fail_open: bool = True
+    rate_limit_containers_fail_open: bool = False
+    idempotency_ttl_s: int = 24 * 60 * 60
+    max_batch_events: int = Field(default=1000, ge=1)
+    ready_max_disk_used: float = 0.9
+
     projector_host: str = "127.0.0.1"
     projector_port: int = 8124
     projector_batch_rows: int = 50_000

@@ -1,29 +1,108 @@
-"""`POST /v1/events`: one client event in, one CloudEvent on the ingest topic out."""
+"""`POST /v1/events` and `/v1/events/batch`: client events in, CloudEvents on the ingest topic.
+
+Order of checks: content type (415) → credential (401) → body (422) → owner of the
+subject (403) → rate limit (429) → Idempotency-Key replay → produce, 202 after the ack.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+import uuid
+from typing import Any
 
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import ORJSONResponse
+from pydantic import ValidationError
+
+from gateway.auth import Principal, authenticate
 from gateway.content_type import require_json
 from gateway.errors import ApiError
+from gateway.limiter import headers as limit_headers
+from gateway.limiter import refused
 from gateway.metrics import EVENTS_ACCEPTED
-from gateway.producer import EventProducer
-from schemas.api import Accepted, ErrorBody
-from schemas.envelope import CloudEvent
+from gateway.tracing import trace_headers
+from schemas.api import Accepted, BatchIn, BatchResult, ErrorBody, EventIn, ItemResult
+from schemas.envelope import CloudEvent, new_event_id, utcnow
 from schemas.topics import INGEST
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
-ERRORS: dict[int | str, dict[str, object]] = {
-    413: {"model": ErrorBody, "description": "Body larger than the limit."},
-    415: {"model": ErrorBody, "description": "Content-Type is not application/json."},
-    422: {"model": ErrorBody, "description": "Not a valid event; `detail` lists each problem."},
-    503: {"model": ErrorBody, "description": "The broker is down; retry after `Retry-After`."},
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in {
+        401: "No or bad credential.",
+        403: "The credential's user may not act for this subject.",
+        409: "A request with the same Idempotency-Key is in progress.",
+        413: "Body larger than the limit.",
+        415: "Content-Type is not application/json.",
+        422: "Invalid request; `detail` lists each problem.",
+        429: "Rate limited; see Retry-After and `retry_after_ms`.",
+        503: "The broker or Redis is down; retry after Retry-After.",
+    }.items()
 }
+_ID_NAMESPACE = uuid.UUID("0b7a4a0e-3f7e-4d8e-9a55-6f3c1b2d9e10")
 
 
-def producer(request: Request) -> EventProducer:
-    return request.app.state.producer  # type: ignore[no-any-return]
+def to_event(
+    item: EventIn, principal: Principal | None, idem: str | None, index: int = 0
+) -> CloudEvent:
+    """The stored event: the subject from the credential, an id derived from the idempotency key."""
+    if principal is not None:
+        if item.subject is not None and item.subject != principal.user_id:
+            raise ApiError(403, "subject_mismatch", "`subject` must be the authenticated user.")
+        subject = principal.user_id
+    elif item.subject is None:
+        raise ApiError(
+            422,
+            "validation_failed",
+            "subject: Field required (the user id)",
+            detail=[{"loc": ["body", "subject"], "msg": "Field required", "type": "missing"}],
+        )
+    else:
+        subject = item.subject
+    event_id = item.id or (
+        str(uuid.uuid5(_ID_NAMESPACE, f"{subject}:{idem}:{index}")) if idem else new_event_id()
+    )
+    return CloudEvent(
+        id=event_id,
+        source=item.source,
+        type=item.type,
+        time=item.time or utcnow(),
+        subject=subject,
+        data=item.data,
+    )
+
+
+async def admit(request: Request, response: Response, user_id: str, cost: int) -> None:
+    decision = await request.app.state.limiter.check(
+        user_id, request.app.state.policies["events"], cost
+    )
+    response.headers.update(limit_headers(decision))
+    if not decision.allowed:
+        raise refused(decision)
+
+
+async def with_idempotency(
+    request: Request, route: str, user_id: str, produce: Any
+) -> ORJSONResponse:
+    """Run `produce()` once per Idempotency-Key; replay the stored answer afterwards."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        status, body = await produce()
+        return ORJSONResponse(body, status_code=status)
+    store = request.app.state.idempotency
+    raw = await request.body()
+    stored = await store.begin(user_id, route, key, raw)
+    if stored is not None:
+        return ORJSONResponse(
+            stored.body, status_code=stored.status, headers={"Idempotency-Replayed": "true"}
+        )
+    try:
+        status, body = await produce()
+    except BaseException:
+        await store.abandon(user_id, route, key)
+        raise
+    await store.complete(user_id, route, key, raw, status, body)
+    return ORJSONResponse(body, status_code=status)
 
 
 @router.post(
@@ -35,11 +114,90 @@ def producer(request: Request) -> EventProducer:
     summary="Accept one event; 202 once the broker has it durably (acks=all).",
 )
 async def post_event(
-    event: CloudEvent, request: Request, events: EventProducer = Depends(producer)
-) -> Accepted:
-    if request.app.state.draining:
+    item: EventIn,
+    request: Request,
+    response: Response,
+    principal: Principal | None = Depends(authenticate),
+) -> ORJSONResponse:
+    state = request.app.state
+    if state.draining:
         raise ApiError(503, "shutting_down", "This gateway is shutting down; retry elsewhere.")
-    topic = INGEST.physical(request.app.state.settings.namespace)
-    accepted = await events.send(topic, event)
-    EVENTS_ACCEPTED.labels(topic=INGEST.name).inc()
-    return accepted
+    idem = request.headers.get("idempotency-key")
+    event = to_event(item, principal, idem)
+    await admit(request, response, event.subject, 1)
+    topic = INGEST.physical(state.settings.namespace)
+
+    async def produce() -> tuple[int, dict[str, Any]]:
+        extra = trace_headers(request, idem)
+        accepted = await state.producer.send(topic, event, extra)
+        EVENTS_ACCEPTED.labels(topic=INGEST.name).inc()
+        return 202, accepted.model_dump()
+
+    answer = await with_idempotency(request, "events", event.subject, produce)
+    answer.headers.update(response.headers)
+    return answer
+
+
+@router.post(
+    "/events/batch",
+    response_model=BatchResult,
+    responses=ERRORS,
+    dependencies=[Depends(require_json)],
+    summary="Accept up to 1,000 events; each gets its own result (202 or its 4xx).",
+)
+async def post_batch(
+    batch: BatchIn,
+    request: Request,
+    response: Response,
+    principal: Principal | None = Depends(authenticate),
+) -> ORJSONResponse:
+    state = request.app.state
+    if len(batch.events) > state.settings.max_batch_events:
+        raise ApiError(
+            422, "batch_too_large", f"At most {state.settings.max_batch_events} events per batch."
+        )
+    idem = request.headers.get("idempotency-key")
+    results: list[ItemResult] = []
+    events: list[tuple[int, CloudEvent]] = []
+    for index, raw in enumerate(batch.events):
+        try:
+            events.append((index, to_event(EventIn.model_validate(raw), principal, idem, index)))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "event"
+            results.append(
+                ItemResult(
+                    index=index,
+                    status=422,
+                    error="validation_failed",
+                    message=f"{where}: {first['msg']}",
+                )
+            )
+        except ApiError as exc:
+            results.append(
+                ItemResult(index=index, status=exc.status, error=exc.error, message=exc.message)
+            )
+    user = principal.user_id if principal else (events[0][1].subject if events else "anonymous")
+    if events:
+        await admit(request, response, user, len(events))
+    topic = INGEST.physical(state.settings.namespace)
+
+    async def produce() -> tuple[int, dict[str, Any]]:
+        extra = trace_headers(request, idem)
+        accepted = await state.producer.send_many(topic, [e for _, e in events], extra)
+        for (index, _), ok in zip(events, accepted, strict=True):
+            results.append(
+                ItemResult(
+                    index=index, status=202, id=ok.id, partition=ok.partition, offset=ok.offset
+                )
+            )
+        EVENTS_ACCEPTED.labels(topic=INGEST.name).inc(len(events))
+        results.sort(key=lambda r: r.index)
+        body = BatchResult(
+            accepted=len(events), rejected=len(results) - len(events), results=results
+        )
+        return 200, body.model_dump(exclude_none=True)
+
+    answer = await with_idempotency(request, "events_batch", user, produce)
+    answer.headers.update(response.headers)
+    return answer

@@ -28,7 +28,7 @@ def wait_for_count(settings: Settings, sql: str, expected: int, timeout_s: float
 
 def test_thousand_events_from_ten_users_arrive_once_and_in_order(apps: Settings) -> None:
     run = uuid.uuid4().hex[:8]
-    asyncio.run(send_events(apps.gateway_url, run, events=1000, users=10))
+    asyncio.run(send_events(apps, run, events=1000, users=10))
     db = apps.clickhouse_database
     where = f"user_id LIKE 'demo-{run}-%'"
     count = wait_for_count(apps, f"SELECT count() FROM {db}.events_counted WHERE {where}", 1000)

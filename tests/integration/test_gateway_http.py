@@ -14,6 +14,7 @@ from gateway.app import create_app
 from infra.local.process import free_port
 from schemas.envelope import from_kafka, header_value
 from schemas.topics import INGEST
+from tributary.demo import api_keys
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -32,9 +33,18 @@ def wait_ready(client: TestClient, timeout_s: float = 20) -> None:
 
 @pytest.fixture(scope="module")
 def client(services: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(services)) as test_client:
+    key = asyncio.run(api_keys(services, ["user-1"]))["user-1"]
+    with TestClient(create_app(services), headers={"x-api-key": key}) as test_client:
         wait_ready(test_client)
         yield test_client
+
+
+@pytest.fixture(scope="module")
+def dev_client(services: Settings) -> Iterator[TestClient]:
+    """A gateway with auth off (local dev): the body's `subject` names the user."""
+    with TestClient(create_app(services.model_copy(update={"auth_enabled": False}))) as c:
+        wait_ready(c)
+        yield c
 
 
 async def read_record(settings: Settings, partition: int, offset: int):  # type: ignore[no-untyped-def]
@@ -64,6 +74,7 @@ def test_accepted_event_is_on_the_topic_in_binary_mode(
     assert header_value(record.headers, "ce_type") == "test.click"
     event = from_kafka(record.value, record.headers)
     assert (event.id, event.subject, event.data) == ("evt-1", "user-1", {"n": 1})
+    assert header_value(record.headers, "traceparent").startswith("00-")
 
 
 def test_one_users_events_share_a_partition(client: TestClient) -> None:
@@ -80,8 +91,9 @@ def test_malformed_json_is_422_with_reason(client: TestClient) -> None:
     assert "JSON" in response.json()["message"]
 
 
-def test_missing_user_id_is_422_naming_the_field(client: TestClient) -> None:
-    response = client.post("/v1/events", json={k: v for k, v in EVENT.items() if k != "subject"})
+def test_missing_user_id_is_422_naming_the_field(dev_client: TestClient) -> None:
+    body = {k: v for k, v in EVENT.items() if k != "subject"}
+    response = dev_client.post("/v1/events", json=body)
     assert response.status_code == 422
     body = response.json()
     assert body["error"] == "validation_failed"
@@ -117,7 +129,9 @@ def test_oversized_body_is_413(client: TestClient, services: Settings) -> None:
 
 
 def test_broker_down_is_503_not_a_hang(services: Settings) -> None:
-    dead = services.model_copy(update={"kafka_port": free_port(), "produce_timeout_s": 2.0})
+    dead = services.model_copy(
+        update={"kafka_port": free_port(), "produce_timeout_s": 2.0, "auth_enabled": False}
+    )
     with TestClient(create_app(dead)) as dead_client:
         started = time.monotonic()
         response = dead_client.post("/v1/events", json=EVENT)

@@ -1,0 +1,114 @@
+"""Who is calling: API keys (stored hashed in Redis) or JWT bearer tokens (HS256/RS256).
+
+The user id always comes from the credential, never from the request body.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+import jwt
+import redis.asyncio as aioredis
+from fastapi import Request
+from redis.exceptions import RedisError
+
+from gateway.errors import ApiError, DependencyUnavailable
+from tributary.settings import Settings
+
+API_KEY_PREFIX = "trb_"
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: str
+    method: str  # "api_key" | "jwt" | "anonymous"
+
+
+def hash_key(key: str) -> str:
+    """What is stored for an API key: its SHA-256 (keys are 256-bit random, no salt needed)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def keys_hash(namespace: str) -> str:
+    return f"{namespace}:apikeys"
+
+
+async def create_api_key(client: aioredis.Redis, namespace: str, user_id: str) -> str:
+    """Make a new API key for `user_id`; only its hash is stored. Returns the key."""
+    key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    await client.hset(keys_hash(namespace), hash_key(key), user_id)
+    return key
+
+
+def _unauthenticated(error: str, message: str) -> ApiError:
+    return ApiError(401, error, message, headers={"WWW-Authenticate": 'Bearer realm="tributary"'})
+
+
+class Authenticator:
+    """Resolves a request's credential to a `Principal`, or raises 401/503."""
+
+    def __init__(self, settings: Settings, client: aioredis.Redis) -> None:
+        self._settings = settings
+        self._client = client
+        self._jwt_keys: list[tuple[str, str]] = []
+        if settings.jwt_hs256_secret:
+            self._jwt_keys.append(("HS256", settings.jwt_hs256_secret))
+        if settings.jwt_rs256_public_key:
+            self._jwt_keys.append(("RS256", settings.jwt_rs256_public_key))
+
+    async def __call__(self, request: Request) -> Principal | None:
+        if not self._settings.auth_enabled:
+            return None
+        token = request.headers.get("x-api-key")
+        authorization = request.headers.get("authorization", "")
+        if token is None and authorization.lower().startswith("bearer "):
+            token = authorization[7:].strip()
+        if not token:
+            raise _unauthenticated("unauthenticated", "Send an API key or a Bearer token.")
+        if token.startswith(API_KEY_PREFIX):
+            return await self._api_key(token)
+        return self._jwt(token)
+
+    async def _api_key(self, key: str) -> Principal:
+        try:
+            user_id = await self._client.hget(keys_hash(self._settings.namespace), hash_key(key))
+        except RedisError as exc:
+            raise DependencyUnavailable("redis", f"cannot check API keys: {exc}") from exc
+        if user_id is None:
+            raise _unauthenticated("invalid_api_key", "Unknown or revoked API key.")
+        return Principal(user_id.decode() if isinstance(user_id, bytes) else user_id, "api_key")
+
+    def _jwt(self, token: str) -> Principal:
+        if not self._jwt_keys:
+            raise _unauthenticated("invalid_token", "JWT bearer tokens are not enabled here.")
+        try:
+            algorithm = jwt.get_unverified_header(token).get("alg")
+        except jwt.InvalidTokenError as exc:
+            raise _unauthenticated("invalid_token", f"Malformed token: {exc}") from exc
+        key = next((k for alg, k in self._jwt_keys if alg == algorithm), None)
+        if key is None:
+            raise _unauthenticated("invalid_token", f"Algorithm {algorithm!r} is not accepted.")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                audience=self._settings.jwt_audience,
+                options={"require": ["exp", "sub", "aud"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise _unauthenticated("token_expired", "The token has expired.") from exc
+        except jwt.InvalidAudienceError as exc:
+            raise _unauthenticated(
+                "invalid_audience", "The token is for another audience."
+            ) from exc
+        except jwt.InvalidTokenError as exc:
+            raise _unauthenticated("invalid_token", str(exc)) from exc
+        return Principal(str(claims["sub"]), "jwt")
+
+
+async def authenticate(request: Request) -> Principal | None:
+    """FastAPI dependency: the caller, or None when auth is disabled (local dev)."""
+    return await request.app.state.auth(request)  # type: ignore[no-any-return]
