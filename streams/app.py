@@ -26,6 +26,8 @@ def create_app(settings: Settings) -> faust.App:
         web_host="127.0.0.1",
         web_port=settings.worker_web_port,
         web_in_thread=False,
+        broker_session_timeout=settings.worker_session_timeout_s,
+        broker_heartbeat_interval=max(1.0, settings.worker_session_timeout_s / 4),
     )
     health.install(app)
     counter.install(app, settings)

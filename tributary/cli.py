@@ -186,6 +186,83 @@ def apikey_create(user_id: str) -> None:
     typer.echo(asyncio.run(make()))
 
 
+dlq = typer.Typer(help="The dead-letter topic: records no agent could process.")
+cli.add_typer(dlq, name="dlq")
+
+
+def _letters() -> list:  # type: ignore[type-arg]
+    import asyncio
+
+    from streams import dlq_admin
+
+    return asyncio.run(dlq_admin.read(get_settings()))
+
+
+@dlq.command("list")
+def dlq_list() -> None:
+    """One line per dead letter: position, reason, event type and id."""
+    from schemas.envelope import header_value
+
+    letters = _letters()
+    for d in letters:
+        ce_type = header_value(d.headers, "ce_type") or "-"
+        ce_id = header_value(d.headers, "ce_id") or "-"
+        typer.echo(f"{d.position:<10} {d.reason:<20} {ce_type:<24} {ce_id}  {d.error[:60]}")
+    typer.echo(f"{len(letters)} dead letter(s)")
+
+
+@dlq.command("show")
+def dlq_show(position: str = typer.Argument(help="PARTITION:OFFSET, as `dlq list` prints")) -> None:
+    """A dead letter in full: headers, key and value."""
+    letter = next((d for d in _letters() if d.position == position), None)
+    if letter is None:
+        _fail(f"no dead letter at {position}")
+    typer.echo(f"position: {letter.position}\nreason:   {letter.reason}\nerror:    {letter.error}")
+    typer.echo(f"key:      {letter.key!r}")
+    for name, value in letter.headers:
+        typer.echo(f"header    {name}: {value.decode(errors='replace')}")
+    typer.echo(f"value:    {(letter.value or b'').decode(errors='replace')}")
+
+
+@dlq.command("retry")
+def dlq_retry(position: str = typer.Argument(help="PARTITION:OFFSET")) -> None:
+    """Send one dead letter's original record back to the topic it came from."""
+    import asyncio
+
+    from streams import dlq_admin
+
+    letter = next((d for d in _letters() if d.position == position), None)
+    if letter is None:
+        _fail(f"no dead letter at {position}")
+    for line in asyncio.run(dlq_admin.retry(get_settings(), [letter])):
+        typer.echo(line)
+
+
+@dlq.command("retry-all")
+def dlq_retry_all(reason: str = typer.Option(None, help="Only letters with this reason")) -> None:
+    """Send every dead letter (or those with REASON) back to its origin topic."""
+    import asyncio
+
+    from streams import dlq_admin
+
+    letters = [d for d in _letters() if reason is None or d.reason == reason]
+    for line in asyncio.run(dlq_admin.retry(get_settings(), letters)):
+        typer.echo(line)
+    typer.echo(f"retried {len(letters)}")
+
+
+@dlq.command("purge")
+def dlq_purge(yes: bool = typer.Option(False, "--yes", help="Do it without asking")) -> None:
+    """Delete every dead letter now on the topic."""
+    import asyncio
+
+    from streams import dlq_admin
+
+    if not yes and not typer.confirm("Delete every dead letter?"):
+        raise typer.Exit(1)
+    typer.echo(f"purged {asyncio.run(dlq_admin.purge(get_settings()))}")
+
+
 ch = typer.Typer(help="ClickHouse schema.")
 cli.add_typer(ch, name="ch")
 

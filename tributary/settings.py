@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     projector_batch_ms: int = 1_000
 
     worker_name: str = Field(default="worker-1", pattern=r"^[a-z0-9-]{1,40}$")
+    # A dead worker's partitions move to the others after this many seconds.
+    worker_session_timeout_s: float = 10.0
+    # An event id seen again within this horizon (by event time) has no second effect.
+    dedup_ttl_s: int = 24 * 60 * 60
     worker_web_port: int = 6066
     processing_guarantee: str = Field(
         default="exactly_once", pattern=r"^(exactly_once|at_least_once)$"

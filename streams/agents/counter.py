@@ -1,4 +1,4 @@
-"""The counter agent: ingest → per-user sequence (RocksDB table) → `events.counted`.
+"""The counter agent: ingest → dedup by event id → per-user sequence → `events.counted`.
 
 Read, decide (pure `stamp`), write. Under `exactly_once` the table's changelog
 write, the output record and the input offset commit are one Kafka transaction.
@@ -31,6 +31,15 @@ def install(app: faust.App, settings: Settings) -> None:
     counted = app.topic(COUNTED.physical(ns), **raw)
     dlq = app.topic(DLQ.physical(ns), **raw)
     seqs = app.Table("user-seq", default=int, partitions=settings.partitions, key_type=str)
+    # event id -> the seq it got. Tumbling windows of the TTL, checked current and
+    # previous, so an id is remembered for between one and two TTLs of event time
+    # (the record timestamp: a replay decides the same) and then expires.
+    ttl = settings.dedup_ttl_s
+    seen = (
+        app.Table("seen-events", default=int, partitions=settings.partitions, key_type=str)
+        .tumbling(ttl, expires=2 * ttl)
+        .relative_to_stream()
+    )
 
     async def count(stream: faust.StreamT) -> None:
         async for event in stream.events():
@@ -40,8 +49,14 @@ def install(app: faust.App, settings: Settings) -> None:
                 await dead_letter(dlq, event, reason="invalid_envelope", error=str(exc))
                 EVENTS_PROCESSED.labels(agent="counter", outcome="dead_lettered").inc()
                 continue
+            # Ids are client-chosen: one user's id must not shadow another's.
+            seen_key = f"{incoming.user_id}/{incoming.id}"
+            if seen[seen_key].current() or seen[seen_key].delta(ttl):
+                EVENTS_PROCESSED.labels(agent="counter", outcome="duplicate").inc()
+                continue
             seq, out = stamp(incoming, seqs[incoming.user_id])
             seqs[incoming.user_id] = seq
+            seen[seen_key] = seq
             key, value, headers = to_kafka(out)
             await counted.send(key=key, value=value, headers=headers)
             EVENTS_PROCESSED.labels(agent="counter", outcome="counted").inc()

@@ -1,0 +1,136 @@
+"""Operating on the DLQ topic: list, show, retry (re-produce to the origin topic), purge.
+
+A dead letter keeps the original key, value and headers plus `x-tributary-reason`,
+`x-tributary-error` and `x-tributary-origin` (`topic:partition:offset`). A retry sends
+the original record back to its origin topic with `x-tributary-retried-from`; the
+agents' dedup by event id still applies, so retrying a record that did get through
+has no second effect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+
+from schemas.envelope import header_value
+from schemas.topics import DLQ
+from tributary.settings import Settings
+
+OUR_HEADERS = ("x-tributary-reason", "x-tributary-error", "x-tributary-origin")
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+    @property
+    def position(self) -> str:
+        return f"{self.partition}:{self.offset}"
+
+    @property
+    def reason(self) -> str:
+        return header_value(self.headers, "x-tributary-reason") or "?"
+
+    @property
+    def error(self) -> str:
+        return header_value(self.headers, "x-tributary-error") or ""
+
+    @property
+    def origin_topic(self) -> str:
+        origin = header_value(self.headers, "x-tributary-origin") or ""
+        return origin.rsplit(":", 2)[0]
+
+    def original_headers(self) -> list[tuple[str, bytes]]:
+        return [(k, v) for k, v in self.headers if k not in OUR_HEADERS]
+
+
+async def read(settings: Settings) -> list[DeadLetter]:
+    """Every dead letter still on the DLQ topic, oldest first per partition."""
+    topic = DLQ.physical(settings.namespace)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(await _partitions(settings, topic))]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        letters: list[DeadLetter] = []
+        pending = {tp for tp in tps if ends[tp] > 0}
+        while pending:
+            batch = await consumer.getmany(*pending, timeout_ms=500)
+            for tp, messages in batch.items():
+                letters += [
+                    DeadLetter(tp.partition, m.offset, m.timestamp, m.key, m.value, list(m.headers))
+                    for m in messages
+                    if m.offset < ends[tp]
+                ]
+            for tp in list(pending):
+                if await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+        return sorted(letters, key=lambda d: (d.timestamp_ms, d.partition, d.offset))
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(settings: Settings, topic: str) -> list[int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return [p["partition"] for p in described[0]["partitions"]]
+
+
+async def retry(settings: Settings, letters: list[DeadLetter]) -> list[str]:
+    """Send each letter's original record back to its origin topic; return where each went."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True, acks="all"
+    )
+    await producer.start()
+    try:
+        placed = []
+        for letter in letters:
+            headers = [
+                *letter.original_headers(),
+                ("x-tributary-retried-from", f"dlq:{letter.position}".encode()),
+            ]
+            meta = await producer.send_and_wait(
+                letter.origin_topic, letter.value, key=letter.key, headers=headers
+            )
+            placed.append(f"{letter.position} -> {meta.topic}:{meta.partition}:{meta.offset}")
+        return placed
+    finally:
+        await producer.stop()
+
+
+async def purge(settings: Settings) -> int:
+    """Delete every dead letter now on the topic (Kafka DeleteRecords); return how many."""
+    topic = DLQ.physical(settings.namespace)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in await _partitions(settings, topic)]
+        starts = await consumer.beginning_offsets(tps)
+        ends = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_records({tp: RecordsToDelete(ends[tp]) for tp in tps if ends[tp]})
+    finally:
+        await admin.close()
+    return sum(ends[tp] - starts[tp] for tp in tps)

@@ -1,0 +1,92 @@
+"""A record no agent can process lands in the DLQ once, with its reason; the CLI operates on it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from typer.testing import CliRunner
+
+from infra.local import kafka, stack
+from schemas.envelope import header_value
+from schemas.topics import INGEST
+from streams import dlq_admin
+from tests.conftest import make_settings
+from tributary import settings as settings_module
+from tributary.cli import cli
+from tributary.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+WORKER = next(a for a in stack.APPS if a.name == "worker")
+
+
+def letters_when(settings: Settings, count: int, timeout_s: float = 90) -> list:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        letters = asyncio.run(dlq_admin.read(settings))
+        if len(letters) >= count or time.monotonic() > deadline:
+            return letters
+        time.sleep(0.5)
+
+
+async def produce_bad(settings: Settings) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        # A CloudEvent without ce_subject: no agent can know whose it is.
+        await producer.send_and_wait(
+            INGEST.physical(settings.namespace),
+            b'{"n": 1}',
+            key=b"someone",
+            headers=[("ce_id", b"bad-1"), ("ce_source", b"t"), ("ce_type", b"t.bad")],
+        )
+    finally:
+        await producer.stop()
+
+
+def test_dead_letter_once_with_reason_then_retry(
+    services: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings()
+    kafka.ensure_topics(settings)
+    proc = stack.managed(settings, WORKER)
+    try:
+        stack.start_app(settings, WORKER)
+        asyncio.run(produce_bad(settings))
+        letters = letters_when(settings, 1)
+        time.sleep(2)
+        letters = asyncio.run(dlq_admin.read(settings))
+        assert len(letters) == 1, "dead-lettered more than once"
+        letter = letters[0]
+        assert letter.reason == "invalid_envelope"
+        assert "ce_subject" in letter.error
+        assert letter.value == b'{"n": 1}'
+        assert header_value(letter.headers, "ce_id") == "bad-1"
+        assert letter.origin_topic == INGEST.physical(settings.namespace)
+
+        for key, value in stack.settings_env(settings).items():
+            monkeypatch.setenv(key, value)
+        settings_module.get_settings.cache_clear()
+        runner = CliRunner()
+        listing = runner.invoke(cli, ["dlq", "list"])
+        assert listing.exit_code == 0 and "invalid_envelope" in listing.output
+        shown = runner.invoke(cli, ["dlq", "show", letter.position])
+        assert shown.exit_code == 0 and "ce_id: bad-1" in shown.output
+        retried = runner.invoke(cli, ["dlq", "retry", letter.position])
+        assert retried.exit_code == 0, retried.output
+        # The agent processed it again (still unfixable), so it is dead-lettered again,
+        # now carrying where it was retried from.
+        again = letters_when(settings, 2)
+        assert len(again) == 2
+        assert (
+            header_value(again[1].headers, "x-tributary-retried-from") == f"dlq:{letter.position}"
+        )
+        purged = runner.invoke(cli, ["dlq", "purge", "--yes"])
+        assert purged.exit_code == 0 and "purged 2" in purged.output
+        assert asyncio.run(dlq_admin.read(settings)) == []
+    finally:
+        settings_module.get_settings.cache_clear()
+        proc.stop(timeout_s=20)
