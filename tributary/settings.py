@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     projector_batch_ms: int = 1_000
 
     worker_name: str = Field(default="worker-1", pattern=r"^[a-z0-9-]{1,40}$")
+    # Standby copies of other workers' table partitions. 0 by default: with exactly_once,
+    # faust-streaming 0.15.3 crashed here promoting a standby on rebalance (ConsistencyError,
+    # "persisted offset higher than highwater -1", cf. faust issue #658).
+    table_standby_replicas: int = Field(default=0, ge=0)
     # A dead worker's partitions move to the others after this many seconds.
     worker_session_timeout_s: float = 10.0
     # An event id seen again within this horizon (by event time) has no second effect.
