@@ -1,0 +1,169 @@
+"""Gateway ingestion vs raw aiokafka, side by side in one run, on the same broker and cores.
+
+1. raw: one process produces the same CloudEvents with aiokafka (idempotent, acks=all),
+   pipelined; events/s.
+2. gateway: a real gateway process (auth by API key, limits raised), loaded by `wrk`
+   (32 connections, bounded duration) on POST /v1/events; events/s, p50/p99.
+3. gateway at half its sustained rate, open loop (aiohttp, requests scheduled at fixed
+   times, latency measured from the scheduled time): p50/p99.
+
+Needs `tributary up` (broker, Redis) and `wrk` (`apt-get install wrk`):
+    .venv/bin/python -m bench.gateway
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+import orjson
+import typer
+
+from infra.local import kafka, stack
+from infra.local.process import free_port
+from schemas.envelope import CloudEvent, to_kafka
+from schemas.topics import INGEST
+from tributary.demo import api_keys
+from tributary.settings import Settings
+
+BODY = {"source": "bench", "type": "bench.event", "data": {"n": 1, "text": "x" * 64}}
+
+
+async def raw_producer(settings: Settings, count: int) -> float:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=1,
+    )
+    await producer.start()
+    topic = INGEST.physical(settings.namespace)
+    try:
+        started = time.perf_counter()
+        pending = []
+        for i in range(count):
+            event = CloudEvent(subject=f"u{i % 100}", **BODY)  # type: ignore[arg-type]
+            key, value, headers = to_kafka(event)
+            pending.append(await producer.send(topic, value=value, key=key, headers=headers))
+            if len(pending) >= 1000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+        return count / (time.perf_counter() - started)
+    finally:
+        await producer.stop()
+
+
+def run_wrk(url: str, key: str, seconds: int, connections: int) -> tuple[float, float, float]:
+    script = Path(tempfile.mkdtemp()) / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = '{orjson.dumps(BODY).decode()}'\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["X-API-Key"] = "{key}"\n'
+        "done = function(summary, latency, requests)\n"
+        '  io.write(string.format("non2xx %d\\n", summary.errors.status))\n'
+        "end\n"
+    )
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"{url}/v1/events",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    non2xx = int(re.search(r"non2xx (\d+)", out).group(1))  # type: ignore[union-attr]
+    if non2xx:
+        raise RuntimeError(f"{non2xx} answers were not 2xx:\n{out}")
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return rate, _ms(out, "50%"), _ms(out, "99%")
+
+
+def _ms(out: str, pct: str) -> float:
+    value, unit = re.search(rf"{pct}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+async def open_loop(url: str, key: str, rate: float, seconds: int) -> tuple[float, float, int]:
+    """Requests scheduled at fixed times; latency counted from the scheduled time."""
+    latencies: list[float] = []
+    errors = 0
+    connector = aiohttp.TCPConnector(limit=64)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        start = time.perf_counter() + 0.2
+        total = int(rate * seconds)
+
+        async def one(i: int) -> None:
+            nonlocal errors
+            due = start + i / rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            async with session.post(
+                f"{url}/v1/events", json=BODY, headers={"X-API-Key": key}
+            ) as response:
+                await response.read()
+                errors += response.status != 202
+            latencies.append((time.perf_counter() - due) * 1000)
+
+        await asyncio.gather(*(one(i) for i in range(total)))
+    latencies.sort()
+    return latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)], errors
+
+
+def main(raw_events: int = 50_000, seconds: int = 10, connections: int = 32) -> None:
+    if shutil.which("wrk") is None:
+        raise typer.Exit("wrk is not installed: apt-get install -y wrk")
+    namespace = f"bench-{uuid.uuid4().hex[:6]}"
+    settings = Settings(
+        namespace=namespace,
+        gateway_port=free_port(),
+        log_level="WARNING",
+        rate_limits="1000000/s",
+        data_dir=Path(tempfile.mkdtemp()),
+    )
+    kafka.ensure_topics(settings)
+    raw_rate = asyncio.run(raw_producer(settings, raw_events))
+    gateway = next(a for a in stack.APPS if a.name == "gateway")
+    proc = stack.managed(settings, gateway)
+    try:
+        stack.start_app(settings, gateway)
+        key = asyncio.run(api_keys(settings, ["bench-user"]))["bench-user"]
+        url = settings.gateway_url
+        run_wrk(url, key, 2, connections)  # warm-up
+        rate, p50, p99 = run_wrk(url, key, seconds, connections)
+        half = rate / 2
+        h50, h99, errors = asyncio.run(open_loop(url, key, half, seconds))
+    finally:
+        proc.stop(timeout_s=30)
+    print("\n| path | events/s | p50 ms | p99 ms | vs raw |\n|---|---|---|---|---|")
+    print(f"| raw aiokafka, one process, pipelined (baseline) | {raw_rate:,.0f} | | | 1.00 |")
+    print(
+        f"| gateway, wrk {connections} connections, saturated | {rate:,.0f} | {p50:.1f} | "
+        f"{p99:.1f} | {rate / raw_rate:.2f} |"
+    )
+    print(
+        f"| gateway, open loop at half that rate ({half:,.0f}/s) | {half:,.0f} | {h50:.1f} | "
+        f"{h99:.1f} | |"
+    )
+    if errors:
+        print(f"({errors} non-202 answers in the open-loop run)")
+
+
+if __name__ == "__main__":
+    typer.run(main)
