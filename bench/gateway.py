@@ -126,13 +126,16 @@ async def open_loop(url: str, key: str, rate: float, seconds: int) -> tuple[floa
     return latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)], errors
 
 
-def main(raw_events: int = 50_000, seconds: int = 10, connections: int = 32) -> None:
+def main(
+    raw_events: int = 50_000, seconds: int = 10, connections: int = 32, workers: int = 1
+) -> None:
     if shutil.which("wrk") is None:
         raise typer.Exit("wrk is not installed: apt-get install -y wrk")
     namespace = f"bench-{uuid.uuid4().hex[:6]}"
     settings = Settings(
         namespace=namespace,
         gateway_port=free_port(),
+        gateway_workers=workers,
         log_level="WARNING",
         rate_limits="1000000/s",
         data_dir=Path(tempfile.mkdtemp()),

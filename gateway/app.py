@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 
 from gateway import errors, health
 from gateway.auth import Authenticator
@@ -50,12 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await app.state.producer.stop()
         await client.aclose()
 
-    app = FastAPI(
-        title="Tributary gateway",
-        version="1",
-        lifespan=lifespan,
-        default_response_class=ORJSONResponse,
-    )
+    app = FastAPI(title="Tributary gateway", version="1", lifespan=lifespan)
     app.state.settings = settings
     app.state.draining = False
     app.state.redis = client

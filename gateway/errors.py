@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.responses import json_response
 from schemas.api import ErrorBody
 
 
@@ -55,15 +55,15 @@ def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into an `ErrorBody`."""
 
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> ORJSONResponse:
-        return ORJSONResponse(
+    async def _api_error(_: Request, exc: ApiError) -> Response:
+        return json_response(
             _body(exc.error, exc.message, retry_after_ms=exc.retry_after_ms, detail=exc.detail),
-            status_code=exc.status,
+            status=exc.status,
             headers=exc.headers,
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def _invalid(_: Request, exc: RequestValidationError) -> Response:
         detail = [
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
             for e in exc.errors()
@@ -71,14 +71,14 @@ def install(app: FastAPI) -> None:
         summary = "; ".join(
             f"{'.'.join(str(p) for p in d['loc'][1:]) or 'body'}: {d['msg']}" for d in detail
         )
-        return ORJSONResponse(
+        return json_response(
             _body("validation_failed", summary or "invalid request", detail=detail),
-            status_code=422,
+            status=422,
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return ORJSONResponse(
-            _body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+        return json_response(
+            _body(code, str(exc.detail)), status=exc.status_code, headers=exc.headers
         )

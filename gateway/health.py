@@ -5,9 +5,10 @@ from __future__ import annotations
 import shutil
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import ORJSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
+
+from gateway.responses import json_response
 
 router = APIRouter(tags=["health"])
 
@@ -18,7 +19,7 @@ async def live() -> dict[str, str]:
 
 
 @router.get("/healthz/ready", summary="Can take traffic: broker connected, Redis up, disk ok.")
-async def ready(request: Request) -> ORJSONResponse:
+async def ready(request: Request) -> Response:
     state = request.app.state
     settings = state.settings
     try:
@@ -34,8 +35,8 @@ async def ready(request: Request) -> ORJSONResponse:
         "draining": "yes" if state.draining else "no",
     }
     ok = checks["kafka"] == "up" and redis_up and checks["disk"] == "ok" and not state.draining
-    return ORJSONResponse(
-        {"status": "up" if ok else "down", "checks": checks}, status_code=200 if ok else 503
+    return json_response(
+        {"status": "up" if ok else "down", "checks": checks}, status=200 if ok else 503
     )
 
 

@@ -73,7 +73,9 @@ def gateway() -> None:
         factory=True,
         host=settings.gateway_host,
         port=settings.gateway_port,
+        workers=settings.gateway_workers,
         log_level=settings.log_level.lower(),
+        access_log=False,
         timeout_graceful_shutdown=25,
     )
 

@@ -41,6 +41,7 @@ class Settings(BaseSettings):
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
+    gateway_workers: int = Field(default=1, ge=1)
     max_body_bytes: int = 1024 * 1024
     produce_timeout_s: float = 5.0
 

@@ -10,7 +10,6 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import ORJSONResponse
 from pydantic import ValidationError
 
 from gateway.auth import Principal, authenticate
@@ -19,6 +18,7 @@ from gateway.errors import ApiError
 from gateway.limiter import headers as limit_headers
 from gateway.limiter import refused
 from gateway.metrics import EVENTS_ACCEPTED
+from gateway.responses import json_response
 from gateway.tracing import trace_headers
 from schemas.api import Accepted, BatchIn, BatchResult, ErrorBody, EventIn, ItemResult
 from schemas.envelope import CloudEvent, new_event_id, utcnow
@@ -81,20 +81,18 @@ async def admit(request: Request, response: Response, user_id: str, cost: int) -
         raise refused(decision)
 
 
-async def with_idempotency(
-    request: Request, route: str, user_id: str, produce: Any
-) -> ORJSONResponse:
+async def with_idempotency(request: Request, route: str, user_id: str, produce: Any) -> Response:
     """Run `produce()` once per Idempotency-Key; replay the stored answer afterwards."""
     key = request.headers.get("idempotency-key")
     if key is None:
         status, body = await produce()
-        return ORJSONResponse(body, status_code=status)
+        return json_response(body, status=status)
     store = request.app.state.idempotency
     raw = await request.body()
     stored = await store.begin(user_id, route, key, raw)
     if stored is not None:
-        return ORJSONResponse(
-            stored.body, status_code=stored.status, headers={"Idempotency-Replayed": "true"}
+        return json_response(
+            stored.body, status=stored.status, headers={"Idempotency-Replayed": "true"}
         )
     try:
         status, body = await produce()
@@ -102,7 +100,7 @@ async def with_idempotency(
         await store.abandon(user_id, route, key)
         raise
     await store.complete(user_id, route, key, raw, status, body)
-    return ORJSONResponse(body, status_code=status)
+    return json_response(body, status=status)
 
 
 @router.post(
@@ -118,7 +116,7 @@ async def post_event(
     request: Request,
     response: Response,
     principal: Principal | None = Depends(authenticate),
-) -> ORJSONResponse:
+) -> Response:
     state = request.app.state
     if state.draining:
         raise ApiError(503, "shutting_down", "This gateway is shutting down; retry elsewhere.")
@@ -150,7 +148,7 @@ async def post_batch(
     request: Request,
     response: Response,
     principal: Principal | None = Depends(authenticate),
-) -> ORJSONResponse:
+) -> Response:
     state = request.app.state
     if len(batch.events) > state.settings.max_batch_events:
         raise ApiError(
