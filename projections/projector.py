@@ -181,13 +181,13 @@ class _ResumeFromClickHouse(ConsumerRebalanceListener):  # type: ignore[misc]
         consumer = self.projector.consumer
         resume = await asyncio.to_thread(self.projector.resume_offsets, list(assigned))
         for tp in assigned:
+            # Always seek: ClickHouse, not Kafka's committed offset, says where to go on.
+            # (Seeking only where the two differed, and asking the coordinator for the
+            # committed offset here, left partitions idle for a whole generation.)
             offset = resume.get(tp)
-            committed = await consumer.committed(tp)
-            # Seek only where ClickHouse and Kafka disagree: a seek drops what the
-            # fetcher already prefetched for the partition.
-            if offset is None and committed is not None:
+            if offset is None:
                 await consumer.seek_to_beginning(tp)
-            elif offset is not None and offset != committed:
+            else:
                 consumer.seek(tp, offset)
             self.projector.next_offset[tp] = offset or 0
             log.info("partition assigned", topic=tp.topic, partition=tp.partition, resume_at=offset)

@@ -8,8 +8,11 @@ import uuid
 
 import httpx
 import pytest
+import schemathesis
+from hypothesis import HealthCheck
+from hypothesis import settings as hsettings
 
-from tributary.demo import query, send_events
+from tributary.demo import api_keys, query, send_events
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -72,3 +75,24 @@ def test_every_query_in_the_analysts_guide_runs(apps: Settings) -> None:
         assert response.status_code == 200, (sql, response.text)
     gaps = query(apps, re.sub(r"tributary\.", f"{apps.clickhouse_database}.", queries[5]))
     assert gaps == []
+
+
+@pytest.fixture(scope="module")
+def api_schema(apps: Settings):  # type: ignore[no-untyped-def]
+    return schemathesis.openapi.from_url(f"{apps.gateway_url}/openapi.json")
+
+
+@pytest.fixture(scope="module")
+def api_key(apps: Settings) -> str:
+    return asyncio.run(api_keys(apps, ["schemathesis-user"]))["schemathesis-user"]
+
+
+fuzzed = schemathesis.pytest.from_fixture("api_schema")
+
+
+@fuzzed.parametrize()
+@hsettings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+def test_openapi_fuzzing_finds_no_server_errors(case, api_key: str) -> None:  # type: ignore[no-untyped-def]
+    """Schemathesis against the running gateway process: nothing it generates gets a 5xx."""
+    response = case.call(headers={"x-api-key": api_key}, timeout=10)
+    assert response.status_code < 500, (case.method, case.path, response.text)
