@@ -15,7 +15,7 @@ from gateway.idempotency import Idempotency
 from gateway.limiter import Policy, RateLimiter
 from gateway.limits import parse_windows
 from gateway.producer import EventProducer
-from gateway.routes import events
+from gateway.routes import events, push
 from tributary.logging import configure_logging
 from tributary.settings import Settings, get_settings
 
@@ -62,4 +62,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(events.router)
+    app.include_router(push.router)
     return app

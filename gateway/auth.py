@@ -13,6 +13,7 @@ import jwt
 import redis.asyncio as aioredis
 from fastapi import Request
 from redis.exceptions import RedisError
+from starlette.requests import HTTPConnection
 
 from gateway.errors import ApiError, DependencyUnavailable
 from tributary.settings import Settings
@@ -58,13 +59,16 @@ class Authenticator:
         if settings.jwt_rs256_public_key:
             self._jwt_keys.append(("RS256", settings.jwt_rs256_public_key))
 
-    async def __call__(self, request: Request) -> Principal | None:
+    async def __call__(self, request: HTTPConnection) -> Principal | None:
         if not self._settings.auth_enabled:
             return None
         token = request.headers.get("x-api-key")
         authorization = request.headers.get("authorization", "")
         if token is None and authorization.lower().startswith("bearer "):
             token = authorization[7:].strip()
+        if token is None and request.scope["type"] == "websocket":
+            # Browsers cannot set headers on a WebSocket: accept the credential as a query param.
+            token = request.query_params.get("api_key") or request.query_params.get("token")
         if not token:
             raise _unauthenticated("unauthenticated", "Send an API key or a Bearer token.")
         if token.startswith(API_KEY_PREFIX):

@@ -12,6 +12,7 @@ from projections import api
 from projections.clickhouse import connect
 from projections.migrations import migrate
 from projections.projector import Projector
+from projections.push import PushProjector
 from tributary.logging import configure_logging
 from tributary.settings import Settings
 
@@ -31,8 +32,9 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    push = PushProjector(settings)
     try:
-        await projector.run(stop)
+        await asyncio.gather(projector.run(stop), push.run(stop))
     finally:
         await runner.cleanup()
         ch.close()

@@ -26,9 +26,13 @@ async def api_keys(settings: Settings, users: list[str]) -> dict[str, str]:
         await client.aclose()
 
 
-async def send_events(settings: Settings, run: str, events: int, users: int) -> tuple[float, int]:
+async def send_events(
+    settings: Settings, run: str, events: int, users: int
+) -> tuple[float, int, dict[str, str]]:
     """POST `events` events spread over `users` users, each user's in order, as a polite
-    client: on 429 it waits `retry_after_ms` and retries. Returns (seconds, 429s seen)."""
+    client: on 429 it waits `retry_after_ms` and retries.
+
+    Returns (seconds, 429s seen, API key per user)."""
     names = [f"demo-{run}-u{i}" for i in range(users)]
     keys = await api_keys(settings, names) if settings.auth_enabled else {}
     per_user = [events // users + (1 if i < events % users else 0) for i in range(users)]
@@ -57,7 +61,23 @@ async def send_events(settings: Settings, run: str, events: int, users: int) -> 
 
         started = time.perf_counter()
         await asyncio.gather(*(one_user(u, c) for u, c in zip(names, per_user, strict=True)))
-        return time.perf_counter() - started, throttled
+        return time.perf_counter() - started, throttled, keys
+
+
+async def read_push(
+    settings: Settings, user: str, key: str | None, since: int, count: int, timeout_s: float = 30
+) -> list[dict[str, Any]]:
+    """Open `WS /v1/ws?since=...` as `user` and return the next `count` messages."""
+    import orjson
+    import websockets
+
+    params = f"since={since}" + (f"&api_key={key}" if key else f"&subject={user}")
+    url = settings.gateway_url.replace("http://", "ws://") + f"/v1/ws?{params}"
+    messages: list[dict[str, Any]] = []
+    async with websockets.connect(url) as ws:
+        while len(messages) < count:
+            messages.append(orjson.loads(await asyncio.wait_for(ws.recv(), timeout_s)))
+    return messages
 
 
 def query(settings: Settings, sql: str) -> list[list[Any]]:
@@ -72,7 +92,7 @@ def run(settings: Settings, events: int, users: int, echo: Callable[[str], None]
     run_id = uuid.uuid4().hex[:8]
     db = settings.clickhouse_database
     echo(f"sending {events} events for {users} users to {settings.gateway_url} (run {run_id})")
-    seconds, throttled = asyncio.run(send_events(settings, run_id, events, users))
+    seconds, throttled, keys = asyncio.run(send_events(settings, run_id, events, users))
     echo(
         f"accepted {events} events in {seconds:.2f}s ({events / seconds:.0f} events/s over HTTP;"
         f" {throttled} answers were 429 and retried after Retry-After)"
@@ -101,3 +121,11 @@ def run(settings: Settings, events: int, users: int, echo: Callable[[str], None]
     for user, n, lo, hi, pairs in rows:
         in_order = [p[1] for p in pairs] == list(range(len(pairs)))
         echo(f"{user:<24}{n:>8}{f'{lo}..{hi}':>12}  {'yes' if in_order else 'NO'}")
+    user = f"demo-{run_id}-u0"
+    expected = events // users + (1 if events % users else 0)
+    pushed = asyncio.run(read_push(settings, user, keys.get(user), 0, expected))
+    seqs = [m["seq"] for m in pushed]
+    echo(
+        f"WebSocket /v1/ws as {user}: {len(pushed)} events pushed, seq {seqs[0]}..{seqs[-1]}, "
+        f"{'in order' if seqs == list(range(1, len(seqs) + 1)) else 'OUT OF ORDER'}"
+    )

@@ -12,7 +12,7 @@ import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 
-from tributary.demo import api_keys, query, send_events
+from tributary.demo import api_keys, query, read_push, send_events
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -32,6 +32,7 @@ def wait_for_count(settings: Settings, sql: str, expected: int, timeout_s: float
 def test_thousand_events_from_ten_users_arrive_once_and_in_order(apps: Settings) -> None:
     run = uuid.uuid4().hex[:8]
     asyncio.run(send_events(apps, run, events=1000, users=10))
+
     db = apps.clickhouse_database
     where = f"user_id LIKE 'demo-{run}-%'"
     count = wait_for_count(apps, f"SELECT count() FROM {db}.events_counted WHERE {where}", 1000)
@@ -101,3 +102,31 @@ def test_openapi_fuzzing_finds_no_server_errors(apps: Settings) -> None:
 
         no_server_error()
     assert calls > 50
+
+
+def test_websocket_pushes_a_users_events_in_order_and_resumes(apps: Settings) -> None:
+    run = uuid.uuid4().hex[:8]
+    _, _, keys = asyncio.run(send_events(apps, run, events=20, users=1))
+    user, key = next(iter(keys.items()))
+    pushed = asyncio.run(read_push(apps, user, key, since=0, count=20))
+    assert [m["seq"] for m in pushed] == list(range(1, 21))
+    assert [m["data"]["n"] for m in pushed] == list(range(20))
+    resumed = asyncio.run(read_push(apps, user, key, since=15, count=5))
+    assert [m["seq"] for m in resumed] == [16, 17, 18, 19, 20]
+
+
+def test_websocket_refuses_a_bad_credential(apps: Settings) -> None:
+    import websockets
+
+    async def attempt() -> int:
+        url = apps.gateway_url.replace("http://", "ws://") + "/v1/ws?api_key=trb_wrong"
+        try:
+            async with websockets.connect(url) as ws:
+                await ws.recv()
+        except websockets.ConnectionClosed as exc:
+            return exc.rcvd.code if exc.rcvd else -1
+        except websockets.InvalidStatus as exc:
+            return exc.response.status_code
+        return 0
+
+    assert asyncio.run(attempt()) in (1008, 403)

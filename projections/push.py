@@ -1,0 +1,88 @@
+"""The push projector: sequenced events → one Redis Stream per user, for WebSocket delivery.
+
+Each entry's id is `<seq>-0`, the user's sequence number from the owning agent, so
+Redis itself refuses a replayed or duplicated seq (an id must grow): at-least-once
+from Kafka, idempotent by seq into Redis. Every gateway node reads the same streams,
+so a WebSocket on any node gets a user's events (no node-to-node broadcast needed).
+Streams keep the last `PUSH_MAXLEN` entries and expire a day after the last event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+import structlog
+from aiokafka import AIOKafkaConsumer
+from redis.exceptions import RedisError, ResponseError
+
+from schemas.envelope import EnvelopeError, from_kafka_lenient
+from schemas.push import push_payload, stream_key
+from schemas.topics import COUNTED
+from tributary.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+PUSH_MAXLEN = 1000
+PUSH_TTL_S = 24 * 60 * 60
+
+
+class PushProjector:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.redis = aioredis.from_url(settings.redis_dsn)
+        self.consumer = AIOKafkaConsumer(
+            COUNTED.physical(settings.namespace),
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=f"{settings.namespace}-projector-push",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.consumer.start()
+        try:
+            while not stop.is_set():
+                batch = await self.consumer.getmany(timeout_ms=100, max_records=5000)
+                if not batch:
+                    continue
+                messages = [m for msgs in batch.values() for m in msgs]
+                await self._push(messages)
+                await self.consumer.commit()
+        finally:
+            await self.consumer.stop()
+            await self.redis.aclose()
+
+    async def _push(self, messages: list) -> None:  # type: ignore[type-arg]
+        entries: list[tuple[str, bytes, str]] = []
+        for msg in messages:
+            try:
+                event = from_kafka_lenient(msg.value, msg.headers)
+                seq = int(event.data["seq"])
+            except (EnvelopeError, KeyError, TypeError, ValueError) as exc:
+                log.warning("not pushable", offset=msg.offset, error=str(exc))
+                continue
+            payload = push_payload(seq, event.id, event.time.isoformat(), event.data)
+            entries.append(
+                (stream_key(self.settings.namespace, event.subject), payload, f"{seq}-0")
+            )
+        delay = 0.2
+        while True:
+            pipe = self.redis.pipeline(transaction=False)
+            for key, payload, entry_id in entries:
+                pipe.xadd(
+                    key, {"event": payload}, id=entry_id, maxlen=PUSH_MAXLEN, approximate=True
+                )
+                pipe.expire(key, PUSH_TTL_S)
+            try:
+                results = await pipe.execute(raise_on_error=False)
+                break
+            except RedisError as exc:  # Redis down: keep the batch, retry, never skip it
+                log.warning("redis unavailable for push; retrying", error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        for result in results:
+            # An id not above the stream's last is a seq pushed already: that is the dedup.
+            if isinstance(result, ResponseError) and "equal or smaller" not in str(result):
+                raise result
