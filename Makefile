@@ -22,6 +22,7 @@ demo: setup  ## bring the stack up and push events HTTP → Kafka → Faust → 
 
 test: setup  ## lint, then the default test suite against real services
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 down:

@@ -98,7 +98,7 @@ class Authenticator:
             claims = jwt.decode(
                 token,
                 key,
-                algorithms=[algorithm],
+                algorithms=[str(algorithm)],
                 audience=self._settings.jwt_audience,
                 options={"require": ["exp", "sub", "aud"]},
             )

@@ -95,7 +95,9 @@ def from_kafka(value: bytes | None, headers: Headers | dict[str, bytes]) -> Clou
         raise EnvelopeError("value must be a JSON object")
     known = {"id", "source", "type", "specversion", "time", "subject"}
     try:
-        return CloudEvent(**{k: v for k, v in attrs.items() if k in known}, data=data)
+        return CloudEvent.model_validate(
+            {**{k: v for k, v in attrs.items() if k in known}, "data": data}
+        )
     except ValueError as exc:
         raise EnvelopeError(str(exc)) from exc
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import NoReturn
 
 import httpx
 import orjson
@@ -14,7 +15,7 @@ from tributary.settings import get_settings
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     typer.secho(message, fg="red", err=True)
     raise typer.Exit(1)
 

@@ -6,6 +6,8 @@ write, the output record and the input offset commit are one Kafka transaction.
 
 from __future__ import annotations
 
+from typing import Any
+
 import faust
 import structlog
 
@@ -21,7 +23,7 @@ log = structlog.get_logger(__name__)
 
 def install(app: faust.App, settings: Settings) -> None:
     ns = settings.namespace
-    raw = {
+    raw: dict[str, Any] = {
         "key_type": bytes,
         "value_type": bytes,
         "key_serializer": "raw",
