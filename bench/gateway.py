@@ -28,39 +28,28 @@ import typer
 
 from infra.local import kafka, stack
 from infra.local.process import free_port
-from schemas.envelope import CloudEvent, to_kafka
+from schemas.envelope import CloudEvent
 from schemas.topics import INGEST
 from tributary.demo import api_keys
+from tributary.loadgen import produce_all
 from tributary.settings import Settings
 
 BODY = {"source": "bench", "type": "bench.event", "data": {"n": 1, "text": "x" * 64}}
 
 
 async def raw_producer(settings: Settings, count: int) -> float:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+    events = (CloudEvent(subject=f"u{i % 100}", **BODY) for i in range(count))  # type: ignore[arg-type]
+    started = time.perf_counter()
+    await produce_all(
+        settings.kafka_bootstrap,
+        INGEST.physical(settings.namespace),
+        events,
+        window=1000,
         enable_idempotence=True,
         acks="all",
         linger_ms=1,
     )
-    await producer.start()
-    topic = INGEST.physical(settings.namespace)
-    try:
-        started = time.perf_counter()
-        pending = []
-        for i in range(count):
-            event = CloudEvent(subject=f"u{i % 100}", **BODY)  # type: ignore[arg-type]
-            key, value, headers = to_kafka(event)
-            pending.append(await producer.send(topic, value=value, key=key, headers=headers))
-            if len(pending) >= 1000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
-        return count / (time.perf_counter() - started)
-    finally:
-        await producer.stop()
+    return count / (time.perf_counter() - started)
 
 
 def run_wrk(url: str, key: str, seconds: int, connections: int) -> tuple[float, float, float]:

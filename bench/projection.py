@@ -25,8 +25,9 @@ from projections.migrations import migrate
 from projections.projector import Projector
 from projections.replay import Replay
 from projections.tables import for_topic
-from schemas.envelope import CloudEvent, EventView, to_kafka
+from schemas.envelope import CloudEvent, EventView
 from schemas.topics import INGEST
+from tributary.loadgen import produce_all
 from tributary.settings import Settings
 
 USERS = 1000
@@ -40,28 +41,16 @@ def make_events(count: int) -> list[CloudEvent]:
 
 
 async def produce(settings: Settings, events: list[CloudEvent]) -> None:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+    await produce_all(
+        settings.kafka_bootstrap,
+        INGEST.physical(settings.namespace),
+        events,
+        window=20_000,
         acks="all",
         linger_ms=50,
         max_batch_size=1024 * 1024,
         compression_type=None,
     )
-    await producer.start()
-    topic = INGEST.physical(settings.namespace)
-    try:
-        pending = []
-        for event in events:
-            key, value, headers = to_kafka(event)
-            pending.append(await producer.send(topic, value=value, key=key, headers=headers))
-            if len(pending) >= 20_000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
 
 
 async def run_projector(projector: Projector, expected: int) -> float:

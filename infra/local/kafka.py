@@ -7,6 +7,7 @@ Jars are resolved once with `mvn dependency:copy-dependencies` into the cache di
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import shutil
 import subprocess
@@ -162,8 +163,6 @@ def start(settings: Settings, timeout_s: float = 90.0) -> str:
 
 def _cluster_id() -> str:
     # KRaft wants a base64url UUID, which is what StorageTool random-uuid prints.
-    import base64
-
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
