@@ -47,8 +47,13 @@ def build(projector: Projector) -> web.Application:
         return _json({"status": "up"})
 
     async def ready(_: web.Request) -> web.Response:
-        ok = projector.ready
-        return _json({"status": "up" if ok else "down", "backend": ch.backend}, 200 if ok else 503)
+        ok = projector.ready and not projector.stalled
+        body = {
+            "status": "up" if ok else "down",
+            "backend": ch.backend,
+            "stalled": projector.stalled,
+        }
+        return _json(body, 200 if ok else 503)
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

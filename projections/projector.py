@@ -15,13 +15,15 @@ from collections.abc import AsyncIterator, Iterable
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from projections.batching import Batcher, PartitionBatch
 from projections.clickhouse import ClickHouse
-from projections.metrics import BATCH_SECONDS, ROWS_PROJECTED, SKIPPED
+from projections.metrics import BATCH_SECONDS, ROWS_PROJECTED, SKIPPED, STALLED
 from projections.tables import PROJECTIONS, Projection
 from schemas.envelope import EnvelopeError, from_kafka_lenient
+from tributary.progress import ProgressWatch
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -55,12 +57,15 @@ class Projector:
         # committed offset before the seek landed: this is what keeps them out.
         self.next_offset: dict[TopicPartition, int] = {}
         self._flush_lock = asyncio.Lock()
+        self.progress: ProgressWatch[TopicPartition] = ProgressWatch(settings.stall_after_s)
+        self.stalled: list[str] = []
 
     async def run(self, stop: asyncio.Event) -> None:
         """Project until `stop` is set; then flush what is batched and leave the group."""
         self.consumer.subscribe(list(self.by_topic), listener=_ResumeFromClickHouse(self))
         await self.consumer.start()
         self.ready = True
+        watcher = asyncio.create_task(self._watch(stop), name="projector-progress")
         try:
             while not stop.is_set():
                 records = await self.consumer.getmany(timeout_ms=100, max_records=10_000)
@@ -71,7 +76,29 @@ class Projector:
             await self.flush()
         finally:
             self.ready = False
+            watcher.cancel()
             await self.consumer.stop()
+
+    async def _watch(self, stop: asyncio.Event, every_s: float = 2.0) -> None:
+        """Apart from the loop it watches: a flush stuck on ClickHouse still gets reported."""
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            await asyncio.sleep(every_s)
+            for tp in self.consumer.assignment():
+                end = self.consumer.highwater(tp)
+                if end is None:
+                    continue
+                try:
+                    position = await asyncio.wait_for(self.consumer.position(tp), 1)
+                except (TimeoutError, KafkaError, AssertionError):
+                    continue  # being reassigned or reset; the next round sees it
+                self.progress.observe(tp, position, end, loop.time())
+            self.stalled = [
+                f"{tp.topic}:{tp.partition}" for tp in self.progress.stalled(loop.time())
+            ]
+            STALLED.set(len(self.stalled))
+            if self.stalled:
+                log.warning("stalled partitions", partitions=self.stalled)
 
     def _add(self, tp: TopicPartition, messages: list) -> None:  # type: ignore[type-arg]
         projection = self.by_topic[tp.topic]
@@ -176,6 +203,7 @@ class _ResumeFromClickHouse(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.projector.flush()
         for tp in revoked:
             self.projector.next_offset.pop(tp, None)
+            self.projector.progress.forget(tp)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         consumer = self.projector.consumer

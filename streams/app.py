@@ -30,6 +30,6 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.worker_session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.worker_session_timeout_s / 4),
     )
-    health.install(app)
+    health.install(app, settings.stall_after_s)
     counter.install(app, settings)
     return app

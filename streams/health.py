@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import faust
+import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from streams.metrics import STALLED
+from tributary.progress import ProgressWatch
+
+log = structlog.get_logger(__name__)
 
 
 def ready(app: faust.App) -> bool:
@@ -13,7 +20,25 @@ def ready(app: faust.App) -> bool:
     return bool(app.rebalancing_count > 0 and not app.rebalancing and not app.in_recovery)
 
 
-def install(app: faust.App) -> None:
+def install(app: faust.App, stall_after_s: float) -> None:
+    progress: ProgressWatch[Any] = ProgressWatch(stall_after_s)
+    stalled: list[str] = []
+
+    async def watch_progress() -> None:
+        # Faust's monitor keeps what was committed and each partition's end offset.
+        monitor = app.monitor
+        now = time.monotonic()
+        for tp, end in dict(monitor.tp_end_offsets).items():
+            committed = monitor.tp_committed_offsets.get(tp)
+            if committed is not None:
+                progress.observe(tp, committed, end, now)
+        stalled[:] = [f"{tp.topic}:{tp.partition}" for tp in progress.stalled(now)]
+        STALLED.set(len(stalled))
+        if stalled:
+            log.warning("stalled partitions", partitions=stalled)
+
+    app.timer(5.0, name="progress-watch")(watch_progress)
+
     async def live(self: Any, request: Any) -> Any:
         return self.json({"status": "up"})
 
@@ -25,6 +50,8 @@ def install(app: faust.App) -> None:
                 "rebalancing": bool(app.rebalancing),
                 "in_recovery": bool(app.in_recovery),
                 "rebalances": app.rebalancing_count,
+                # Reported, not (yet) failing readiness: see README "Known problems".
+                "stalled": list(stalled),
             },
             status=200 if ok else 503,
         )

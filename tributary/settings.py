@@ -79,6 +79,9 @@ class Settings(BaseSettings):
         default="exactly_once", pattern=r"^(exactly_once|at_least_once)$"
     )
 
+    # A consumer with lag whose position has not moved for this long is reported stalled.
+    stall_after_s: float = Field(default=60.0, gt=0)
+
     log_level: str = "INFO"
 
     @property
