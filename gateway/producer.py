@@ -66,25 +66,17 @@ class EventProducer:
         self, topic: str, event: CloudEvent, headers: dict[str, str] | None = None
     ) -> Accepted:
         """Produce `event` to `topic`; raise `DependencyUnavailable` if not acked in time."""
-        producer = self._producer
-        if producer is None:
-            raise DependencyUnavailable("broker", "Kafka is not reachable; retry later.")
-        key, value, kheaders = to_kafka(event, headers)
-        try:
-            fut = await producer.send(topic, value=value, key=key, headers=kheaders)
-            meta = await asyncio.wait_for(fut, self._timeout_s)
-        except (TimeoutError, KafkaError) as exc:
-            # The record may still land later; the client's retry with the same
-            # Idempotency-Key (or event id) is deduplicated downstream.
-            raise DependencyUnavailable(
-                "broker", f"Kafka did not acknowledge within {self._timeout_s:g}s: {exc!r}"
-            ) from exc
-        return Accepted(id=event.id, topic=topic, partition=meta.partition, offset=meta.offset)
+        return (await self.send_many(topic, [event], headers))[0]
 
     async def send_many(
         self, topic: str, events: list[CloudEvent], headers: dict[str, str] | None = None
     ) -> list[Accepted]:
-        """Produce all `events` (batched by the client), return after every ack."""
+        """Produce all `events` (batched by the client), return after every ack.
+
+        Raises `DependencyUnavailable` if the broker is unreachable or does not ack in
+        time. The records may still land later; a client's retry with the same
+        Idempotency-Key (or event id) is deduplicated downstream.
+        """
         producer = self._producer
         if producer is None:
             raise DependencyUnavailable("broker", "Kafka is not reachable; retry later.")

@@ -18,7 +18,6 @@ from datetime import datetime
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from projections.batching import Batcher
 from projections.clickhouse import ClickHouse
@@ -26,6 +25,7 @@ from projections.migrations import rollups_of
 from projections.projector import Projector
 from projections.tables import Projection, for_topic
 from schemas.envelope import EnvelopeError, from_kafka_lenient
+from tributary.kafka_admin import partitions as kafka_partitions
 
 log = structlog.get_logger(__name__)
 
@@ -158,7 +158,7 @@ class Replay:
             await asyncio.to_thread(self.ch.command, f"DROP TABLE {db}.{old}")
 
     async def _read(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
-        partitions = await self._partitions()
+        partitions = await kafka_partitions(self.projector.settings.kafka_bootstrap, self.topic)
         tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         beginning = await consumer.beginning_offsets(tps)
@@ -197,17 +197,6 @@ class Replay:
             if batcher.due() or not open_tps:
                 await self._insert(batcher)
         return ends
-
-    async def _partitions(self) -> list[int]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.projector.settings.kafka_bootstrap)
-        await admin.start()
-        try:
-            described = await admin.describe_topics([self.topic])
-        finally:
-            await admin.close()
-        if not described or described[0].get("error_code"):
-            raise RuntimeError(f"topic {self.topic} does not exist")
-        return [p["partition"] for p in described[0]["partitions"]]
 
     async def _insert(self, batcher: Batcher) -> None:
         for batch in batcher.drain():

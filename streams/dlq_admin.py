@@ -16,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from schemas.envelope import header_value
 from schemas.topics import DLQ
+from tributary.kafka_admin import partitions
 from tributary.settings import Settings
 
 OUR_HEADERS = ("x-tributary-reason", "x-tributary-error", "x-tributary-origin")
@@ -62,7 +63,10 @@ async def read(settings: Settings) -> list[DeadLetter]:
     )
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(await _partitions(settings, topic))]
+        tps = [
+            TopicPartition(topic, p)
+            for p in sorted(await partitions(settings.kafka_bootstrap, topic))
+        ]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
@@ -82,16 +86,6 @@ async def read(settings: Settings) -> list[DeadLetter]:
         return sorted(letters, key=lambda d: (d.timestamp_ms, d.partition, d.offset))
     finally:
         await consumer.stop()
-
-
-async def _partitions(settings: Settings, topic: str) -> list[int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        described = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    return [p["partition"] for p in described[0]["partitions"]]
 
 
 async def retry(settings: Settings, letters: list[DeadLetter]) -> list[str]:
@@ -122,7 +116,7 @@ async def purge(settings: Settings) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in await _partitions(settings, topic)]
+        tps = [TopicPartition(topic, p) for p in await partitions(settings.kafka_bootstrap, topic)]
         starts = await consumer.beginning_offsets(tps)
         ends = await consumer.end_offsets(tps)
     finally:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import httpx
 import orjson
 import typer
 
 from tributary.settings import get_settings
+
+if TYPE_CHECKING:
+    from streams.dlq_admin import DeadLetter
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -193,12 +196,20 @@ dlq = typer.Typer(help="The dead-letter topic: records no agent could process.")
 cli.add_typer(dlq, name="dlq")
 
 
-def _letters() -> list:  # type: ignore[type-arg]
+def _letters() -> list[DeadLetter]:
     import asyncio
 
     from streams import dlq_admin
 
     return asyncio.run(dlq_admin.read(get_settings()))
+
+
+def _letter_at(position: str) -> DeadLetter:
+    """The dead letter at PARTITION:OFFSET, or exit with an error saying there is none."""
+    letter = next((d for d in _letters() if d.position == position), None)
+    if letter is None:
+        _fail(f"no dead letter at {position}")
+    return letter
 
 
 @dlq.command("list")
@@ -217,9 +228,7 @@ def dlq_list() -> None:
 @dlq.command("show")
 def dlq_show(position: str = typer.Argument(help="PARTITION:OFFSET, as `dlq list` prints")) -> None:
     """A dead letter in full: headers, key and value."""
-    letter = next((d for d in _letters() if d.position == position), None)
-    if letter is None:
-        _fail(f"no dead letter at {position}")
+    letter = _letter_at(position)
     typer.echo(f"position: {letter.position}\nreason:   {letter.reason}\nerror:    {letter.error}")
     typer.echo(f"key:      {letter.key!r}")
     for name, value in letter.headers:
@@ -234,9 +243,7 @@ def dlq_retry(position: str = typer.Argument(help="PARTITION:OFFSET")) -> None:
 
     from streams import dlq_admin
 
-    letter = next((d for d in _letters() if d.position == position), None)
-    if letter is None:
-        _fail(f"no dead letter at {position}")
+    letter = _letter_at(position)
     for line in asyncio.run(dlq_admin.retry(get_settings(), [letter])):
         typer.echo(line)
 
