@@ -72,6 +72,12 @@ def to_event(
     )
 
 
+async def refuse_when_draining(request: Request) -> None:
+    """503 once SIGTERM started the drain, so the load balancer sends clients elsewhere."""
+    if request.app.state.draining:
+        raise ApiError(503, "shutting_down", "This gateway is shutting down; retry elsewhere.")
+
+
 async def admit(request: Request, response: Response, user_id: str, cost: int) -> None:
     decision = await request.app.state.limiter.check(
         user_id, request.app.state.policies["events"], cost
@@ -108,7 +114,7 @@ async def with_idempotency(request: Request, route: str, user_id: str, produce: 
     status_code=202,
     response_model=Accepted,
     responses=ERRORS,
-    dependencies=[Depends(require_json)],
+    dependencies=[Depends(require_json), Depends(refuse_when_draining)],
     summary="Accept one event; 202 once the broker has it durably (acks=all).",
 )
 async def post_event(
@@ -118,8 +124,6 @@ async def post_event(
     principal: Principal | None = Depends(authenticate),
 ) -> Response:
     state = request.app.state
-    if state.draining:
-        raise ApiError(503, "shutting_down", "This gateway is shutting down; retry elsewhere.")
     idem = request.headers.get("idempotency-key")
     event = to_event(item, principal, idem)
     await admit(request, response, event.subject, 1)
@@ -140,7 +144,7 @@ async def post_event(
     "/events/batch",
     response_model=BatchResult,
     responses=ERRORS,
-    dependencies=[Depends(require_json)],
+    dependencies=[Depends(require_json), Depends(refuse_when_draining)],
     summary="Accept up to 1,000 events; each gets its own result (202 or its 4xx).",
 )
 async def post_batch(

@@ -141,3 +141,15 @@ def test_broker_down_is_503_not_a_hang(services: Settings) -> None:
         assert response.headers["retry-after"] == "1"
         assert dead_client.get("/healthz/ready").status_code == 503
         assert dead_client.get("/healthz/live").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body"), [("/v1/events", EVENT), ("/v1/events/batch", {"events": [EVENT]})]
+)
+def test_a_draining_gateway_refuses_new_events(client: TestClient, path: str, body: dict) -> None:
+    client.app.state.draining = True  # type: ignore[attr-defined]
+    try:
+        response = client.post(path, json=body)
+    finally:
+        client.app.state.draining = False  # type: ignore[attr-defined]
+    assert (response.status_code, response.json()["error"]) == (503, "shutting_down")
