@@ -8,11 +8,14 @@ Each session gets its own namespace (topics, groups, ClickHouse database).
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _pytest.nodes import Item
+from _pytest.runner import CallInfo
 
 from infra.local import kafka, redis, stack
 from infra.local.process import free_port
@@ -20,6 +23,8 @@ from tributary.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_DATA = ROOT / ".tributary-test"
+# Shifts the test broker's and Redis's ports, so two checkouts can run their suites at once.
+PORT_OFFSET = int(os.environ.get("TRIBUTARY_TEST_PORT_OFFSET", "0"))
 
 
 def make_settings(**overrides: object) -> Settings:
@@ -28,10 +33,10 @@ def make_settings(**overrides: object) -> Settings:
     values: dict[str, object] = {
         "data_dir": TEST_DATA,
         "namespace": namespace,
-        "kafka_port": 19092,
-        "kafka_controller_port": 19093,
+        "kafka_port": 19092 + PORT_OFFSET,
+        "kafka_controller_port": 19093 + PORT_OFFSET,
         "kafka_heap": "512m",
-        "redis_port": 16379,
+        "redis_port": 16379 + PORT_OFFSET,
         "clickhouse_database": namespace.replace("-", "_"),
         "worker_name": namespace,
         "gateway_port": free_port(),
@@ -78,3 +83,24 @@ def apps(services: Settings) -> Iterator[Settings]:
     finally:
         for app in reversed(stack.APPS):
             stack.managed(settings, app).stop(timeout_s=40)
+
+
+LOG_TAIL_LINES = 60
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: Item, call: CallInfo[None]) -> Iterator[None]:
+    """On a failed integration test, attach the tail of each process log to the report.
+
+    CI shows only pytest's output; without this a failure in a child process
+    (worker, gateway, projector) leaves no trace of why.
+    """
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when != "call" or not report.failed or "integration" not in item.keywords:
+        return
+    for log in sorted((TEST_DATA / "run").glob("*.log")):
+        if log.name in ("kafka.log", "redis.log"):
+            continue
+        lines = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+        report.sections.append((f"tail of {log.name}", "\n".join(lines)))
