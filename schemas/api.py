@@ -7,7 +7,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.envelope import CONTENT_TYPE, SPECVERSION, TYPE_PATTERN, USER_ID_PATTERN
+from schemas.envelope import (
+    CONTENT_TYPE,
+    SPECVERSION,
+    TYPE_PATTERN,
+    USER_ID_PATTERN,
+    EventData,
+)
 
 
 class Accepted(BaseModel):
@@ -41,7 +47,7 @@ class EventIn(BaseModel):
     time: datetime | None = None
     subject: str | None = Field(default=None, pattern=USER_ID_PATTERN)
     datacontenttype: str = Field(default=CONTENT_TYPE, pattern=r"^application/json$")
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: EventData = Field(default_factory=dict)
 
 
 class BatchIn(BaseModel):

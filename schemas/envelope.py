@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -22,6 +22,18 @@ CONTENT_TYPE = "application/json"
 # a Redis key part and a container name part.
 USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}$"
 TYPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+
+
+def _encodable(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` must serialize as we store it: integers within 64 bits, nesting under 255."""
+    try:
+        orjson.dumps(data)
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(f"data cannot be stored as JSON: {exc}") from None
+    return data
+
+
+EventData = Annotated[dict[str, Any], AfterValidator(_encodable)]
 
 
 def new_event_id() -> str:
@@ -48,7 +60,7 @@ class CloudEvent(BaseModel):
         description="The user id the event belongs to; the Kafka key.",
     )
     datacontenttype: str = Field(default=CONTENT_TYPE, pattern=r"^application/json$")
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: EventData = Field(default_factory=dict)
 
     @property
     def user_id(self) -> str:

@@ -107,6 +107,7 @@ def test_missing_user_id_is_422_naming_the_field(dev_client: TestClient) -> None
         ({"color": "red"}, "color"),
         ({"subject": "a b"}, "subject"),
         ({"specversion": "0.3"}, "specversion"),
+        ({"data": {"n": 2**64}}, "data"),
     ],
 )
 def test_invalid_fields_are_422(client: TestClient, change: dict, field: str) -> None:

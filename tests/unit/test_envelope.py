@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -62,6 +63,17 @@ def test_value_must_be_a_json_object(value: bytes) -> None:
 def test_invalid_user_id_is_refused() -> None:
     with pytest.raises(ValueError):
         CloudEvent(source="s", type="t", subject="has space")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{"n": 2**64}, {"n": -(2**63) - 1}, {"deep": json.loads("[" * 300 + "]" * 300)}],
+)
+def test_data_that_cannot_be_stored_as_json_is_refused(data: dict) -> None:
+    """Found by schemathesis: a 65-bit integer used to pass validation and fail the encode."""
+    with pytest.raises(ValueError, match="cannot be stored as JSON"):
+        CloudEvent(source="s", type="t", subject="u", data=data)
+    assert CloudEvent(source="s", type="t", subject="u", data={"n": 2**63 - 1}).data
 
 
 @pytest.mark.parametrize(
