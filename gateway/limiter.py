@@ -1,4 +1,4 @@
-"""Admission rate limits in Redis: the GCRA of `gateway.limits`, atomically, in one Lua call.
+"""Admission rate limits in Redis: the GCRA of `tributary.limits`, atomically, in one Lua call.
 
 Every window of a user is checked and (only if all admit) updated in one script, so
 concurrent gateways cannot both take the last slot. Redis's own clock is used, so
@@ -13,9 +13,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from gateway.errors import ApiError, DependencyUnavailable
-from gateway.limits import Decision, Window
+from tributary.limits import Decision, Window
 
-# Mirrors gateway.limits.decide; TATs in units of 1/limit ms (integers, exact in doubles).
+# Mirrors tributary.limits.decide; TATs in units of 1/limit ms (integers, exact in doubles).
 GCRA_LUA = """
 local now_ms = tonumber(ARGV[1])
 if now_ms == 0 then

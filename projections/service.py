@@ -13,6 +13,7 @@ from projections.clickhouse import connect
 from projections.migrations import migrate
 from projections.projector import Projector
 from projections.push import PushProjector
+from projections.status import StatusProjector
 from tributary.logging import configure_logging
 from tributary.settings import Settings
 
@@ -33,8 +34,9 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     push = PushProjector(settings)
+    status = StatusProjector(settings)
     try:
-        await asyncio.gather(projector.run(stop), push.run(stop))
+        await asyncio.gather(projector.run(stop), push.run(stop), status.run(stop))
     finally:
         await runner.cleanup()
         ch.close()

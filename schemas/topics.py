@@ -53,7 +53,55 @@ DLQ = TopicSpec(
     retention_ms=30 * DAY_MS,
 )
 
-REGISTRY: tuple[TopicSpec, ...] = (INGEST, COUNTED, DLQ)
+COMMANDS = TopicSpec(
+    name="commands",
+    description=(
+        "Container and inference commands from the gateway, and the executors' job.finished"
+        " reports: the one ordered log per user that the command agent decides from."
+    ),
+)
+WORK_HIGH = TopicSpec(
+    name="work.high",
+    description="Accepted jobs of the high priority tier, for the executors.",
+)
+WORK_NORMAL = TopicSpec(
+    name="work.normal",
+    description="Accepted jobs of the normal priority tier, for the executors.",
+)
+RETRY = TopicSpec(
+    name="work.retry",
+    description="Jobs waiting for their next attempt; header x-tributary-due-ms says when.",
+)
+JOBS = TopicSpec(
+    name="jobs.events",
+    description=(
+        "Job lifecycle: queued, active, progress, completed, failed, retrying, dead_lettered,"
+        " rejected, with attempts, reasons and results."
+    ),
+)
+CONTAINERS = TopicSpec(
+    name="containers.events",
+    description="Container state changes (running, stopped) as the executor saw them.",
+)
+REJECTED = TopicSpec(
+    name="commands.rejected",
+    description="Commands the command agent refused, with the limit or rule that refused them.",
+)
+
+WORK_TIERS = {"high": WORK_HIGH, "normal": WORK_NORMAL}
+
+REGISTRY: tuple[TopicSpec, ...] = (
+    INGEST,
+    COUNTED,
+    DLQ,
+    COMMANDS,
+    WORK_HIGH,
+    WORK_NORMAL,
+    RETRY,
+    JOBS,
+    CONTAINERS,
+    REJECTED,
+)
 
 
 def by_name(name: str) -> TopicSpec:

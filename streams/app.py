@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import faust
 
 from streams import health
-from streams.agents import counter
+from streams.agents import commands, counter, executor
+from streams.retry_scheduler import RetryScheduler
 from tributary.settings import Settings
 
 
@@ -32,4 +35,12 @@ def create_app(settings: Settings) -> faust.App:
     )
     health.install(app, settings.stall_after_s)
     counter.install(app, settings)
+    commands.install(app, settings)
+    executor.install(app, settings)
+
+    @app.task
+    async def retry_scheduler() -> None:
+        # Runs beside the agents in every worker; its consumer group shares the partitions.
+        await RetryScheduler(settings).run(asyncio.Event())
+
     return app

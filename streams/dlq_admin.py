@@ -19,6 +19,7 @@ from schemas.topics import DLQ
 from tributary.kafka_admin import partitions
 from tributary.settings import Settings
 
+RETRIED_FROM = "x-tributary-retried-from"
 OUR_HEADERS = ("x-tributary-reason", "x-tributary-error", "x-tributary-origin")
 
 
@@ -99,7 +100,7 @@ async def retry(settings: Settings, letters: list[DeadLetter]) -> list[str]:
         for letter in letters:
             headers = [
                 *letter.original_headers(),
-                ("x-tributary-retried-from", f"dlq:{letter.position}".encode()),
+                (RETRIED_FROM, f"dlq:{letter.position}".encode()),
             ]
             meta = await producer.send_and_wait(
                 letter.origin_topic, letter.value, key=letter.key, headers=headers

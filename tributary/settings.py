@@ -82,6 +82,21 @@ class Settings(BaseSettings):
     # A consumer with lag whose position has not moved for this long is reported stalled.
     stall_after_s: float = Field(default=60.0, gt=0)
 
+    # Jobs (the command agent's limits are authoritative and evaluated in event time).
+    command_rate_limits: str = "20/s,200/m,2000/h"
+    max_in_flight_jobs: int = Field(default=16, ge=1)
+    max_running_containers: int = Field(default=4, ge=1)
+    retry_base_ms: int = Field(default=2000, ge=1)
+    retry_cap_ms: int = Field(default=300_000, ge=1)
+    executor_concurrency: int = Field(default=4, ge=1, le=64)
+
+    # Docker engine for containers (`tributary up` starts one with its own socket when root).
+    docker_host: str | None = None
+    docker_base_image: str = "tributary/busybox:local"
+
+    # Triton (HTTP) for inference.
+    triton_url: str = "127.0.0.1:8000"
+
     log_level: str = "INFO"
 
     @property
@@ -95,6 +110,10 @@ class Settings(BaseSettings):
     @property
     def chdb_path(self) -> Path:
         return (self.chdb_dir or self.data_dir / "chdb").resolve()
+
+    @property
+    def docker_dsn(self) -> str:
+        return self.docker_host or f"unix://{(self.data_dir / 'docker' / 'docker.sock').resolve()}"
 
     @property
     def projector_url(self) -> str:

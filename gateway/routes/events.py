@@ -15,30 +15,15 @@ from pydantic import ValidationError
 from gateway.auth import Principal, authenticate
 from gateway.content_type import require_json
 from gateway.errors import ApiError
-from gateway.limiter import headers as limit_headers
-from gateway.limiter import refused
 from gateway.metrics import EVENTS_ACCEPTED
-from gateway.responses import json_response
+from gateway.routes.common import ERRORS, admit, refuse_when_draining, with_idempotency
 from gateway.tracing import trace_headers
-from schemas.api import Accepted, BatchIn, BatchResult, ErrorBody, EventIn, ItemResult
+from schemas.api import Accepted, BatchIn, BatchResult, EventIn, ItemResult
 from schemas.envelope import CloudEvent, new_event_id, utcnow
 from schemas.topics import INGEST
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody, "description": text}
-    for code, text in {
-        401: "No or bad credential.",
-        403: "The credential's user may not act for this subject.",
-        409: "A request with the same Idempotency-Key is in progress.",
-        413: "Body larger than the limit.",
-        415: "Content-Type is not application/json.",
-        422: "Invalid request; `detail` lists each problem.",
-        429: "Rate limited; see Retry-After and `retry_after_ms`.",
-        503: "The broker or Redis is down; retry after Retry-After.",
-    }.items()
-}
 _ID_NAMESPACE = uuid.UUID("0b7a4a0e-3f7e-4d8e-9a55-6f3c1b2d9e10")
 
 
@@ -70,43 +55,6 @@ def to_event(
         subject=subject,
         data=item.data,
     )
-
-
-async def refuse_when_draining(request: Request) -> None:
-    """503 once SIGTERM started the drain, so the load balancer sends clients elsewhere."""
-    if request.app.state.draining:
-        raise ApiError(503, "shutting_down", "This gateway is shutting down; retry elsewhere.")
-
-
-async def admit(request: Request, response: Response, user_id: str, cost: int) -> None:
-    decision = await request.app.state.limiter.check(
-        user_id, request.app.state.policies["events"], cost
-    )
-    response.headers.update(limit_headers(decision))
-    if not decision.allowed:
-        raise refused(decision)
-
-
-async def with_idempotency(request: Request, route: str, user_id: str, produce: Any) -> Response:
-    """Run `produce()` once per Idempotency-Key; replay the stored answer afterwards."""
-    key = request.headers.get("idempotency-key")
-    if key is None:
-        status, body = await produce()
-        return json_response(body, status=status)
-    store = request.app.state.idempotency
-    raw = await request.body()
-    stored = await store.begin(user_id, route, key, raw)
-    if stored is not None:
-        return json_response(
-            stored.body, status=stored.status, headers={"Idempotency-Replayed": "true"}
-        )
-    try:
-        status, body = await produce()
-    except BaseException:
-        await store.abandon(user_id, route, key)
-        raise
-    await store.complete(user_id, route, key, raw, status, body)
-    return json_response(body, status=status)
 
 
 @router.post(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from infra.local import kafka, redis
+from infra.local import dockerd, kafka, redis, triton
 from infra.local.process import Managed, ServiceError, port_in_use, wait_until
 from tributary.settings import Settings
 
@@ -92,6 +92,8 @@ def up(settings: Settings, echo: Callable[[str], None] = print) -> dict[str, flo
         ("kafka", lambda: kafka.start(settings)),
         ("redis", lambda: redis.start(settings)),
         ("topics", lambda: "topics: " + ", ".join(kafka.ensure_topics(settings))),
+        ("dockerd", lambda: dockerd.start(settings)),
+        ("triton", lambda: triton.start(settings)),
         *[(a.name, lambda a=a: start_app(settings, a)) for a in APPS],  # type: ignore[misc]
     ]
     for name, step in steps:
@@ -106,8 +108,9 @@ def down(settings: Settings, echo: Callable[[str], None] = print) -> None:
     for app in reversed(APPS):
         if managed(settings, app).stop(timeout_s=40):
             echo(f"stopped {app.name}")
-    if redis.stop(settings):
-        echo("stopped redis")
+    for name, module in (("triton", triton), ("dockerd", dockerd), ("redis", redis)):
+        if module.stop(settings):
+            echo(f"stopped {name}")
     if kafka.stop(settings):
         echo("stopped kafka")
 
@@ -117,6 +120,8 @@ def status(settings: Settings) -> list[tuple[str, str]]:
     rows = [
         ("kafka", "ready" if kafka.is_ready(settings) else "down"),
         ("redis", "ready" if redis.is_ready(settings) else "down"),
+        ("dockerd", "ready" if dockerd.is_ready(settings) else "down"),
+        ("triton", "ready" if triton.is_ready(settings) else "down"),
     ]
     for app in APPS:
         pid = managed(settings, app).pid()

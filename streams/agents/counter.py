@@ -6,16 +6,16 @@ write, the output record and the input offset commit are one Kafka transaction.
 
 from __future__ import annotations
 
-from typing import Any
-
 import faust
 import structlog
 
-from schemas.envelope import EnvelopeError, from_kafka, to_kafka
+from schemas.envelope import EnvelopeError, from_kafka
 from schemas.topics import COUNTED, DLQ, INGEST
+from streams.dedup import already_seen, seen_table
 from streams.dlq import dead_letter
 from streams.metrics import EVENTS_PROCESSED
 from streams.sequencing import stamp
+from streams.topics import raw_topic, send_event
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -23,25 +23,12 @@ log = structlog.get_logger(__name__)
 
 def install(app: faust.App, settings: Settings) -> None:
     ns = settings.namespace
-    raw: dict[str, Any] = {
-        "key_type": bytes,
-        "value_type": bytes,
-        "key_serializer": "raw",
-        "value_serializer": "raw",
-    }
-    ingest = app.topic(INGEST.physical(ns), **raw)
-    counted = app.topic(COUNTED.physical(ns), **raw)
-    dlq = app.topic(DLQ.physical(ns), **raw)
+    ingest = raw_topic(app, INGEST, ns)
+    counted = raw_topic(app, COUNTED, ns)
+    dlq = raw_topic(app, DLQ, ns)
     seqs = app.Table("user-seq", default=int, partitions=settings.partitions, key_type=str)
-    # event id -> the seq it got. Tumbling windows of the TTL, checked current and
-    # previous, so an id is remembered for between one and two TTLs of event time
-    # (the record timestamp: a replay decides the same) and then expires.
     ttl = settings.dedup_ttl_s
-    seen = (
-        app.Table("seen-events", default=int, partitions=settings.partitions, key_type=str)
-        .tumbling(ttl, expires=2 * ttl)
-        .relative_to_stream()
-    )
+    seen = seen_table(app, "seen-events", settings.partitions, ttl)  # user/id -> seq
 
     async def count(stream: faust.StreamT) -> None:
         async for event in stream.events():
@@ -51,16 +38,14 @@ def install(app: faust.App, settings: Settings) -> None:
                 await dead_letter(dlq, event, reason="invalid_envelope", error=str(exc))
                 EVENTS_PROCESSED.labels(agent="counter", outcome="dead_lettered").inc()
                 continue
-            # Ids are client-chosen: one user's id must not shadow another's.
             seen_key = f"{incoming.user_id}/{incoming.id}"
-            if seen[seen_key].current() or seen[seen_key].delta(ttl):
+            if already_seen(seen, seen_key, ttl):
                 EVENTS_PROCESSED.labels(agent="counter", outcome="duplicate").inc()
                 continue
             seq, out = stamp(incoming, seqs[incoming.user_id])
             seqs[incoming.user_id] = seq
             seen[seen_key] = seq
-            key, value, headers = to_kafka(out)
-            await counted.send(key=key, value=value, headers=headers)
+            await send_event(counted, out)
             EVENTS_PROCESSED.labels(agent="counter", outcome="counted").inc()
 
     app.agent(ingest, name="counter")(count)

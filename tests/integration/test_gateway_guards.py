@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 from gateway.app import create_app
 from gateway.errors import DependencyUnavailable
 from gateway.limiter import Policy, RateLimiter
-from gateway.limits import Window, decide
 from infra.local.process import free_port
 from tests.integration.test_gateway_http import wait_ready
 from tributary.demo import api_keys
+from tributary.limits import Window, decide
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration

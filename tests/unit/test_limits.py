@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.limits import Window, decide, parse_windows
+from tributary.limits import Window, decide, parse_windows
 
 
 def run(windows: tuple[Window, ...], times: list[int], cost: int = 1) -> list[bool]:

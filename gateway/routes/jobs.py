@@ -1,0 +1,200 @@
+"""Containers and inference: commands in (202 with a job id), status out (from Redis).
+
+A POST becomes one CloudEvent on `commands`, keyed by the caller; the command agent
+decides it (its limits are the rules of record) and the status projector writes what
+happened into Redis, where `GET /v1/jobs/{id}` and `GET /v1/containers/{id}` read it.
+Another user's job or container is 404, not 403: ids are not disclosed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Path, Request, Response
+from redis.exceptions import RedisError
+
+from gateway.auth import Principal, authenticate
+from gateway.content_type import require_json
+from gateway.errors import ApiError, DependencyUnavailable
+from gateway.metrics import EVENTS_ACCEPTED
+from gateway.routes.common import ERRORS, admit, refuse_when_draining, with_idempotency
+from gateway.tracing import trace_headers
+from schemas.envelope import CloudEvent, new_event_id
+from schemas.jobs import (
+    CONTAINER_START,
+    CONTAINER_STOP,
+    INFERENCE_REQUESTED,
+    ContainerIn,
+    ContainerView,
+    InferenceIn,
+    JobAccepted,
+    JobView,
+    container_key,
+    job_key,
+)
+from schemas.topics import COMMANDS
+
+router = APIRouter(prefix="/v1", tags=["jobs"])
+SOURCE = "tributary/gateway"
+ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
+_ID_NAMESPACE = uuid.UUID("3c0f5f2e-1d7b-4a84-b5a4-0e6e4a9b7c11")
+
+
+async def caller(request: Request, principal: Principal | None = Depends(authenticate)) -> str:
+    """The user: from the credential, or in dev mode (auth off) the X-Tributary-User header."""
+    if principal is not None:
+        return principal.user_id
+    user = request.headers.get("x-tributary-user")
+    if not user:
+        raise ApiError(422, "validation_failed", "X-Tributary-User: required when auth is off.")
+    return user
+
+
+def command_id(user: str, route: str, request: Request) -> str:
+    """The job id: derived from the Idempotency-Key when there is one, so a retry names it."""
+    idem = request.headers.get("idempotency-key")
+    if idem is None:
+        return new_event_id()
+    return str(uuid.uuid5(_ID_NAMESPACE, f"{user}:{route}:{idem}"))
+
+
+async def submit(
+    request: Request, response: Response, user: str, route: str, kind: str, data: dict[str, Any]
+) -> Response:
+    state = request.app.state
+    job_id = command_id(user, route, request)
+    event = CloudEvent(id=job_id, source=SOURCE, type=kind, subject=user, data=data)
+    topic = COMMANDS.physical(state.settings.namespace)
+
+    async def produce() -> tuple[int, dict[str, Any]]:
+        extra = trace_headers(request, request.headers.get("idempotency-key"))
+        await state.producer.send(topic, event, extra)
+        EVENTS_ACCEPTED.labels(topic=COMMANDS.name).inc()
+        answer = JobAccepted(
+            job_id=job_id,
+            status_url=f"/v1/jobs/{job_id}",
+            container_id=job_id if kind == CONTAINER_START else None,
+        )
+        return 202, answer.model_dump(exclude_none=True)
+
+    answer = await with_idempotency(request, route, user, produce)
+    answer.headers.update(response.headers)
+    return answer
+
+
+async def read_hash(request: Request, key: str, user: str, what: str) -> dict[str, str]:
+    try:
+        raw = await request.app.state.redis.hgetall(key)
+    except RedisError as exc:
+        raise DependencyUnavailable("redis", f"status store unavailable: {exc}") from exc
+    fields = {k.decode(): v.decode() for k, v in raw.items()}
+    if not fields or fields.get("user") != user:
+        raise ApiError(404, "not_found", f"No such {what}.")
+    return fields
+
+
+WRITE = [Depends(require_json), Depends(refuse_when_draining)]
+
+
+@router.post(
+    "/containers",
+    status_code=202,
+    response_model=JobAccepted,
+    responses=ERRORS,
+    dependencies=WRITE,
+    summary="Start a container for the caller; follow the returned job.",
+)
+async def start_container(
+    body: ContainerIn, request: Request, response: Response, user: str = Depends(caller)
+) -> Response:
+    await admit(request, response, user, 1, policy="containers")
+    return await submit(request, response, user, "containers", CONTAINER_START, body.model_dump())
+
+
+@router.delete(
+    "/containers/{container_id}",
+    status_code=202,
+    response_model=JobAccepted,
+    responses=ERRORS,
+    dependencies=[Depends(refuse_when_draining)],
+    summary="Stop and remove one of the caller's containers.",
+)
+async def stop_container(
+    request: Request,
+    response: Response,
+    container_id: str = Path(pattern=ID_PATTERN),
+    user: str = Depends(caller),
+) -> Response:
+    await read_hash(
+        request,
+        container_key(request.app.state.settings.namespace, container_id),
+        user,
+        "container",
+    )
+    await admit(request, response, user, 1, policy="containers")
+    data = {"container_id": container_id}
+    return await submit(request, response, user, "containers_stop", CONTAINER_STOP, data)
+
+
+@router.get(
+    "/containers/{container_id}",
+    response_model=ContainerView,
+    responses=ERRORS,
+    summary="A container's state as the stream side last reported it.",
+)
+async def get_container(
+    request: Request, container_id: str = Path(pattern=ID_PATTERN), user: str = Depends(caller)
+) -> ContainerView:
+    key = container_key(request.app.state.settings.namespace, container_id)
+    fields = await read_hash(request, key, user, "container")
+    return ContainerView(
+        container_id=container_id,
+        state=fields["state"],
+        image=fields.get("image"),
+        job_id=fields.get("job_id"),
+        updated_ms=int(fields["updated_ms"]) if "updated_ms" in fields else None,
+        reason=fields.get("reason"),
+    )
+
+
+@router.post(
+    "/inference",
+    status_code=202,
+    response_model=JobAccepted,
+    responses=ERRORS,
+    dependencies=WRITE,
+    summary="Queue an inference job (embeddings of `inputs`); follow the returned job.",
+)
+async def post_inference(
+    body: InferenceIn, request: Request, response: Response, user: str = Depends(caller)
+) -> Response:
+    await admit(request, response, user, 1)
+    return await submit(
+        request, response, user, "inference", INFERENCE_REQUESTED, body.model_dump()
+    )
+
+
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobView,
+    responses=ERRORS,
+    summary="A job's state, attempts, progress, failure reason and result.",
+)
+async def get_job(
+    request: Request, job_id: str = Path(pattern=ID_PATTERN), user: str = Depends(caller)
+) -> JobView:
+    fields = await read_hash(
+        request, job_key(request.app.state.settings.namespace, job_id), user, "job"
+    )
+    return JobView(
+        job_id=job_id,
+        kind=fields.get("kind", ""),
+        state=fields["state"],  # type: ignore[arg-type]
+        attempts=int(fields.get("attempts", 0)),
+        progress=float(fields.get("progress", 0.0)),
+        failure_reason=fields.get("failure_reason"),
+        result=orjson.loads(fields["result"]) if "result" in fields else None,
+        updated_ms=int(fields["updated_ms"]) if "updated_ms" in fields else None,
+    )

@@ -1,0 +1,175 @@
+"""The executors: accepted jobs → side effects (Docker, Triton) → job and container events.
+
+One agent per priority tier, each with its own consumer capacity, so a backlog of
+normal jobs never delays high ones. Per job attempt: `active`, then `progress` steps,
+then `completed`; or `failed` followed by `retrying` (onto the retry topic, due after
+backoff with jitter) or `dead_lettered` (onto the DLQ with the job, the error and
+every attempt). Finished jobs (any outcome) are reported back on `commands`, where
+the command agent releases their quota.
+
+Side effects are at-least-once made idempotent (container names derive from the
+command id; an embedding is the same when computed twice). The `attempts` table
+remembers the last attempt started per job, so a redelivered work record for an
+attempt that already ran is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import faust
+import structlog
+
+from schemas.jobs import Job, JobKind, JobState
+from schemas.topics import COMMANDS, CONTAINERS, DLQ, JOBS, RETRY, WORK_TIERS
+from streams import emit
+from streams.dlq import dead_letter
+from streams.dlq_admin import RETRIED_FROM
+from streams.lifecycle import Backoff, DeadLetter, after_failure
+from streams.metrics import EVENTS_PROCESSED
+from streams.retry_scheduler import DUE_HEADER, TARGET_HEADER
+from streams.runners.docker_runner import DockerRunner
+from streams.runners.errors import RunnerError
+from streams.runners.triton_runner import TritonRunner
+from streams.topics import raw_topic, send_event
+from tributary.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def install(app: faust.App, settings: Settings) -> None:
+    ns = settings.namespace
+    commands = raw_topic(app, COMMANDS, ns)
+    jobs = raw_topic(app, JOBS, ns)
+    containers = raw_topic(app, CONTAINERS, ns)
+    retry = raw_topic(app, RETRY, ns)
+    dlq = raw_topic(app, DLQ, ns)
+    attempts = app.Table("job-attempts", default=int, partitions=settings.partitions, key_type=str)
+    backoff = Backoff(settings.retry_base_ms, settings.retry_cap_ms)
+    docker_runner = DockerRunner(settings.docker_dsn, ns)
+    triton = TritonRunner(settings.triton_url)
+
+    async def run(job: Job) -> tuple[Any, str]:
+        """The side effect; returns (result, outcome reported to the command agent)."""
+        if job.kind is JobKind.INFERENCE:
+
+            async def progress(fraction: float) -> None:
+                await send_event(
+                    jobs,
+                    emit.job_event(
+                        job, JobState.PROGRESS, now_ms(), f"{fraction:.3f}", progress=fraction
+                    ),
+                )
+
+            texts = [str(t) for t in job.spec["inputs"]]
+            return await triton.embed(str(job.spec["model"]), texts, progress), "completed"
+        container_id = str(job.spec["container_id"])
+        if job.kind is JobKind.CONTAINER_START:
+            info = await asyncio.to_thread(docker_runner.start, container_id, job.user_id, job.spec)
+            await send_event(
+                containers,
+                emit.container_event(
+                    job,
+                    container_id,
+                    "running",
+                    now_ms(),
+                    image=job.spec["image"],
+                    engine_id=info["engine_id"],
+                    name=info["name"],
+                ),
+            )
+            return info, "running"
+        info = await asyncio.to_thread(docker_runner.stop, container_id)
+        await send_event(containers, emit.container_event(job, container_id, "stopped", now_ms()))
+        return info, "stopped"
+
+    async def fail(job: Job, error: str, permanent: bool) -> None:
+        at = now_ms()
+        await send_event(
+            jobs, emit.job_event(job, JobState.FAILED, at, reason=error, permanent=permanent)
+        )
+        step = after_failure(job, error, permanent, at, backoff)
+        if isinstance(step, DeadLetter):
+            dead = step.job
+            await send_event(
+                jobs, emit.job_event(dead, JobState.DEAD_LETTERED, at, reason=step.reason)
+            )
+            await dlq.send(
+                key=job.user_id.encode(),
+                value=dead.model_dump_json().encode(),
+                headers=[
+                    ("x-tributary-reason", step.reason.encode()),
+                    ("x-tributary-error", error[:2000].encode()),
+                    # `tributary dlq retry` sends it back to this work topic.
+                    (
+                        "x-tributary-origin",
+                        f"{WORK_TIERS[job.priority].physical(ns)}:job:{job.job_id}".encode(),
+                    ),
+                ],
+            )
+            container_id = job.spec.get("container_id")
+            await send_event(commands, emit.job_finished(job, "dead_lettered", at, container_id))
+            EVENTS_PROCESSED.labels(agent="executor", outcome="dead_lettered").inc()
+            return
+        await send_event(
+            jobs,
+            emit.job_event(step.job, JobState.RETRYING, at, due_ms=step.due_ms, reason=error),
+        )
+        await retry.send(
+            key=job.user_id.encode(),
+            value=step.job.model_dump_json().encode(),
+            headers=[
+                (DUE_HEADER, str(step.due_ms).encode()),
+                (TARGET_HEADER, WORK_TIERS[job.priority].physical(ns).encode()),
+            ],
+        )
+        EVENTS_PROCESSED.labels(agent="executor", outcome="retrying").inc()
+
+    async def execute(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            try:
+                job = Job.model_validate_json(event.value)
+            except ValueError as exc:
+                await dead_letter(dlq, event, reason="invalid_job", error=str(exc))
+                continue
+            done = attempts[job.job_id]
+            if RETRIED_FROM in dict(event.headers or {}):
+                # Retried from the DLQ by an operator: a fresh set of attempts.
+                job = job.model_copy(
+                    update={"attempt": done + 1, "max_attempts": done + job.max_attempts}
+                )
+            elif done >= job.attempt:
+                EVENTS_PROCESSED.labels(agent="executor", outcome="duplicate").inc()
+                continue
+            attempts[job.job_id] = job.attempt
+            await send_event(jobs, emit.job_event(job, JobState.ACTIVE, now_ms()))
+            try:
+                result, outcome = await asyncio.wait_for(run(job), job.timeout_s)
+            except RunnerError as exc:
+                await fail(job, str(exc), exc.permanent)
+                continue
+            except TimeoutError:
+                await fail(job, f"timed out after {job.timeout_s:g}s", False)
+                continue
+            except Exception as exc:  # a bug of ours must not kill the agent or lose the job
+                log.exception("job attempt crashed", job_id=job.job_id)
+                await fail(job, f"unexpected error: {exc!r}", False)
+                continue
+            at = now_ms()
+            await send_event(jobs, emit.job_event(job, JobState.COMPLETED, at, result=result))
+            container_id = job.spec.get("container_id")
+            await send_event(commands, emit.job_finished(job, outcome, at, container_id))
+            EVENTS_PROCESSED.labels(agent="executor", outcome="completed").inc()
+
+    for tier, spec in WORK_TIERS.items():
+        app.agent(
+            raw_topic(app, spec, ns),
+            name=f"executor-{tier}",
+            concurrency=settings.executor_concurrency,
+        )(execute)

@@ -1,0 +1,112 @@
+"""The retry scheduler: hands each record on the retry topic to its target when it is due.
+
+Records carry `x-tributary-due-ms` (epoch ms) and `x-tributary-target` (a topic). A
+partition's records are forwarded in order; when the head record is not due yet the
+partition is paused and the consumer seeks back to it, to be resumed at its due
+time. Nothing sleeps per record and other partitions keep flowing. A record's due time
+is never earlier than the one before it in the same partition by more than the
+jitter, so head-of-line waiting costs little.
+
+At-least-once: a record is forwarded, then its offset committed. A crash in between
+forwards it again; the executors dedup by (job id, attempt) and the command agent by
+the debounce key, so a second copy has no second effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from schemas.topics import RETRY
+from tributary.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+DUE_HEADER = "x-tributary-due-ms"
+TARGET_HEADER = "x-tributary-target"
+
+
+def wait_ms(due_ms: int | None, now_ms: int) -> int:
+    """How long until a record is due (0: now). A record without a due time is due."""
+    return 0 if due_ms is None else max(0, due_ms - now_ms)
+
+
+def routing(record: ConsumerRecord) -> tuple[int | None, str | None, list[tuple[str, bytes]]]:
+    """(due ms, target topic, the headers to forward without the scheduling ones)."""
+    due: int | None = None
+    target: str | None = None
+    rest: list[tuple[str, bytes]] = []
+    for name, value in record.headers or ():
+        if name == DUE_HEADER:
+            due = int(value)
+        elif name == TARGET_HEADER:
+            target = value.decode()
+        else:
+            rest.append((name, value))
+    return due, target, rest
+
+
+class RetryScheduler:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topic = RETRY.physical(settings.namespace)
+        self._resume_at: dict[TopicPartition, float] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(
+            self.topic,
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            group_id=f"{self.settings.namespace}-retry-scheduler",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+        )
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap, enable_idempotence=True, acks="all"
+        )
+        await consumer.start()
+        await producer.start()
+        try:
+            while not stop.is_set():
+                self._resume_due(consumer)
+                batch = await consumer.getmany(timeout_ms=200, max_records=500)
+                for tp, records in batch.items():
+                    await self._forward(consumer, producer, tp, records)
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+    def _resume_due(self, consumer: AIOKafkaConsumer) -> None:
+        now = time.time()
+        due = [tp for tp, at in self._resume_at.items() if at <= now]
+        assigned = consumer.assignment()
+        for tp in due:
+            del self._resume_at[tp]
+            if tp in assigned:
+                consumer.resume(tp)
+
+    async def _forward(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        tp: TopicPartition,
+        records: list[ConsumerRecord],
+    ) -> None:
+        now_ms = int(time.time() * 1000)
+        for record in records:
+            due, target, headers = routing(record)
+            wait = wait_ms(due, now_ms)
+            if wait:
+                consumer.pause(tp)
+                consumer.seek(tp, record.offset)
+                self._resume_at[tp] = time.time() + wait / 1000
+                break
+            if target is None:
+                log.error("retry record without a target; skipped", offset=record.offset)
+            else:
+                await producer.send_and_wait(target, record.value, key=record.key, headers=headers)
+            await consumer.commit({tp: record.offset + 1})

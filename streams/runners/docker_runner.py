@@ -1,0 +1,84 @@
+"""Containers on a Docker engine: the container executor's side effects.
+
+At-least-once made idempotent: the engine-side name derives from the container id
+(the id of the command that asked for it), so a retried start finds the container it
+already made instead of making a second, and a retried stop of a gone one is a no-op.
+The docker SDK is synchronous; callers run these in a thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from requests.exceptions import RequestException
+
+from schemas.jobs import container_name
+from streams.runners.errors import RunnerError
+
+
+class DockerRunner:
+    def __init__(self, base_url: str, namespace: str) -> None:
+        self._base_url = base_url
+        self._namespace = namespace
+        self._client: docker.DockerClient | None = None
+
+    def _docker(self) -> docker.DockerClient:
+        if self._client is None:
+            try:
+                self._client = docker.DockerClient(base_url=self._base_url, timeout=30)
+            except DockerException as exc:
+                raise RunnerError(f"docker engine unreachable: {exc}", permanent=False) from exc
+        return self._client
+
+    def start(self, container_id: str, user_id: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """Create and start (or find) the container; return what the user may see of it."""
+        name = container_name(self._namespace, container_id)
+        client = self._docker()
+        try:
+            try:
+                container = client.containers.get(name)
+            except NotFound:
+                container = client.containers.create(
+                    spec["image"],
+                    command=spec.get("command") or None,
+                    name=name,
+                    init=True,
+                    network_mode="none",
+                    nano_cpus=int(float(spec.get("cpus", 0.5)) * 1e9),
+                    mem_limit=f"{int(spec.get('memory_mb', 128))}m",
+                    labels={"tributary.user": user_id, "tributary.container": container_id},
+                )
+            if container.status != "running":
+                container.start()
+            container.reload()
+        except ImageNotFound as exc:
+            raise RunnerError(f"image not found: {spec.get('image')}", permanent=True) from exc
+        except APIError as exc:
+            raise RunnerError(str(exc), permanent=exc.is_client_error()) from exc
+        except (DockerException, RequestException) as exc:
+            raise RunnerError(f"docker engine: {exc}", permanent=False) from exc
+        return {"name": name, "engine_id": container.id[:12], "state": container.status}
+
+    def stop(self, container_id: str) -> dict[str, Any]:
+        """Stop and remove the container; one that is already gone is fine."""
+        name = container_name(self._namespace, container_id)
+        try:
+            container = self._docker().containers.get(name)
+            container.stop(timeout=5)
+            container.remove(force=True)
+        except NotFound:
+            return {"name": name, "state": "removed", "already": True}
+        except (DockerException, RequestException) as exc:
+            raise RunnerError(f"docker engine: {exc}", permanent=False) from exc
+        return {"name": name, "state": "removed"}
+
+    def state(self, container_id: str) -> str | None:
+        """The engine's state of the container, or None when there is none."""
+        try:
+            return str(
+                self._docker().containers.get(container_name(self._namespace, container_id)).status
+            )
+        except NotFound:
+            return None

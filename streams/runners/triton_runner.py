@@ -1,0 +1,68 @@
+"""Inference on Triton over HTTP (plain `tritonclient`): the inference executor's side effect.
+
+Inputs go in batches of `batch_size`; after each batch the caller hears the progress.
+Idempotent by nature (a retried job computes the same embeddings); the result is
+keyed by job id downstream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+from tritonclient.http.aio import InferenceServerClient, InferInput, InferRequestedOutput
+from tritonclient.utils import InferenceServerException
+
+from streams.runners.errors import RunnerError
+
+TEXT_INPUT = "text"
+EMBEDDING_OUTPUT = "embedding"
+
+
+class TritonRunner:
+    def __init__(self, url: str, batch_size: int = 16) -> None:
+        self._url = url
+        self._batch_size = batch_size
+        self._client: InferenceServerClient | None = None
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def embed(
+        self,
+        model: str,
+        texts: list[str],
+        progress: Callable[[float], Awaitable[None]] | None = None,
+    ) -> dict[str, Any]:
+        """Embeddings of `texts` (one vector each) and their dimension."""
+        if self._client is None:
+            self._client = InferenceServerClient(self._url)
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), self._batch_size):
+            batch = texts[start : start + self._batch_size]
+            array = np.array([[t.encode()] for t in batch], dtype=np.object_)
+            tensor = InferInput(TEXT_INPUT, list(array.shape), "BYTES")
+            tensor.set_data_from_numpy(array)
+            try:
+                answer = await self._client.infer(
+                    model, [tensor], outputs=[InferRequestedOutput(EMBEDDING_OUTPUT)]
+                )
+            except InferenceServerException as exc:
+                raise RunnerError(f"triton: {exc.message()}", permanent=_permanent(exc)) from exc
+            except OSError as exc:  # connection refused/reset: the server is down
+                raise RunnerError(f"triton unreachable: {exc}", permanent=False) from exc
+            out = answer.as_numpy(EMBEDDING_OUTPUT)
+            vectors.extend(np.round(out.astype(float), 6).tolist())
+            if progress is not None:
+                await progress(len(vectors) / len(texts))
+        return {"model": model, "dimension": len(vectors[0]), "embeddings": vectors}
+
+
+def _permanent(exc: InferenceServerException) -> bool:
+    """Unknown models and malformed requests won't succeed on retry; the rest may."""
+    text = (exc.message() or "").lower()
+    status = str(exc.status() or "")
+    return status.startswith("4") or "unknown model" in text or "not found" in text

@@ -1,0 +1,179 @@
+"""Containers and inference as jobs, through real processes, a real dockerd and Triton.
+
+HTTP → `commands` → command agent (limits) → work tier → executor (Docker / Triton)
+→ `jobs.events` / `containers.events` → status projector → Redis → `GET /v1/jobs`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import docker
+import httpx
+import pytest
+
+from infra.local import dockerd, stack, triton
+from schemas.jobs import container_name
+from schemas.topics import REJECTED
+from streams import dlq_admin
+from tests.conftest import PORT_OFFSET
+from tests.integration.kafka_helpers import read_all
+from tributary.demo import api_keys
+from tributary.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+TRITON = f"127.0.0.1:{18000 + PORT_OFFSET}"
+
+
+@pytest.fixture(scope="module")
+def jobs_stack(services: Settings) -> Iterator[tuple[Settings, dict[str, str]]]:
+    """dockerd, Triton, then projector, worker and gateway with small quotas and retry delays."""
+    from infra.local.process import free_port
+
+    settings = services.model_copy(
+        update={
+            "gateway_port": free_port(),
+            "projector_port": free_port(),
+            "worker_web_port": free_port(),
+            "triton_url": TRITON,
+            "max_running_containers": 2,
+            "retry_base_ms": 8000,
+            "rate_limits_containers": "100/s,1000/m,10000/h",
+        }
+    )
+    print(dockerd.start(settings))
+    print(triton.start(settings))
+    try:
+        for app in stack.APPS:
+            print(stack.start_app(settings, app))
+        keys = asyncio.run(api_keys(settings, ["alice", "bob"]))
+        yield settings, keys
+    finally:
+        for app in reversed(stack.APPS):
+            stack.managed(settings, app).stop(timeout_s=40)
+        triton.stop(settings)
+
+
+def call(settings: Settings, key: str, method: str, path: str, **kw: Any) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}", **kw.pop("headers", {})}
+    return httpx.request(method, f"{settings.gateway_url}{path}", headers=headers, timeout=30, **kw)
+
+
+def wait_for_job(
+    settings: Settings, key: str, job_id: str, states: set[str], timeout_s: float = 90
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        response = call(settings, key, "GET", f"/v1/jobs/{job_id}")
+        if response.status_code == 200:
+            body = response.json()
+            if body["state"] in states:
+                return body
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} never reached {states}; last seen {body}")
+
+
+def engine(settings: Settings) -> docker.DockerClient:
+    return docker.DockerClient(base_url=settings.docker_dsn)
+
+
+def test_inference_job_completes_with_embeddings(jobs_stack: tuple[Settings, dict]) -> None:
+    settings, keys = jobs_stack
+    texts = [f"sentence number {i}" for i in range(20)]
+    response = call(
+        settings, keys["alice"], "POST", "/v1/inference", json={"inputs": texts, "priority": "high"}
+    )
+    assert response.status_code == 202, response.text
+    job_id = response.json()["job_id"]
+    job = wait_for_job(settings, keys["alice"], job_id, {"completed", "dead_lettered"})
+    assert job["state"] == "completed", job
+    assert job["attempts"] == 1 and job["progress"] == 1.0
+    result = job["result"]
+    assert result["dimension"] == 384 and len(result["embeddings"]) == 20
+    # Another user cannot see it.
+    assert call(settings, keys["bob"], "GET", f"/v1/jobs/{job_id}").status_code == 404
+
+
+def test_container_starts_on_the_engine_and_stops(jobs_stack: tuple[Settings, dict]) -> None:
+    settings, keys = jobs_stack
+    body = {"image": settings.docker_base_image, "command": ["sleep", "600"]}
+    response = call(settings, keys["alice"], "POST", "/v1/containers", json=body)
+    assert response.status_code == 202, response.text
+    container_id = response.json()["container_id"]
+    job = wait_for_job(settings, keys["alice"], container_id, {"completed", "dead_lettered"})
+    assert job["state"] == "completed", job
+    running = engine(settings).containers.get(container_name(settings.namespace, container_id))
+    assert running.status == "running"
+    assert running.attrs["HostConfig"]["Init"] is True
+    assert running.labels["tributary.user"] == "alice"
+    view = call(settings, keys["alice"], "GET", f"/v1/containers/{container_id}").json()
+    assert view["state"] == "running"
+
+    stop = call(settings, keys["alice"], "DELETE", f"/v1/containers/{container_id}")
+    assert stop.status_code == 202, stop.text
+    wait_for_job(settings, keys["alice"], stop.json()["job_id"], {"completed"})
+    with pytest.raises(docker.errors.NotFound):
+        engine(settings).containers.get(container_name(settings.namespace, container_id))
+    view = call(settings, keys["alice"], "GET", f"/v1/containers/{container_id}").json()
+    assert view["state"] == "stopped"
+
+
+def test_the_container_quota_rejects_with_a_reason(jobs_stack: tuple[Settings, dict]) -> None:
+    settings, keys = jobs_stack
+    body = {"image": settings.docker_base_image, "command": ["sleep", "600"]}
+    ids = [
+        call(settings, keys["bob"], "POST", "/v1/containers", json=body).json()["job_id"]
+        for _ in range(3)
+    ]
+    states = [
+        wait_for_job(settings, keys["bob"], i, {"completed", "rejected", "dead_lettered"})
+        for i in ids
+    ]
+    assert [s["state"] for s in states] == ["completed", "completed", "rejected"]
+    assert states[2]["failure_reason"] == "too_many_containers"
+    rejected = asyncio.run(read_all(settings, REJECTED.physical(settings.namespace)))
+    reasons = {r.value for r in rejected if ids[2].encode() in r.value}
+    assert len(reasons) == 1 and b"too_many_containers" in reasons.pop()
+    for container_id in ids[:2]:
+        call(settings, keys["bob"], "DELETE", f"/v1/containers/{container_id}")
+
+
+def test_missing_image_is_dead_lettered_once_without_retries(
+    jobs_stack: tuple[Settings, dict],
+) -> None:
+    settings, keys = jobs_stack
+    body = {"image": "no/such-image:1"}
+    job_id = call(settings, keys["alice"], "POST", "/v1/containers", json=body).json()["job_id"]
+    job = wait_for_job(settings, keys["alice"], job_id, {"dead_lettered", "completed"})
+    assert job["state"] == "dead_lettered" and job["attempts"] == 1
+    assert job["failure_reason"] == "permanent_error"
+    time.sleep(1)
+    letters = [
+        d for d in asyncio.run(dlq_admin.read(settings)) if job_id.encode() in (d.value or b"")
+    ]
+    assert len(letters) == 1
+    assert letters[0].reason == "permanent_error" and "image not found" in letters[0].error
+
+
+def test_engine_down_fails_attempt_one_and_attempt_two_succeeds(
+    jobs_stack: tuple[Settings, dict],
+) -> None:
+    settings, keys = jobs_stack
+    dockerd.stop(settings)
+    try:
+        body = {"image": settings.docker_base_image, "command": ["sleep", "600"]}
+        response = call(settings, keys["alice"], "POST", "/v1/containers", json=body)
+        job_id = response.json()["job_id"]
+        job = wait_for_job(settings, keys["alice"], job_id, {"retrying", "completed"})
+        assert job["state"] == "retrying", job
+        assert "docker engine" in job["failure_reason"]
+    finally:
+        dockerd.start(settings)
+    job = wait_for_job(settings, keys["alice"], job_id, {"completed", "dead_lettered"})
+    assert (job["state"], job["attempts"]) == ("completed", 2), job
+    call(settings, keys["alice"], "DELETE", f"/v1/containers/{job_id}")
