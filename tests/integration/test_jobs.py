@@ -45,6 +45,7 @@ def jobs_stack(services: Settings) -> Iterator[tuple[Settings, dict[str, str]]]:
             "rate_limits_containers": "100/s,1000/m,10000/h",
         }
     )
+    ours = dockerd.managed(settings).pid() is None and not dockerd.is_ready(settings)
     print(dockerd.start(settings))
     print(triton.start(settings))
     try:
@@ -56,6 +57,8 @@ def jobs_stack(services: Settings) -> Iterator[tuple[Settings, dict[str, str]]]:
         for app in reversed(stack.APPS):
             stack.managed(settings, app).stop(timeout_s=40)
         triton.stop(settings)
+        if ours:
+            dockerd.stop(settings)
 
 
 def call(settings: Settings, key: str, method: str, path: str, **kw: Any) -> httpx.Response:
