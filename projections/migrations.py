@@ -49,6 +49,7 @@ class Rollup:
     columns: str
     order_by: str
     select: str  # `{db}` and `{source}` are filled in
+    engine: str = "SummingMergeTree"
 
     def select_from(self, db: str, source: str) -> str:
         return self.select.format(db=db, source=source)
@@ -56,7 +57,7 @@ class Rollup:
     def table_ddl(self, db: str) -> str:
         return (
             f"CREATE TABLE IF NOT EXISTS {db}.{self.name} ({self.columns}) "
-            f"ENGINE = SummingMergeTree ORDER BY ({self.order_by})"
+            f"ENGINE = {self.engine} ORDER BY ({self.order_by})"
         )
 
     def view_ddl(self, db: str) -> str:
@@ -76,7 +77,46 @@ EVENTS_PER_USER_MINUTE = Rollup(
         "FROM {db}.{source} GROUP BY user_id, minute, type"
     ),
 )
-ROLLUPS: tuple[Rollup, ...] = (EVENTS_PER_USER_MINUTE,)
+# Query with quantilesMerge(0.5, 0.9, 0.99)(latency) and countMerge(jobs), grouped again.
+INFERENCE_LATENCY_PER_MINUTE = Rollup(
+    name="inference_latency_per_minute",
+    source="jobs_events",
+    columns=(
+        "minute DateTime('UTC'), kind LowCardinality(String),"
+        " latency AggregateFunction(quantiles(0.5, 0.9, 0.99), Int64),"
+        " jobs AggregateFunction(count)"
+    ),
+    order_by="minute, kind",
+    select=(
+        "SELECT toStartOfMinute(time) AS minute, kind,"
+        " quantilesState(0.5, 0.9, 0.99)(latency_ms) AS latency, countState() AS jobs"
+        " FROM {db}.{source} WHERE state = 'completed' GROUP BY minute, kind"
+    ),
+    engine="AggregatingMergeTree",
+)
+# Per container: first `running` and last `stopped` (query with minMerge/maxMerge).
+CONTAINER_UPTIME = Rollup(
+    name="container_uptime",
+    source="containers_events",
+    columns=(
+        "user_id String, container_id String,"
+        " started AggregateFunction(minIf, DateTime64(3, 'UTC'), UInt8),"
+        " stopped AggregateFunction(maxIf, DateTime64(3, 'UTC'), UInt8)"
+    ),
+    order_by="user_id, container_id",
+    select=(
+        "SELECT user_id, container_id,"
+        " minIfState(time, state = 'running') AS started,"
+        " maxIfState(time, state = 'stopped') AS stopped"
+        " FROM {db}.{source} GROUP BY user_id, container_id"
+    ),
+    engine="AggregatingMergeTree",
+)
+ROLLUPS: tuple[Rollup, ...] = (
+    EVENTS_PER_USER_MINUTE,
+    INFERENCE_LATENCY_PER_MINUTE,
+    CONTAINER_UPTIME,
+)
 
 
 def rollups_of(table: str) -> list[Rollup]:
@@ -93,6 +133,32 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[str], str]], ...] = (
     (1, "events_ingest table", _event_table("events_ingest")),
     (2, "events_counted table", _event_table("events_counted", "seq UInt64, source_id String,")),
     (3, "events per user per minute rollup", _rollup(EVENTS_PER_USER_MINUTE)),
+    (4, "commands table", _event_table("commands")),
+    (
+        5,
+        "jobs_events table",
+        _event_table(
+            "jobs_events",
+            "job_id String, kind LowCardinality(String), state LowCardinality(String),"
+            " attempt UInt16, latency_ms Int64, reason String,",
+        ),
+    ),
+    (
+        6,
+        "containers_events table",
+        _event_table("containers_events", "container_id String, state LowCardinality(String),"),
+    ),
+    (
+        7,
+        "commands_rejected table",
+        _event_table(
+            "commands_rejected",
+            "command_id String, command_type LowCardinality(String),"
+            " reason LowCardinality(String),",
+        ),
+    ),
+    (8, "inference latency per minute rollup", _rollup(INFERENCE_LATENCY_PER_MINUTE)),
+    (9, "container uptime rollup", _rollup(CONTAINER_UPTIME)),
 )
 
 

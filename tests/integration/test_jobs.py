@@ -21,7 +21,7 @@ from schemas.topics import REJECTED
 from streams import dlq_admin
 from tests.conftest import PORT_OFFSET
 from tests.integration.kafka_helpers import read_all
-from tributary.demo import api_keys
+from tributary.demo import api_keys, query
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -180,3 +180,35 @@ def test_engine_down_fails_attempt_one_and_attempt_two_succeeds(
     job = wait_for_job(settings, keys["alice"], job_id, {"completed", "dead_lettered"})
     assert (job["state"], job["attempts"]) == ("completed", 2), job
     call(settings, keys["alice"], "DELETE", f"/v1/containers/{job_id}")
+
+
+def test_jobs_and_containers_are_projected_with_rollups(jobs_stack: tuple[Settings, dict]) -> None:
+    settings, _ = jobs_stack
+    db = settings.clickhouse_database
+
+    def rows(sql: str) -> list:
+        deadline = time.monotonic() + 30
+        while True:
+            found = query(settings, sql)
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.5)
+
+    completed = rows(
+        f"SELECT kind, count() FROM {db}.jobs_events WHERE state = 'completed' "
+        "GROUP BY kind ORDER BY kind"
+    )
+    kinds = dict(completed)
+    assert kinds.get("inference", 0) >= 1 and kinds.get("container.start", 0) >= 3, completed
+    latency = rows(
+        f"SELECT kind, quantilesMerge(0.5, 0.9, 0.99)(latency), countMerge(jobs) "
+        f"FROM {db}.inference_latency_per_minute WHERE kind = 'inference' GROUP BY kind"
+    )
+    assert latency and latency[0][2] >= 1 and latency[0][1][0] > 0, latency
+    uptime = rows(
+        f"SELECT container_id, dateDiff('millisecond', minIfMerge(started), maxIfMerge(stopped)) "
+        f"AS ms FROM {db}.container_uptime GROUP BY container_id HAVING ms > 0"
+    )
+    assert uptime, "no stopped container has an uptime"
+    refused = rows(f"SELECT reason, count() FROM {db}.commands_rejected GROUP BY reason")
+    assert ("too_many_containers", 1) in [tuple(r) for r in refused], refused
