@@ -69,9 +69,14 @@ def topics() -> None:
 @cli.command()
 def gateway() -> None:
     """Run the HTTP gateway in the foreground (uvicorn)."""
+    import signal
+
     import uvicorn
 
     settings = get_settings()
+    # uvicorn re-raises SIGTERM once its graceful shutdown is done; a handler of ours
+    # receives it, so a drained, flushed gateway exits 0 instead of "killed by SIGTERM".
+    signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run(
         "gateway.app:create_app",
         factory=True,
