@@ -69,7 +69,19 @@ def start(settings: Settings, timeout_s: float = 60.0) -> str:
 
 
 def stop(settings: Settings) -> bool:
-    return managed(settings).stop(timeout_s=20)
+    """Remove Tributary's containers (at once: a graceful engine stop waits 10 s for each),
+    then stop the engine. An engine we did not start is left alone."""
+    proc = managed(settings)
+    if proc.pid() is None:
+        return False
+    try:
+        for container in _client(settings).containers.list(
+            all=True, filters={"label": "tributary.container"}
+        ):
+            container.remove(force=True)
+    except DockerException:
+        pass  # the engine is already going; stopping it is all that is left
+    return proc.stop(timeout_s=30)
 
 
 def ensure_base_image(settings: Settings) -> None:
