@@ -7,8 +7,10 @@ events/s from the first output to the last, and events per CPU-second of the wor
 process (the "per core" figure). Then changelog recovery: the worker's local state is
 deleted and a fresh worker restores every key from the changelog topic.
 
-Run against a running broker (`tributary up`):
-    .venv/bin/python -m bench.streams --events 200000
+Needs the bench extra (`.venv/bin/pip install -e '.[bench]'`). Run against a running broker
+(`tributary up`), e.g.:
+    .venv/bin/python -m bench.streams --events 50000 --recovery-keys 20000
+`BENCH_FAUST_OPTIONS` (JSON of Faust settings) and `BENCH_FAUST_NO_TABLE=1` are for diagnosis.
 """
 
 from __future__ import annotations
