@@ -212,3 +212,22 @@ def test_jobs_and_containers_are_projected_with_rollups(jobs_stack: tuple[Settin
     assert uptime, "no stopped container has an uptime"
     refused = rows(f"SELECT reason, count() FROM {db}.commands_rejected GROUP BY reason")
     assert ("too_many_containers", 1) in [tuple(r) for r in refused], refused
+
+
+def test_debounce_keeps_only_the_latest_request_of_a_key(
+    jobs_stack: tuple[Settings, dict],
+) -> None:
+    settings, keys = jobs_stack
+    body = {"inputs": ["draft"], "debounce_key": "doc-7", "debounce_ms": 1500}
+    first = call(settings, keys["bob"], "POST", "/v1/inference", json=body).json()["job_id"]
+    body["inputs"] = ["final text"]
+    second = call(settings, keys["bob"], "POST", "/v1/inference", json=body).json()["job_id"]
+    replaced = wait_for_job(settings, keys["bob"], first, {"rejected", "completed"})
+    assert (replaced["state"], replaced["failure_reason"]) == ("rejected", "debounced")
+    kept = wait_for_job(settings, keys["bob"], second, {"completed", "dead_lettered"})
+    assert kept["state"] == "completed" and len(kept["result"]["embeddings"]) == 1
+    # It ran only after its delay (event time of acceptance + 1.5 s).
+    assert kept["updated_ms"] - replaced["updated_ms"] >= 1400
+    time.sleep(2)
+    # The replaced one never ran, not even when its own delay was over.
+    assert call(settings, keys["bob"], "GET", f"/v1/jobs/{first}").json()["state"] == "rejected"
