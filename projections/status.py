@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 
 from schemas.envelope import EnvelopeError, EventView, from_kafka_lenient
 from schemas.jobs import CONTAINER_START, INFERENCE_REQUESTED, container_key, job_key
+from schemas.push import JOBS_STREAM_MAXLEN, job_payload, jobs_stream_key
 from schemas.topics import COMMANDS, CONTAINERS, JOBS
 from tributary.settings import Settings
 
@@ -34,6 +35,7 @@ class Update:
     key: str
     fields: dict[str, str]
     only_if_new: bool = False
+    push: bytes | None = None  # also appended to `key` as a stream entry (job steps)
 
 
 def updates(namespace: str, event: EventView) -> list[Update]:
@@ -75,7 +77,13 @@ def updates(namespace: str, event: EventView) -> list[Update]:
             fields["result"] = orjson.dumps(data.get("result")).decode()
         if "reason" in data:
             fields["failure_reason"] = str(data["reason"])
-        out = [Update(job_key(namespace, str(data["job_id"])), fields)]
+        step = job_payload(event.id, event.type, event.time.isoformat(), data)
+        out = [
+            Update(job_key(namespace, str(data["job_id"])), fields),
+            # Pushed to the user's WebSocket (channel=jobs); ids are derived, so a client
+            # drops a step it has seen when a re-read batch pushes it again.
+            Update(jobs_stream_key(namespace, event.subject), {}, push=step),
+        ]
         if data.get("kind") == "container.start" and state in ("rejected", "dead_lettered"):
             out.append(
                 Update(
@@ -134,7 +142,14 @@ class StatusProjector:
         while True:
             pipe = self.redis.pipeline(transaction=False)
             for update in pending:
-                if update.only_if_new:
+                if update.push is not None:
+                    pipe.xadd(
+                        update.key,
+                        {"event": update.push},
+                        maxlen=JOBS_STREAM_MAXLEN,
+                        approximate=True,
+                    )
+                elif update.only_if_new:
                     for name, value in update.fields.items():
                         pipe.hsetnx(update.key, name, value)
                 else:

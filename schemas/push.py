@@ -23,3 +23,16 @@ def push_payload(seq: int, event_id: str, time: str, data: dict[str, Any]) -> by
             "data": data.get("data"),
         }
     )
+
+
+JOBS_STREAM_MAXLEN = 1000
+
+
+def jobs_stream_key(namespace: str, user_id: str) -> str:
+    """The Redis Stream of `user_id`'s job steps (queued, active, progress, ...)."""
+    return f"{namespace}:push-jobs:{user_id}"
+
+
+def job_payload(event_id: str, event_type: str, time: str, data: dict[str, Any]) -> bytes:
+    """One job step as stored: `{id, type, time, data}`; the WebSocket adds its `cursor`."""
+    return orjson.dumps({"id": event_id, "type": event_type, "time": time, "data": data})

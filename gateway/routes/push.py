@@ -1,27 +1,37 @@
-"""`WS /v1/ws?since=N`: the caller's events as the agents sequenced them, pushed live.
+"""`WS /v1/ws`: the caller's live events, from Redis Streams any gateway node can read.
 
-Reads the user's Redis Stream that the push projector fills (any gateway node can serve
-any user). Messages are JSON `{seq, id, type, time, data}` in seq order; a client that
-reconnects with `since=<last seq it saw>` resumes without gaps or repeats.
+- `channel=events` (default), `since=N`: events as the agents sequenced them, JSON
+  `{seq, id, type, time, data}` in seq order; reconnect with `since=<last seq seen>` to
+  resume without gaps or repeats.
+- `channel=jobs`, `cursor=C`: the caller's job steps (`job.queued`, `job.active`,
+  `job.progress`, `job.completed`, ...) as `{id, type, time, data, cursor}`; reconnect with
+  the last `cursor` seen. At-least-once: a step may come twice with the same `id`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Literal
 
-from fastapi import APIRouter, WebSocket
+import orjson
+from fastapi import APIRouter, Query, WebSocket
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnect
 
 from gateway.errors import ApiError
-from schemas.push import stream_key
+from schemas.push import jobs_stream_key, stream_key
 
 router = APIRouter(tags=["push"])
 
 
 @router.websocket("/v1/ws")
-async def push(websocket: WebSocket, since: int = 0) -> None:
+async def push(
+    websocket: WebSocket,
+    since: int = 0,
+    channel: Literal["events", "jobs"] = "events",
+    cursor: str = Query(default="0-0", pattern=r"^\d+(-\d+)?$"),
+) -> None:
     state = websocket.app.state
     try:
         principal = await state.auth(websocket)
@@ -33,8 +43,10 @@ async def push(websocket: WebSocket, since: int = 0) -> None:
         await websocket.close(code=1008, reason="subject required when auth is off")
         return
     await websocket.accept()
-    key = stream_key(state.settings.namespace, user)
-    last = f"{max(since, 0)}-0"
+    if channel == "jobs":
+        key, last = jobs_stream_key(state.settings.namespace, user), cursor
+    else:
+        key, last = stream_key(state.settings.namespace, user), f"{max(since, 0)}-0"
     receiver = asyncio.create_task(websocket.receive())
     try:
         while True:
@@ -48,8 +60,12 @@ async def push(websocket: WebSocket, since: int = 0) -> None:
                 continue
             for _, entries in reader.result() or []:
                 for entry_id, fields in entries:
-                    await websocket.send_text(fields[b"event"].decode())
                     last = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                    if channel == "jobs":
+                        message = {**orjson.loads(fields[b"event"]), "cursor": last}
+                        await websocket.send_text(orjson.dumps(message).decode())
+                    else:
+                        await websocket.send_text(fields[b"event"].decode())
     except RedisError:
         await websocket.close(code=1011, reason="redis_unavailable")
     except WebSocketDisconnect:

@@ -231,3 +231,42 @@ def test_debounce_keeps_only_the_latest_request_of_a_key(
     time.sleep(2)
     # The replaced one never ran, not even when its own delay was over.
     assert call(settings, keys["bob"], "GET", f"/v1/jobs/{first}").json()["state"] == "rejected"
+
+
+def test_job_steps_are_pushed_over_the_websocket_and_resume_by_cursor(
+    jobs_stack: tuple[Settings, dict],
+) -> None:
+    import orjson
+    import websockets
+
+    settings, _ = jobs_stack
+    base = settings.gateway_url.replace("http://", "ws://")
+    # carol has no earlier jobs: her channel holds exactly this job's steps.
+    carol = asyncio.run(api_keys(settings, ["carol"]))["carol"]
+
+    async def steps(cursor: str, until: str) -> list[dict[str, Any]]:
+        url = f"{base}/v1/ws?channel=jobs&cursor={cursor}&api_key={carol}"
+        out: list[dict[str, Any]] = []
+        async with websockets.connect(url) as ws:
+            while not out or out[-1]["type"] != until:
+                out.append(orjson.loads(await asyncio.wait_for(ws.recv(), 60)))
+        return out
+
+    async def scenario() -> list[dict[str, Any]]:
+        listening = asyncio.create_task(steps("0", "job.completed"))
+        await asyncio.sleep(0.5)
+        texts = [f"t{i}" for i in range(40)]
+        response = await asyncio.to_thread(
+            call, settings, carol, "POST", "/v1/inference", json={"inputs": texts}
+        )
+        assert response.status_code == 202
+        return await listening
+
+    pushed = asyncio.run(scenario())
+    types = [m["type"] for m in pushed]
+    assert types[:2] == ["job.queued", "job.active"] and types[-1] == "job.completed", types
+    progress = [m["data"]["progress"] for m in pushed if m["type"] == "job.progress"]
+    assert progress == sorted(progress) and progress[-1] == 1.0 and len(progress) == 3
+    # Resume after "active": the next message is the first progress step.
+    resumed = asyncio.run(steps(pushed[1]["cursor"], "job.completed"))
+    assert [m["id"] for m in resumed] == [m["id"] for m in pushed[2:]]
