@@ -20,7 +20,13 @@ from aiokafka import AIOKafkaConsumer
 from redis.exceptions import RedisError
 
 from schemas.envelope import EnvelopeError, EventView, from_kafka_lenient
-from schemas.jobs import CONTAINER_START, INFERENCE_REQUESTED, container_key, job_key
+from schemas.jobs import (
+    CONTAINER_START,
+    INFERENCE_REQUESTED,
+    JOB_FINISHED,
+    container_key,
+    job_key,
+)
 from schemas.push import JOBS_STREAM_MAXLEN, job_payload, jobs_stream_key
 from schemas.topics import COMMANDS, CONTAINERS, JOBS
 from tributary.settings import Settings
@@ -61,6 +67,8 @@ def updates(namespace: str, event: EventView) -> list[Update]:
                 )
             )
         return out
+    if event.type == JOB_FINISHED:
+        return []  # the executor's report to the command agent; the job's own events say it
     if event.type.startswith("job."):
         state = str(data.get("state", event.type.removeprefix("job.")))
         fields = {

@@ -270,3 +270,21 @@ def test_job_steps_are_pushed_over_the_websocket_and_resume_by_cursor(
     # Resume after "active": the next message is the first progress step.
     resumed = asyncio.run(steps(pushed[1]["cursor"], "job.completed"))
     assert [m["id"] for m in resumed] == [m["id"] for m in pushed[2:]]
+
+
+def test_a_high_priority_job_overtakes_a_normal_backlog(jobs_stack: tuple[Settings, dict]) -> None:
+    settings, _ = jobs_stack
+    dave = asyncio.run(api_keys(settings, ["dave"]))["dave"]
+    texts = [f"backlog sentence {i} " * 8 for i in range(32)]
+    normal = [
+        call(settings, dave, "POST", "/v1/inference", json={"inputs": texts}).json()["job_id"]
+        for _ in range(10)
+    ]
+    high = call(
+        settings, dave, "POST", "/v1/inference", json={"inputs": ["urgent"], "priority": "high"}
+    ).json()["job_id"]
+    done_high = wait_for_job(settings, dave, high, {"completed"})
+    done_normal = [wait_for_job(settings, dave, j, {"completed"}, 180) for j in normal]
+    # Sent last, finished before most of the normal jobs sent before it.
+    later = [j for j in done_normal if j["updated_ms"] > done_high["updated_ms"]]
+    assert len(later) >= 5, [j["updated_ms"] - done_high["updated_ms"] for j in done_normal]

@@ -1,0 +1,33 @@
+"""The status projection's pure mapping from events to Redis updates."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from projections.status import updates
+from schemas.envelope import EventView
+from schemas.jobs import JobState
+
+T = datetime(2026, 11, 25, tzinfo=UTC)
+
+
+def view(type_: str, data: dict, event_id: str = "e1") -> EventView:
+    return EventView(event_id, "s", type_, "alice", T, data)
+
+
+def test_a_command_only_sets_submitted_where_nothing_is_known() -> None:
+    [job] = updates("ns", view("inference.requested", {"inputs": ["x"]}, "j1"))
+    assert job.key == "ns:job:j1" and job.only_if_new and job.fields["state"] == "submitted"
+
+
+def test_every_job_event_state_is_a_state_the_api_knows() -> None:
+    for state in ("queued", "active", "progress", "completed", "failed", "retrying"):
+        data = {"job_id": "j1", "kind": "inference", "state": state, "attempt": 1, "at_ms": 5}
+        status, pushed = updates("ns", view(f"job.{state}", data))
+        assert JobState(status.fields["state"]) and pushed.push is not None
+
+
+def test_the_executors_report_to_the_command_agent_is_not_a_job_state() -> None:
+    """Found by a test: `job.finished` (on `commands`) once wrote state "finished", a 500."""
+    data = {"job_id": "j1", "kind": "inference", "outcome": "completed"}
+    assert updates("ns", view("job.finished", data)) == []
