@@ -6,7 +6,7 @@ import asyncio
 
 import faust
 
-from streams import health
+from streams import health, tables
 from streams.agents import commands, counter, executor
 from streams.retry_scheduler import RetryScheduler
 from tributary.settings import Settings
@@ -17,7 +17,7 @@ def create_app(settings: Settings) -> faust.App:
     datadir = (settings.data_dir / "streams" / settings.worker_name).resolve()
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
-        f"{settings.namespace}-streams",
+        tables.app_id(settings.namespace),
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="rocksdb://",
         datadir=str(datadir),

@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from infra.local.process import Managed, ServiceError, port_in_use, wait_until
 from schemas.topics import REGISTRY
+from streams.tables import changelog_topics
 from tributary.settings import Settings
 
 READY_MARKER = ".complete"
@@ -196,15 +197,12 @@ async def _ensure_topics(settings: Settings) -> list[str]:
     await admin.start()
     try:
         existing = set(await admin.list_topics())
+        topics = {spec.physical(settings.namespace): spec.config() for spec in REGISTRY}
+        topics.update(changelog_topics(settings.namespace, settings.dedup_ttl_s))
         wanted = [
-            NewTopic(
-                spec.physical(settings.namespace),
-                settings.partitions,
-                1,
-                topic_configs=spec.config(),
-            )
-            for spec in REGISTRY
-            if spec.physical(settings.namespace) not in existing
+            NewTopic(name, settings.partitions, 1, topic_configs=config)
+            for name, config in topics.items()
+            if name not in existing
         ]
         if wanted:
             # A concurrent `tributary up` may have made them; that is the goal too.

@@ -30,7 +30,7 @@ from schemas.jobs import (
     JobState,
 )
 from schemas.topics import COMMANDS, DLQ, JOBS, REJECTED, RETRY, WORK_TIERS
-from streams import admission, emit
+from streams import admission, emit, tables
 from streams.admission import Quotas, UserState, Verdict
 from streams.dedup import already_seen, seen_table
 from streams.dlq import dead_letter
@@ -62,13 +62,13 @@ def install(app: faust.App, settings: Settings) -> None:
     dlq = raw_topic(app, DLQ, ns)
     tiers = {name: raw_topic(app, spec, ns) for name, spec in WORK_TIERS.items()}
     users = app.Table(
-        "user-state",
+        tables.USER_STATE,
         default=dict,
         partitions=settings.partitions,
         key_type=str,  # values: UserState as JSON (the app's default value serializer)
     )
     ttl = settings.dedup_ttl_s
-    seen = seen_table(app, "seen-commands", settings.partitions, ttl)
+    seen = seen_table(app, tables.SEEN_COMMANDS, settings.partitions, ttl)
     rules = quotas(settings)
 
     async def enqueue(job: Job, at_ms: int, delay_ms: int = 0) -> None:

@@ -11,6 +11,7 @@ import structlog
 
 from schemas.envelope import EnvelopeError, from_kafka
 from schemas.topics import COUNTED, DLQ, INGEST
+from streams import tables
 from streams.dedup import already_seen, seen_table
 from streams.dlq import dead_letter
 from streams.metrics import EVENTS_PROCESSED
@@ -26,9 +27,9 @@ def install(app: faust.App, settings: Settings) -> None:
     ingest = raw_topic(app, INGEST, ns)
     counted = raw_topic(app, COUNTED, ns)
     dlq = raw_topic(app, DLQ, ns)
-    seqs = app.Table("user-seq", default=int, partitions=settings.partitions, key_type=str)
+    seqs = app.Table(tables.USER_SEQ, default=int, partitions=settings.partitions, key_type=str)
     ttl = settings.dedup_ttl_s
-    seen = seen_table(app, "seen-events", settings.partitions, ttl)  # user/id -> seq
+    seen = seen_table(app, tables.SEEN_EVENTS, settings.partitions, ttl)  # user/id -> seq
 
     async def count(stream: faust.StreamT) -> None:
         async for event in stream.events():

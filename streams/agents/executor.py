@@ -24,7 +24,7 @@ import structlog
 
 from schemas.jobs import Job, JobKind, JobState
 from schemas.topics import COMMANDS, CONTAINERS, DLQ, JOBS, RETRY, WORK_TIERS
-from streams import emit
+from streams import emit, tables
 from streams.dlq import dead_letter
 from streams.dlq_admin import RETRIED_FROM
 from streams.lifecycle import Backoff, DeadLetter, after_failure
@@ -50,7 +50,9 @@ def install(app: faust.App, settings: Settings) -> None:
     containers = raw_topic(app, CONTAINERS, ns)
     retry = raw_topic(app, RETRY, ns)
     dlq = raw_topic(app, DLQ, ns)
-    attempts = app.Table("job-attempts", default=int, partitions=settings.partitions, key_type=str)
+    attempts = app.Table(
+        tables.JOB_ATTEMPTS, default=int, partitions=settings.partitions, key_type=str
+    )
     backoff = Backoff(settings.retry_base_ms, settings.retry_cap_ms)
     docker_runner = DockerRunner(settings.docker_dsn, ns)
     triton = TritonRunner(settings.triton_url)

@@ -1,0 +1,37 @@
+"""Every table the stream workers keep, named in one place.
+
+Faust would create a table's changelog topic itself when a worker starts, but a
+worker that writes to a table right after that can still see the new topic with no
+partitions in its metadata and crash the agent (`PartitionsMismatch`; the agent is
+then wedged and processes nothing). So `tributary topics` / `up` and the test fixtures
+create the changelogs beforehand, from this list.
+"""
+
+from __future__ import annotations
+
+USER_SEQ = "user-seq"  # counter: user -> last sequence number
+SEEN_EVENTS = "seen-events"  # counter: user/event id -> seq (windowed, dedup)
+USER_STATE = "user-state"  # command agent: user -> limits, quotas, debounce
+SEEN_COMMANDS = "seen-commands"  # command agent: user/command id (windowed, dedup)
+JOB_ATTEMPTS = "job-attempts"  # executors: job id -> last attempt started
+
+WINDOWED = (SEEN_EVENTS, SEEN_COMMANDS)
+TABLES = (USER_SEQ, SEEN_EVENTS, USER_STATE, SEEN_COMMANDS, JOB_ATTEMPTS)
+
+
+def app_id(namespace: str) -> str:
+    return f"{namespace}-streams"
+
+
+def changelog_topics(namespace: str, dedup_ttl_s: int) -> dict[str, dict[str, str]]:
+    """Changelog topic name -> its config, as Faust names and configures them."""
+    topics = {}
+    for table in TABLES:
+        if table in WINDOWED:
+            # Faust keeps a windowed table's changes for its expiry (2 TTLs) plus a day.
+            retention_ms = (2 * dedup_ttl_s + 86_400) * 1000
+            config = {"cleanup.policy": "compact,delete", "retention.ms": str(retention_ms)}
+        else:
+            config = {"cleanup.policy": "compact"}
+        topics[f"{app_id(namespace)}-{table}-changelog"] = config
+    return topics
