@@ -11,6 +11,7 @@ import base64
 import contextlib
 import shutil
 import subprocess
+import time
 import uuid
 from importlib import resources
 from pathlib import Path
@@ -208,9 +209,27 @@ async def _ensure_topics(settings: Settings) -> list[str]:
             # A concurrent `tributary up` may have made them; that is the goal too.
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
+            await _visible(admin, set(topics), timeout_s=30)
         return [spec.physical(settings.namespace) for spec in REGISTRY]
     finally:
         await admin.close()
+
+
+async def _visible(admin: AIOKafkaAdminClient, names: set[str], timeout_s: float) -> None:
+    """Wait until the broker's metadata lists every topic in `names`.
+
+    CreateTopics returns once the KRaft controller has the topics, before the broker's
+    metadata cache does. A worker started in between sees "missing" topics and gets no
+    partitions for them until its next metadata refresh (minutes), so wait here.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        missing = names - set(await admin.list_topics())
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise ServiceError(f"topics not visible after {timeout_s:.0f}s: {sorted(missing)}")
+        await asyncio.sleep(0.1)
 
 
 def stop(settings: Settings) -> bool:
