@@ -1,2 +1,0 @@
-ATTACH DATABASE _ UUID '983aebca-52ba-445c-95ef-08488c677fd6'
-ENGINE = Atomic
