@@ -13,9 +13,9 @@ import asyncio
 
 import redis.asyncio as aioredis
 import structlog
-from aiokafka import AIOKafkaConsumer
 from redis.exceptions import RedisError, ResponseError
 
+from projections.consumers import redis_projector_consumer
 from schemas.envelope import EnvelopeError, from_kafka_lenient
 from schemas.push import push_payload, stream_key
 from schemas.topics import COUNTED
@@ -31,13 +31,8 @@ class PushProjector:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.redis = aioredis.from_url(settings.redis_dsn)
-        self.consumer = AIOKafkaConsumer(
-            COUNTED.physical(settings.namespace),
-            bootstrap_servers=settings.kafka_bootstrap,
-            group_id=f"{settings.namespace}-projector-push",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
+        self.consumer = redis_projector_consumer(
+            settings, "projector-push", COUNTED.physical(settings.namespace)
         )
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -16,9 +16,9 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 import structlog
-from aiokafka import AIOKafkaConsumer
 from redis.exceptions import RedisError
 
+from projections.consumers import redis_projector_consumer
 from schemas.envelope import EnvelopeError, EventView, from_kafka_lenient
 from schemas.jobs import (
     CONTAINER_START,
@@ -113,15 +113,12 @@ class StatusProjector:
         self.settings = settings
         self.redis = aioredis.from_url(settings.redis_dsn)
         ns = settings.namespace
-        self.consumer = AIOKafkaConsumer(
+        self.consumer = redis_projector_consumer(
+            settings,
+            "projector-status",
             COMMANDS.physical(ns),
             JOBS.physical(ns),
             CONTAINERS.physical(ns),
-            bootstrap_servers=settings.kafka_bootstrap,
-            group_id=f"{ns}-projector-status",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
         )
 
     async def run(self, stop: asyncio.Event) -> None:
