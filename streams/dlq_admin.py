@@ -16,7 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from schemas.envelope import header_value
 from schemas.topics import DLQ
-from tributary.kafka_admin import partitions
+from tributary.kafka_admin import partitions, read_to_end
 from tributary.settings import Settings
 
 RETRIED_FROM = "x-tributary-retried-from"
@@ -55,38 +55,12 @@ class DeadLetter:
 
 async def read(settings: Settings) -> list[DeadLetter]:
     """Every dead letter still on the DLQ topic, oldest first per partition."""
-    topic = DLQ.physical(settings.namespace)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
-    await consumer.start()
-    try:
-        tps = [
-            TopicPartition(topic, p)
-            for p in sorted(await partitions(settings.kafka_bootstrap, topic))
-        ]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        letters: list[DeadLetter] = []
-        pending = {tp for tp in tps if ends[tp] > 0}
-        while pending:
-            batch = await consumer.getmany(*pending, timeout_ms=500)
-            for tp, messages in batch.items():
-                letters += [
-                    DeadLetter(tp.partition, m.offset, m.timestamp, m.key, m.value, list(m.headers))
-                    for m in messages
-                    if m.offset < ends[tp]
-                ]
-            for tp in list(pending):
-                if await consumer.position(tp) >= ends[tp]:
-                    pending.discard(tp)
-        return sorted(letters, key=lambda d: (d.timestamp_ms, d.partition, d.offset))
-    finally:
-        await consumer.stop()
+    records = await read_to_end(settings.kafka_bootstrap, DLQ.physical(settings.namespace))
+    letters = [
+        DeadLetter(m.partition, m.offset, m.timestamp, m.key, m.value, list(m.headers))
+        for m in records
+    ]
+    return sorted(letters, key=lambda d: (d.timestamp_ms, d.partition, d.offset))
 
 
 async def retry(settings: Settings, letters: list[DeadLetter]) -> list[str]:

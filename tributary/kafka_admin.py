@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import ConsumerRecord
 
 
 async def partitions(bootstrap: str, topic: str) -> list[int]:
@@ -16,3 +18,31 @@ async def partitions(bootstrap: str, topic: str) -> list[int]:
     if not described or described[0].get("error_code"):
         raise RuntimeError(f"topic {topic} does not exist")
     return [p["partition"] for p in described[0]["partitions"]]
+
+
+async def read_to_end(bootstrap: str, topic: str) -> list[ConsumerRecord]:  # type: ignore[type-arg]
+    """Every committed record on `topic` up to its end offsets now, partition by partition."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(await partitions(bootstrap, topic))]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        records: list[ConsumerRecord] = []  # type: ignore[type-arg]
+        pending = {tp for tp in tps if ends[tp] > 0}
+        while pending:
+            batch = await consumer.getmany(*pending, timeout_ms=500)
+            for tp, messages in batch.items():
+                records += [m for m in messages if m.offset < ends[tp]]
+            for tp in list(pending):
+                if await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+        return records
+    finally:
+        await consumer.stop()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from schemas.envelope import CloudEvent
-from tributary.kafka_admin import partitions
+from tributary.kafka_admin import read_to_end
 from tributary.loadgen import produce_all
 from tributary.settings import Settings
 
@@ -36,24 +35,4 @@ async def produce_events(bootstrap: str, topic: str, count: int, users: int, run
 
 async def read_all(settings: Settings, topic: str) -> list[ConsumerRecord]:  # type: ignore[type-arg]
     """Every committed record now on `topic`, partition by partition."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
-    await consumer.start()
-    try:
-        ids = await partitions(settings.kafka_bootstrap, topic)
-        parts = [TopicPartition(topic, p) for p in ids]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
-        out: list[ConsumerRecord] = []  # type: ignore[type-arg]
-        while [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                out.extend(records)
-        return out
-    finally:
-        await consumer.stop()
+    return await read_to_end(settings.kafka_bootstrap, topic)
