@@ -19,6 +19,7 @@ from projections.consumers import redis_projector_consumer
 from schemas.envelope import EnvelopeError, from_kafka_lenient
 from schemas.push import push_payload, stream_key
 from schemas.topics import COUNTED
+from tributary.kafka_admin import commit_or_log
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -44,7 +45,7 @@ class PushProjector:
                     continue
                 messages = [m for msgs in batch.values() for m in msgs]
                 await self._push(messages)
-                await self.consumer.commit()
+                await commit_or_log(self.consumer, group="projector-push")
         finally:
             await self.consumer.stop()
             await self.redis.aclose()

@@ -29,6 +29,7 @@ from schemas.jobs import (
 )
 from schemas.push import JOBS_STREAM_MAXLEN, job_payload, jobs_stream_key
 from schemas.topics import COMMANDS, CONTAINERS, JOBS
+from tributary.kafka_admin import commit_or_log
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -137,7 +138,7 @@ class StatusProjector:
                         except (EnvelopeError, KeyError, TypeError, ValueError) as exc:
                             log.warning("no status in record", offset=msg.offset, error=str(exc))
                 await self._apply(pending)
-                await self.consumer.commit()
+                await commit_or_log(self.consumer, group="projector-status")
         finally:
             await self.consumer.stop()
             await self.redis.aclose()

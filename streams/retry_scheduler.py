@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from schemas.topics import RETRY
+from tributary.kafka_admin import commit_or_log
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -109,4 +110,4 @@ class RetryScheduler:
                 log.error("retry record without a target; skipped", offset=record.offset)
             else:
                 await producer.send_and_wait(target, record.value, key=record.key, headers=headers)
-            await consumer.commit({tp: record.offset + 1})
+            await commit_or_log(consumer, {tp: record.offset + 1}, group="retry-scheduler")

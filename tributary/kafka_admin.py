@@ -1,10 +1,21 @@
-"""Small Kafka admin look-ups shared by the projections and the streams tooling."""
+"""Small Kafka helpers shared by the projections and the streams tooling."""
 
 from __future__ import annotations
 
+import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.structs import ConsumerRecord
+from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+from prometheus_client import Counter
+
+log = structlog.get_logger(__name__)
+
+COMMITS_REFUSED = Counter(
+    "tributary_offset_commits_refused_total",
+    "Offset commits the consumer group refused (rebalancing, member expired)",
+    ["group"],
+)
 
 
 async def partitions(bootstrap: str, topic: str) -> list[int]:
@@ -46,3 +57,26 @@ async def read_to_end(bootstrap: str, topic: str) -> list[ConsumerRecord]:  # ty
         return records
     finally:
         await consumer.stop()
+
+
+async def commit_or_log(
+    consumer: AIOKafkaConsumer,
+    offsets: dict[TopicPartition, int] | dict[TopicPartition, OffsetAndMetadata] | None = None,
+    *,
+    group: str,
+) -> bool:
+    """Commit; a commit the group refuses is logged and counted, not raised.
+
+    A commit fails when the group is rebalancing or this member was dropped (a
+    SIGKILLed peer's session expiring, a stalled heartbeat on a busy machine). The
+    records are then read again after the rejoin, and every caller writes
+    idempotently (the projector even resumes from what ClickHouse holds), so the
+    only cost is re-reading. Letting it raise killed the whole process instead.
+    """
+    try:
+        await consumer.commit(offsets)
+        return True
+    except KafkaError as exc:  # CommitFailedError, IllegalStateError (not assigned), ...
+        COMMITS_REFUSED.labels(group=group).inc()
+        log.warning("offset commit refused; records will be re-read", group=group, error=str(exc))
+        return False
