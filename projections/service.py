@@ -26,7 +26,8 @@ async def serve(settings: Settings) -> None:
     applied = migrate(ch)
     log.info("clickhouse ready", backend=ch.backend, migrations_applied=applied)
     projector = Projector(settings, ch)
-    runner = web.AppRunner(api.build(projector))
+    # No access log: health probes and queries would bury the projector's own lines.
+    runner = web.AppRunner(api.build(projector), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.projector_host, settings.projector_port).start()
     stop = asyncio.Event()

@@ -85,7 +85,7 @@ def apps(services: Settings) -> Iterator[Settings]:
             stack.managed(settings, app).stop(timeout_s=40)
 
 
-LOG_TAIL_LINES = 60
+LOG_TAIL_LINES = 40
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -99,8 +99,14 @@ def pytest_runtest_makereport(item: Item, call: CallInfo[None]) -> Iterator[None
     report = outcome.get_result()  # type: ignore[attr-defined]
     if report.when != "call" or not report.failed or "integration" not in item.keywords:
         return
-    for log in sorted((TEST_DATA / "run").glob("*.log")):
-        if log.name in ("kafka.log", "redis.log"):
-            continue
+    # CI shows a window of the output: Tributary's own processes first, services after.
+    services = ("dockerd.log", "triton.log")
+    quiet = ("kafka.log", "redis.log")
+    logs = [
+        p
+        for p in (TEST_DATA / "run").glob("*.log")
+        if p.name not in quiet and p.stat().st_mtime >= call.start  # written during the test
+    ]
+    for log in sorted(logs, key=lambda p: (p.name in services, p.name)):
         lines = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
         report.sections.append((f"tail of {log.name}", "\n".join(lines)))

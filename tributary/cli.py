@@ -15,7 +15,10 @@ from tributary.settings import get_settings
 if TYPE_CHECKING:
     from streams.dlq_admin import DeadLetter
 
-cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+# Plain tracebacks: a crashed process's log is read by people and CI, not a terminal.
+cli = typer.Typer(
+    no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_enable=False
+)
 
 
 def _fail(message: str) -> NoReturn:
