@@ -65,6 +65,11 @@ class Batcher:
         if self._opened is None:
             self._opened = self._clock()
 
+    def first(self, topic: str, partition: int) -> int | None:
+        """The first offset still batched for a partition, or None."""
+        batch = self._batches.get((topic, partition))
+        return batch.first if batch is not None else None
+
     def due(self) -> bool:
         """True when the batch should be flushed now."""
         if self._rows == 0 or self._opened is None:

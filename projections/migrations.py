@@ -67,6 +67,34 @@ class Rollup:
         )
 
 
+def _dead_letters_table(db: str) -> str:
+    # The DLQ keeps records that may not be CloudEvents: its own columns, time is when
+    # the record was dead-lettered; ordered for "what failed lately, and why".
+    return f"""
+    CREATE TABLE IF NOT EXISTS {db}.dead_letters (
+        event_id String,
+        user_id String,
+        type LowCardinality(String),
+        time DateTime64(3, 'UTC'),
+        reason LowCardinality(String),
+        error String,
+        origin_topic LowCardinality(String),
+        origin_partition UInt16,
+        origin_offset UInt64,
+        value String,
+        headers String,
+        _topic LowCardinality(String),
+        _partition UInt16,
+        _offset UInt64,
+        _inserted DateTime64(3, 'UTC') DEFAULT now64(3)
+    )
+    ENGINE = MergeTree
+    PARTITION BY toYYYYMM(time)
+    ORDER BY (time, reason, user_id)
+    SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}
+    """
+
+
 EVENTS_PER_USER_MINUTE = Rollup(
     name="events_per_user_minute",
     source="events_ingest",
@@ -159,6 +187,7 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[str], str]], ...] = (
     ),
     (8, "inference latency per minute rollup", _rollup(INFERENCE_LATENCY_PER_MINUTE)),
     (9, "container uptime rollup", _rollup(CONTAINER_UPTIME)),
+    (10, "dead_letters table", _dead_letters_table),
 )
 
 

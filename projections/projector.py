@@ -21,8 +21,7 @@ from aiokafka.structs import OffsetAndMetadata
 from projections.batching import Batcher, PartitionBatch
 from projections.clickhouse import ClickHouse
 from projections.metrics import BATCH_SECONDS, ROWS_PROJECTED, SKIPPED, STALLED
-from projections.tables import PROJECTIONS, Projection
-from schemas.envelope import EnvelopeError, from_kafka_lenient
+from projections.tables import PROJECTIONS, UNREADABLE, Projection
 from tributary.kafka_admin import commit_or_log
 from tributary.progress import ProgressWatch
 from tributary.settings import Settings
@@ -61,6 +60,7 @@ class Projector:
         self._flush_lock = asyncio.Lock()
         self.progress: ProgressWatch[TopicPartition] = ProgressWatch(settings.stall_after_s)
         self.stalled: list[str] = []
+        self._inserting: dict[TopicPartition, int] = {}  # first offset of each batch in flight
 
     async def run(self, stop: asyncio.Event) -> None:
         """Project until `stop` is set; then flush what is batched and leave the group."""
@@ -83,24 +83,35 @@ class Projector:
 
     async def _watch(self, stop: asyncio.Event, every_s: float = 2.0) -> None:
         """Apart from the loop it watches: a flush stuck on ClickHouse still gets reported."""
-        loop = asyncio.get_running_loop()
         while not stop.is_set():
             await asyncio.sleep(every_s)
-            for tp in self.consumer.assignment():
-                end = self.consumer.highwater(tp)
-                if end is None:
-                    continue
-                try:
-                    position = await asyncio.wait_for(self.consumer.position(tp), 1)
-                except (TimeoutError, KafkaError, AssertionError):
-                    continue  # being reassigned or reset; the next round sees it
-                self.progress.observe(tp, position, end, loop.time())
-            self.stalled = [
-                f"{tp.topic}:{tp.partition}" for tp in self.progress.stalled(loop.time())
-            ]
-            STALLED.set(len(self.stalled))
-            if self.stalled:
-                log.warning("stalled partitions", partitions=self.stalled)
+            try:
+                await self._observe()
+            except Exception:  # a watcher that dies quietly reports "all well" forever
+                log.exception("progress watch round failed; trying again")
+
+    async def _observe(self) -> None:
+        now = asyncio.get_running_loop().time
+        for tp in self.consumer.assignment():
+            end = self.consumer.highwater(tp)
+            if end is None:
+                continue
+            try:
+                position = await asyncio.wait_for(self.consumer.position(tp), 1)
+            except (TimeoutError, KafkaError, AssertionError):
+                continue  # being reassigned or reset; the next round sees it
+            self.progress.observe(tp, self._landed(tp, position), end, now())
+        self.stalled = [f"{tp.topic}:{tp.partition}" for tp in self.progress.stalled(now())]
+        STALLED.set(len(self.stalled))
+        if self.stalled:
+            log.warning("stalled partitions", partitions=self.stalled)
+
+    def _landed(self, tp: TopicPartition, position: int) -> int:
+        """Offsets below this are in ClickHouse (or were skipped): the consumer's position,
+        held back by rows still batched or being inserted. Progress is rows landed, not
+        records read: a hung insert behind a fully read topic is still a stall."""
+        waiting = (self.batcher.first(tp.topic, tp.partition), self._inserting.get(tp))
+        return min([position, *(o for o in waiting if o is not None)])
 
     def _add(self, tp: TopicPartition, messages: list) -> None:  # type: ignore[type-arg]
         projection = self.by_topic[tp.topic]
@@ -112,8 +123,8 @@ class Projector:
                 continue
             expected = msg.offset + 1
             try:
-                event = from_kafka_lenient(msg.value, msg.headers)
-            except EnvelopeError as exc:
+                row = projection.row(msg)
+            except UNREADABLE as exc:
                 # Only gateway-validated events reach projected topics; anything else is
                 # the DLQ's business (the agents dead-letter it). Count and say so.
                 SKIPPED.labels(topic=projection.topic.name).inc()
@@ -122,15 +133,10 @@ class Projector:
                     topic=tp.topic,
                     partition=tp.partition,
                     offset=msg.offset,
-                    error=str(exc),
+                    error=repr(exc),
                 )
                 continue
-            self.batcher.add(
-                tp.topic,
-                tp.partition,
-                msg.offset,
-                projection.to_row(event, tp.topic, tp.partition, msg.offset),
-            )
+            self.batcher.add(tp.topic, tp.partition, msg.offset, row)
         self.next_offset[tp] = expected
 
     @contextlib.asynccontextmanager
@@ -149,9 +155,11 @@ class Projector:
         batches = self.batcher.drain()
         if not batches:
             return
+        self._inserting = {TopicPartition(b.topic, b.partition): b.first for b in batches}
         with BATCH_SECONDS.time():
             for batch in batches:
                 await self._insert(batch)
+                self._inserting.pop(TopicPartition(batch.topic, batch.partition))
         offsets = {
             TopicPartition(b.topic, b.partition): OffsetAndMetadata(b.last + 1, "") for b in batches
         }

@@ -23,8 +23,7 @@ from projections.batching import Batcher
 from projections.clickhouse import ClickHouse
 from projections.migrations import rollups_of
 from projections.projector import Projector
-from projections.tables import Projection, for_topic
-from schemas.envelope import EnvelopeError, from_kafka_lenient
+from projections.tables import UNREADABLE, Projection, for_topic
 from tributary.kafka_admin import partitions as kafka_partitions
 
 log = structlog.get_logger(__name__)
@@ -180,16 +179,11 @@ class Replay:
                         break
                     self.status.read += 1
                     try:
-                        event = from_kafka_lenient(msg.value, msg.headers)
-                    except EnvelopeError:
+                        row = self.projection.row(msg)
+                    except UNREADABLE:
                         self.status.skipped += 1
                         continue
-                    batcher.add(
-                        tp.topic,
-                        tp.partition,
-                        msg.offset,
-                        self.projection.to_row(event, tp.topic, tp.partition, msg.offset),
-                    )
+                    batcher.add(tp.topic, tp.partition, msg.offset, row)
             for tp in list(open_tps):
                 if await consumer.position(tp) >= ends[tp]:
                     open_tps.discard(tp)

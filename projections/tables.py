@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 import orjson
 
-from schemas.envelope import EventView
-from schemas.topics import COMMANDS, CONTAINERS, COUNTED, INGEST, JOBS, REJECTED, TopicSpec
+from schemas.envelope import EnvelopeError, EventView, from_kafka_lenient
+from schemas.topics import COMMANDS, CONTAINERS, COUNTED, DLQ, INGEST, JOBS, REJECTED, TopicSpec
 
 Row = tuple[Any, ...]
+
+# What a record a projection cannot read raises: not a CloudEvent, or `data` without a
+# field the table needs. The projector counts and skips it; it never stops on one.
+UNREADABLE = (EnvelopeError, KeyError, TypeError, ValueError)
 
 # Columns every projected event table has, in insert order. `_topic/_partition/_offset`
 # say where the row came from: the projector resumes from max(_offset) per partition.
@@ -28,14 +33,46 @@ COMMON_COLUMNS: tuple[str, ...] = (
 )
 
 
+class KafkaRecord(Protocol):
+    """The parts of an aiokafka `ConsumerRecord` a projection reads."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+
+
 @dataclass(frozen=True)
 class Projection:
-    """Topic `topic` is projected into `table` with `columns`, one row per record."""
+    """Topic `topic` is projected into `table` with `columns`, one row per record.
+
+    Most topics hold CloudEvents (`to_row` gets the parsed event); a topic whose records
+    need not be CloudEvents (the DLQ keeps whatever failed) maps the raw record instead.
+    """
 
     topic: TopicSpec
     table: str
     columns: tuple[str, ...]
-    to_row: Callable[[EventView, str, int, int], Row]
+    to_row: Callable[[EventView, str, int, int], Row] | None = None
+    record_to_row: Callable[[KafkaRecord], Row] | None = None
+
+    def row(self, msg: KafkaRecord) -> Row:
+        """The row for `msg`; raises `EnvelopeError` if this projection cannot read it."""
+        if self.record_to_row is not None:
+            return self.record_to_row(msg)
+        assert self.to_row is not None
+        event = from_kafka_lenient(msg.value, dict(msg.headers))
+        return self.to_row(event, msg.topic, msg.partition, msg.offset)
 
 
 def _common(event: EventView, topic: str, partition: int, offset: int) -> Row:
@@ -91,6 +128,56 @@ def _rejected(event: EventView, topic: str, partition: int, offset: int) -> Row:
     )
 
 
+def _text(headers: dict[str, bytes], name: str) -> str:
+    value = headers.get(name)
+    return value.decode(errors="replace") if value is not None else ""
+
+
+def _dead_letter(msg: KafkaRecord) -> Row:
+    """A dead letter as it is: reason, error, origin, and the failed record's bytes as text."""
+    headers = dict(msg.headers)
+    origin = _text(headers, "x-tributary-origin").rsplit(":", 2)
+    origin_topic, origin_partition, origin_offset = (
+        (origin[0], int(origin[1]), int(origin[2]))
+        if len(origin) == 3 and origin[1].isdigit() and origin[2].isdigit()
+        else ("", 0, 0)
+    )
+    key = msg.key.decode(errors="replace") if msg.key is not None else ""
+    return (
+        _text(headers, "ce_id"),
+        _text(headers, "ce_subject") or key,
+        _text(headers, "ce_type"),
+        datetime.fromtimestamp(msg.timestamp / 1000, UTC),
+        _text(headers, "x-tributary-reason") or "?",
+        _text(headers, "x-tributary-error"),
+        origin_topic,
+        origin_partition,
+        origin_offset,
+        msg.value.decode(errors="replace") if msg.value is not None else "",
+        orjson.dumps({k: v.decode(errors="replace") for k, v in headers.items()}).decode(),
+        msg.topic,
+        msg.partition,
+        msg.offset,
+    )
+
+
+DEAD_LETTER_COLUMNS = (
+    "event_id",
+    "user_id",
+    "type",
+    "time",
+    "reason",
+    "error",
+    "origin_topic",
+    "origin_partition",
+    "origin_offset",
+    "value",
+    "headers",
+    "_topic",
+    "_partition",
+    "_offset",
+)
+
 JOB_COLUMNS = ("job_id", "kind", "state", "attempt", "latency_ms", "reason")
 
 PROJECTIONS: tuple[Projection, ...] = (
@@ -107,6 +194,7 @@ PROJECTIONS: tuple[Projection, ...] = (
         (*COMMON_COLUMNS, "command_id", "command_type", "reason"),
         _rejected,
     ),
+    Projection(DLQ, "dead_letters", DEAD_LETTER_COLUMNS, record_to_row=_dead_letter),
 )
 
 

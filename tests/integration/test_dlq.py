@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -16,11 +17,13 @@ from streams import dlq_admin
 from tests.conftest import make_settings
 from tributary import settings as settings_module
 from tributary.cli import cli
+from tributary.demo import query
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration
 
 WORKER = next(a for a in stack.APPS if a.name == "worker")
+PROJECTOR = next(a for a in stack.APPS if a.name == "projector")
 
 
 def letters_when(settings: Settings, count: int, timeout_s: float = 90) -> list:
@@ -90,3 +93,34 @@ def test_dead_letter_once_with_reason_then_retry(
     finally:
         settings_module.get_settings.cache_clear()
         proc.stop(timeout_s=20)
+
+
+def test_dead_letters_are_projected_into_clickhouse_with_reason_and_origin(
+    services: Settings, tmp_path: Path
+) -> None:
+    settings = make_settings(chdb_dir=tmp_path / "chdb")
+    kafka.ensure_topics(settings)
+    worker, projector = stack.managed(settings, WORKER), stack.managed(settings, PROJECTOR)
+    try:
+        stack.start_app(settings, WORKER)
+        stack.start_app(settings, PROJECTOR)
+        asyncio.run(produce_bad(settings))
+        db = settings.clickhouse_database
+        sql = (
+            "SELECT event_id, user_id, type, reason, error, origin_topic, origin_offset, value"
+            f" FROM {db}.dead_letters"
+        )
+        deadline = time.monotonic() + 90
+        while not (rows := query(settings, sql)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert len(rows) == 1, rows
+        event_id, user, type_, reason, error, origin, origin_offset, value = rows[0]
+        assert (event_id, user, type_, reason) == ("bad-1", "someone", "t.bad", "invalid_envelope")
+        assert "ce_subject" in error
+        assert (origin, origin_offset) == (INGEST.physical(settings.namespace), 0)
+        assert value == '{"n": 1}'
+        # The bad record itself is not an ingest row: only its dead letter is kept.
+        assert query(settings, f"SELECT count() FROM {db}.events_ingest") == [[0]]
+    finally:
+        projector.stop(timeout_s=20)
+        worker.stop(timeout_s=20)

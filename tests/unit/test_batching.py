@@ -70,3 +70,13 @@ def test_drop_forgets_a_revoked_partition() -> None:
 
 def test_token_names_topic_partition_and_range() -> None:
     assert dedup_token("ns.events", 3, 10, 19) == "ns.events:3:10-19"
+
+
+def test_first_is_the_oldest_offset_still_batched() -> None:
+    batcher = Batcher(max_rows=10, max_ms=10)
+    assert batcher.first("t", 0) is None
+    batcher.add("t", 0, 7, ())
+    batcher.add("t", 0, 9, ())
+    assert batcher.first("t", 0) == 7
+    batcher.drain()
+    assert batcher.first("t", 0) is None
