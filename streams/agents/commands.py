@@ -160,9 +160,14 @@ def install(app: faust.App, settings: Settings) -> None:
         else:
             raise ValueError(f"unknown command type {command.type!r}")
 
-    async def due(event: faust.EventT, at_ms: int) -> None:
+    async def due(event: faust.EventT) -> None:
         """A debounced job's delay is over: run it if no later request replaced it."""
-        job = Job.model_validate_json(event.value)
+        try:
+            job = Job.model_validate_json(event.value)
+        except ValidationError as exc:  # only our scheduler writes these; never stop on one
+            await dead_letter(dlq, event, reason="invalid_job", error=str(exc))
+            EVENTS_PROCESSED.labels(agent="commands", outcome="dead_lettered").inc()
+            return
         state = UserState.from_json(users[job.user_id])
         if admission.is_latest(state, _debounce_key(job), job.job_id):
             await tiers[job.priority].send(key=job.user_id.encode(), value=event.value)
@@ -173,7 +178,7 @@ def install(app: faust.App, settings: Settings) -> None:
             at_ms = int(event.message.timestamp * 1000)
             headers = dict(event.headers or {})
             if headers.get("ce_type") == JOB_DUE.encode():
-                await due(event, at_ms)
+                await due(event)
                 continue
             try:
                 command = from_kafka(event.value, event.headers)

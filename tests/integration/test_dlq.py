@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 
 from infra.local import kafka, stack
 from schemas.envelope import header_value
-from schemas.topics import INGEST
+from schemas.topics import COMMANDS, INGEST
 from streams import dlq_admin
+from streams.agents.commands import JOB_DUE
 from tests.conftest import make_settings
 from tributary import settings as settings_module
 from tributary.cli import cli
@@ -124,3 +125,37 @@ def test_dead_letters_are_projected_into_clickhouse_with_reason_and_origin(
     finally:
         projector.stop(timeout_s=20)
         worker.stop(timeout_s=20)
+
+
+def test_a_malformed_job_due_is_dead_lettered_and_the_command_agent_goes_on(
+    services: Settings,
+) -> None:
+    settings = make_settings()
+    kafka.ensure_topics(settings)
+    proc = stack.managed(settings, WORKER)
+
+    async def produce_due(value: bytes) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                COMMANDS.physical(settings.namespace),
+                value,
+                key=b"carol",
+                headers=[("ce_type", JOB_DUE.encode())],
+            )
+        finally:
+            await producer.stop()
+
+    try:
+        stack.start_app(settings, WORKER)
+        asyncio.run(produce_due(b"not a job"))
+        first = letters_when(settings, 1)
+        assert [(d.reason, d.value) for d in first] == [("invalid_job", b"not a job")]
+        assert first[0].origin_topic == COMMANDS.physical(settings.namespace)
+        # The agent survived it: the next record on the same partition is decided too.
+        asyncio.run(produce_due(b"{}"))
+        both = letters_when(settings, 2)
+        assert [d.value for d in both] == [b"not a job", b"{}"]
+    finally:
+        proc.stop(timeout_s=20)
