@@ -99,9 +99,9 @@ def install(app: faust.App, settings: Settings) -> None:
         step = after_failure(job, error, permanent, at, backoff)
         if isinstance(step, DeadLetter):
             dead = step.job
-            await send_event(
-                jobs, emit.job_event(dead, JobState.DEAD_LETTERED, at, reason=step.reason)
-            )
+            # "<why dead>: <last error>", so GET /v1/jobs says what actually went wrong.
+            reason = f"{step.reason}: {error}"
+            await send_event(jobs, emit.job_event(dead, JobState.DEAD_LETTERED, at, reason=reason))
             await dlq.send(
                 key=job.user_id.encode(),
                 value=dead.model_dump_json().encode(),

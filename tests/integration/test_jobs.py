@@ -154,13 +154,27 @@ def test_missing_image_is_dead_lettered_once_without_retries(
     job_id = call(settings, keys["alice"], "POST", "/v1/containers", json=body).json()["job_id"]
     job = wait_for_job(settings, keys["alice"], job_id, {"dead_lettered", "completed"})
     assert job["state"] == "dead_lettered" and job["attempts"] == 1
-    assert job["failure_reason"] == "permanent_error"
+    assert job["failure_reason"].startswith("permanent_error: ")
     time.sleep(1)
     letters = [
         d for d in asyncio.run(dlq_admin.read(settings)) if job_id.encode() in (d.value or b"")
     ]
     assert len(letters) == 1
     assert letters[0].reason == "permanent_error" and "image not found" in letters[0].error
+
+
+def test_a_job_past_its_timeout_fails_each_attempt_then_is_dead_lettered(
+    jobs_stack: tuple[Settings, dict],
+) -> None:
+    settings, keys = jobs_stack
+    texts = [f"a longer input sentence, number {i}, " * 8 for i in range(64)]
+    body = {"inputs": texts, "timeout_s": 0.01, "max_attempts": 2}
+    response = call(settings, keys["alice"], "POST", "/v1/inference", json=body)
+    assert response.status_code == 202, response.text
+    job_id = response.json()["job_id"]
+    job = wait_for_job(settings, keys["alice"], job_id, {"completed", "dead_lettered"})
+    assert (job["state"], job["attempts"]) == ("dead_lettered", 2), job
+    assert job["failure_reason"] == "attempts_exhausted: timed out after 0.01s"
 
 
 def test_engine_down_fails_attempt_one_and_attempt_two_succeeds(
