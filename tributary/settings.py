@@ -94,8 +94,13 @@ class Settings(BaseSettings):
     docker_host: str | None = None
     docker_base_image: str = "tributary/busybox:local"
 
-    # Triton (HTTP) for inference.
+    # Triton (HTTP) for inference. Every worker naming the same pool shares its slots: at
+    # most `gpu_pool_slots` inference attempts run on it at once, across all workers.
     triton_url: str = "127.0.0.1:8000"
+    gpu_pool: str = "default"
+    gpu_pool_slots: int = Field(default=4, ge=1)
+    # Slots normal-priority jobs leave free, so a high one never queues behind a backlog.
+    gpu_pool_high_reserved: int = Field(default=1, ge=0)
 
     log_level: str = "INFO"
 

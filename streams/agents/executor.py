@@ -5,7 +5,9 @@ normal jobs never delays high ones. Per job attempt: `active`, then `progress` s
 then `completed`; or `failed` followed by `retrying` (onto the retry topic, due after
 backoff with jitter) or `dead_lettered` (onto the DLQ with the job, the error and
 every attempt). Finished jobs (any outcome) are reported back on `commands`, where
-the command agent releases their quota.
+the command agent releases their quota. An inference attempt first takes a slot of
+its GPU pool (`streams/gpu_pool.py`, shared by all workers); normal-priority jobs
+leave `gpu_pool_high_reserved` slots to high ones.
 
 Side effects are at-least-once made idempotent (container names derive from the
 command id; an embedding is the same when computed twice). The `attempts` table
@@ -16,10 +18,12 @@ attempt that already ran is skipped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
 import faust
+import redis.asyncio as aioredis
 import structlog
 
 from schemas.jobs import Job, JobKind, JobState
@@ -27,6 +31,7 @@ from schemas.topics import COMMANDS, CONTAINERS, DLQ, JOBS, RETRY, WORK_TIERS
 from streams import emit, tables
 from streams.dlq import dead_letter
 from streams.dlq_admin import RETRIED_FROM
+from streams.gpu_pool import GpuPool
 from streams.lifecycle import Backoff, DeadLetter, after_failure
 from streams.metrics import EVENTS_PROCESSED
 from streams.retry_scheduler import DUE_HEADER, TARGET_HEADER
@@ -37,6 +42,8 @@ from streams.topics import raw_topic, send_event
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+LEASE_MARGIN_MS = 10_000  # a slot's lease: the attempt's timeout plus this
 
 
 def now_ms() -> int:
@@ -56,6 +63,18 @@ def install(app: faust.App, settings: Settings) -> None:
     backoff = Backoff(settings.retry_base_ms, settings.retry_cap_ms)
     docker_runner = DockerRunner(settings.docker_dsn, ns)
     triton = TritonRunner(settings.triton_url)
+
+    pool = GpuPool(
+        aioredis.from_url(settings.redis_dsn), ns, settings.gpu_pool, settings.gpu_pool_slots
+    )
+
+    def slot_for(job: Job) -> contextlib.AbstractAsyncContextManager[Any]:
+        """Inference holds a GPU pool slot; the lease outlives the attempt's timeout."""
+        if job.kind is not JobKind.INFERENCE:
+            return contextlib.nullcontext()
+        reserved = 0 if job.priority == "high" else settings.gpu_pool_high_reserved
+        limit = max(1, pool.slots - reserved)
+        return pool.slot(lease_ms=int(job.timeout_s * 1000) + LEASE_MARGIN_MS, limit=limit)
 
     async def run(job: Job) -> tuple[Any, str]:
         """The side effect; returns (result, outcome reported to the command agent)."""
@@ -133,6 +152,27 @@ def install(app: faust.App, settings: Settings) -> None:
         )
         EVENTS_PROCESSED.labels(agent="executor", outcome="retrying").inc()
 
+    async def attempt(job: Job) -> None:
+        """One attempt: `active`, the side effect, then `completed` or a failure step."""
+        await send_event(jobs, emit.job_event(job, JobState.ACTIVE, now_ms()))
+        try:
+            result, outcome = await asyncio.wait_for(run(job), job.timeout_s)
+        except RunnerError as exc:
+            await fail(job, str(exc), exc.permanent)
+            return
+        except TimeoutError:
+            await fail(job, f"timed out after {job.timeout_s:g}s", False)
+            return
+        except Exception as exc:  # a bug of ours must not kill the agent or lose the job
+            log.exception("job attempt crashed", job_id=job.job_id)
+            await fail(job, f"unexpected error: {exc!r}", False)
+            return
+        at = now_ms()
+        await send_event(jobs, emit.job_event(job, JobState.COMPLETED, at, result=result))
+        container_id = job.spec.get("container_id")
+        await send_event(commands, emit.job_finished(job, outcome, at, container_id))
+        EVENTS_PROCESSED.labels(agent="executor", outcome="completed").inc()
+
     async def execute(stream: faust.StreamT) -> None:
         async for event in stream.events():
             try:
@@ -150,24 +190,9 @@ def install(app: faust.App, settings: Settings) -> None:
                 EVENTS_PROCESSED.labels(agent="executor", outcome="duplicate").inc()
                 continue
             attempts[job.job_id] = job.attempt
-            await send_event(jobs, emit.job_event(job, JobState.ACTIVE, now_ms()))
-            try:
-                result, outcome = await asyncio.wait_for(run(job), job.timeout_s)
-            except RunnerError as exc:
-                await fail(job, str(exc), exc.permanent)
-                continue
-            except TimeoutError:
-                await fail(job, f"timed out after {job.timeout_s:g}s", False)
-                continue
-            except Exception as exc:  # a bug of ours must not kill the agent or lose the job
-                log.exception("job attempt crashed", job_id=job.job_id)
-                await fail(job, f"unexpected error: {exc!r}", False)
-                continue
-            at = now_ms()
-            await send_event(jobs, emit.job_event(job, JobState.COMPLETED, at, result=result))
-            container_id = job.spec.get("container_id")
-            await send_event(commands, emit.job_finished(job, outcome, at, container_id))
-            EVENTS_PROCESSED.labels(agent="executor", outcome="completed").inc()
+            # `active` to `completed`/`failed` inside the slot: never more at once than slots.
+            async with slot_for(job):
+                await attempt(job)
 
     for tier, spec in WORK_TIERS.items():
         app.agent(

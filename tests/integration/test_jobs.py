@@ -43,6 +43,8 @@ def jobs_stack(services: Settings) -> Iterator[tuple[Settings, dict[str, str]]]:
             "max_running_containers": 2,
             "retry_base_ms": 8000,
             "rate_limits_containers": "100/s,1000/m,10000/h",
+            # Normal-priority inference gets 1 slot; high ones the reserved second.
+            "gpu_pool_slots": 2,
         }
     )
     ours = dockerd.managed(settings).pid() is None and not dockerd.is_ready(settings)
@@ -194,6 +196,36 @@ def test_engine_down_fails_attempt_one_and_attempt_two_succeeds(
     job = wait_for_job(settings, keys["alice"], job_id, {"completed", "dead_lettered"})
     assert (job["state"], job["attempts"]) == ("completed", 2), job
     call(settings, keys["alice"], "DELETE", f"/v1/containers/{job_id}")
+
+
+def test_the_gpu_pool_runs_one_normal_job_at_a_time(jobs_stack: tuple[Settings, dict]) -> None:
+    """Four executor actors per tier could run four at once; the pool's 2 slots, one of
+    them reserved for high priority, let normal jobs run strictly one after another."""
+    settings, _ = jobs_stack
+    erin = asyncio.run(api_keys(settings, ["erin"]))["erin"]
+    texts = [f"pool sentence {i} " * 8 for i in range(32)]
+    ids = [
+        call(settings, erin, "POST", "/v1/inference", json={"inputs": texts}).json()["job_id"]
+        for _ in range(4)
+    ]
+    for job_id in ids:
+        assert wait_for_job(settings, erin, job_id, {"completed"}, 120)["attempts"] == 1
+    db = settings.clickhouse_database
+    names = ", ".join(f"'{j}'" for j in ids)
+    sql = (
+        f"SELECT toUnixTimestamp64Milli(time), state FROM {db}.jobs_events "
+        f"WHERE job_id IN ({names}) AND state IN ('active', 'completed')"
+    )
+    deadline = time.monotonic() + 30
+    while len(steps := query(settings, sql)) < 8 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(steps) == 8, steps
+    running = peak = 0
+    # On a tie the slot was released (completed) before the next one was taken.
+    for _, state in sorted(steps, key=lambda s: (s[0], s[1] == "active")):
+        running += 1 if state == "active" else -1
+        peak = max(peak, running)
+    assert peak == 1, sorted(steps)
 
 
 def test_jobs_and_containers_are_projected_with_rollups(jobs_stack: tuple[Settings, dict]) -> None:
