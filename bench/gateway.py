@@ -6,6 +6,8 @@
    (32 connections, bounded duration) on POST /v1/events; events/s, p50/p99.
 3. gateway at half its sustained rate, open loop (aiohttp, requests scheduled at fixed
    times, latency measured from the scheduled time): p50/p99.
+4. the same events through POST /v1/events/batch, 100 per request (wrk, 8 connections):
+   events/s and per-request p50/p99.
 
 Needs `tributary up` (broker, Redis) and `wrk` (`apt-get install wrk`):
     .venv/bin/python -m bench.gateway
@@ -21,6 +23,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -35,6 +38,7 @@ from tributary.loadgen import produce_all
 from tributary.settings import Settings
 
 BODY = {"source": "bench", "type": "bench.event", "data": {"n": 1, "text": "x" * 64}}
+BATCH = 100  # events per request in the batch row
 
 
 async def raw_producer(settings: Settings, count: int) -> float:
@@ -52,11 +56,13 @@ async def raw_producer(settings: Settings, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def run_wrk(url: str, key: str, seconds: int, connections: int) -> tuple[float, float, float]:
+def run_wrk(
+    url: str, key: str, seconds: int, connections: int, path: str = "/v1/events", body: Any = BODY
+) -> tuple[float, float, float]:
     script = Path(tempfile.mkdtemp()) / "post.lua"
     script.write_text(
         'wrk.method = "POST"\n'
-        f"wrk.body = '{orjson.dumps(BODY).decode()}'\n"
+        f"wrk.body = '{orjson.dumps(body).decode()}'\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
         f'wrk.headers["X-API-Key"] = "{key}"\n'
         "done = function(summary, latency, requests)\n"
@@ -72,7 +78,7 @@ def run_wrk(url: str, key: str, seconds: int, connections: int) -> tuple[float, 
             "--latency",
             "-s",
             str(script),
-            f"{url}/v1/events",
+            f"{url}{path}",
         ],
         capture_output=True,
         text=True,
@@ -141,6 +147,8 @@ def main(
         rate, p50, p99 = run_wrk(url, key, seconds, connections)
         half = rate / 2
         h50, h99, errors = asyncio.run(open_loop(url, key, half, seconds))
+        batch = {"events": [BODY] * BATCH}
+        b_rate, b50, b99 = run_wrk(url, key, seconds, 8, "/v1/events/batch", batch)
     finally:
         proc.stop(timeout_s=30)
     print("\n| path | events/s | p50 ms | p99 ms | vs raw |\n|---|---|---|---|---|")
@@ -152,6 +160,10 @@ def main(
     print(
         f"| gateway, open loop at half that rate ({half:,.0f}/s) | {half:,.0f} | {h50:.1f} | "
         f"{h99:.1f} | |"
+    )
+    print(
+        f"| gateway, POST /v1/events/batch of {BATCH}, wrk 8 connections | {b_rate * BATCH:,.0f}"
+        f" | {b50:.1f} | {b99:.1f} | {b_rate * BATCH / raw_rate:.2f} |"
     )
     if errors:
         print(f"({errors} non-202 answers in the open-loop run)")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import jwt
 import redis.asyncio as aioredis
+from cachetools import TTLCache
 from fastapi import Request
 from redis.exceptions import RedisError
 from starlette.requests import HTTPConnection
@@ -53,6 +54,13 @@ class Authenticator:
     def __init__(self, settings: Settings, client: aioredis.Redis) -> None:
         self._settings = settings
         self._client = client
+        # Known keys only (an unknown one is asked again, so a new key works at once); a
+        # revoked key keeps working here for up to `api_key_cache_s`.
+        self._known: TTLCache[str, Principal] | None = (
+            TTLCache(maxsize=100_000, ttl=settings.api_key_cache_s)
+            if settings.api_key_cache_s > 0
+            else None
+        )
         self._jwt_keys: list[tuple[str, str]] = []
         if settings.jwt_hs256_secret:
             self._jwt_keys.append(("HS256", settings.jwt_hs256_secret))
@@ -76,13 +84,21 @@ class Authenticator:
         return self._jwt(token)
 
     async def _api_key(self, key: str) -> Principal:
+        hashed = hash_key(key)
+        if self._known is not None and (known := self._known.get(hashed)) is not None:
+            return known
         try:
-            user_id = await self._client.hget(keys_hash(self._settings.namespace), hash_key(key))
+            user_id = await self._client.hget(keys_hash(self._settings.namespace), hashed)
         except RedisError as exc:
             raise DependencyUnavailable("redis", f"cannot check API keys: {exc}") from exc
         if user_id is None:
             raise _unauthenticated("invalid_api_key", "Unknown or revoked API key.")
-        return Principal(user_id.decode() if isinstance(user_id, bytes) else user_id, "api_key")
+        principal = Principal(
+            user_id.decode() if isinstance(user_id, bytes) else user_id, "api_key"
+        )
+        if self._known is not None:
+            self._known[hashed] = principal
+        return principal
 
     def _jwt(self, token: str) -> Principal:
         if not self._jwt_keys:

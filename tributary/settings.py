@@ -47,6 +47,8 @@ class Settings(BaseSettings):
 
     # Auth: API keys (hashed in Redis) and/or JWT bearer tokens. Off only for local dev.
     auth_enabled: bool = True
+    # Seconds a gateway remembers a valid API key (0: ask Redis on every request).
+    api_key_cache_s: float = Field(default=10.0, ge=0)
     jwt_hs256_secret: str | None = None
     jwt_rs256_public_key: str | None = None  # PEM text
     jwt_audience: str = "tributary"

@@ -17,7 +17,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from gateway.app import create_app
-from gateway.errors import DependencyUnavailable
+from gateway.errors import ApiError, DependencyUnavailable
 from gateway.limiter import Policy, RateLimiter
 from infra.local.process import free_port
 from tests.integration.test_gateway_http import wait_ready
@@ -258,3 +258,37 @@ def test_batch_over_the_limit_is_422(services: Settings) -> None:
             headers=bearer(token(settings, "big-batch")),
         )
     assert (response.status_code, response.json()["error"]) == (422, "batch_too_large")
+
+
+@pytest.mark.parametrize("cache_s", [0.0, 30.0])
+def test_a_deleted_api_key_is_refused_at_once_or_after_the_cache(
+    services: Settings, cache_s: float
+) -> None:
+    """The gateway remembers valid keys for `api_key_cache_s` (one Redis call fewer per
+    request); with 0 a key deleted from Redis is refused on the next request."""
+    from starlette.requests import Request
+
+    from gateway.auth import Authenticator, create_api_key, keys_hash
+
+    settings = services.model_copy(update={"api_key_cache_s": cache_s})
+
+    async def scenario() -> tuple[str, str | None]:
+        client = aioredis.from_url(settings.redis_dsn)
+        try:
+            key = await create_api_key(client, settings.namespace, "frank")
+            auth = Authenticator(settings, client)
+            request = Request({"type": "http", "headers": [(b"x-api-key", key.encode())]})
+            first = (await auth(request)).user_id  # type: ignore[union-attr]
+            await client.delete(keys_hash(settings.namespace))
+            try:
+                second: str | None = (await auth(request)).user_id  # type: ignore[union-attr]
+            except ApiError as exc:
+                assert exc.status == 401
+                second = None
+            return first, second
+        finally:
+            await client.aclose()
+
+    first, second = asyncio.run(scenario())
+    assert first == "frank"
+    assert second == (None if cache_s == 0 else "frank")
