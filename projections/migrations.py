@@ -15,27 +15,34 @@ from projections.clickhouse import ClickHouse
 DEDUP_WINDOW = 10_000
 
 
+def _projected_table(db: str, name: str, columns: str, order_by: str) -> str:
+    """A table the projector writes: `columns`, then where each row came from in Kafka
+    (the projector resumes from max(_offset)), monthly parts, and the dedup window."""
+    return f"""
+    CREATE TABLE IF NOT EXISTS {db}.{name} (
+        {columns}
+        _topic LowCardinality(String),
+        _partition UInt16,
+        _offset UInt64,
+        _inserted DateTime64(3, 'UTC') DEFAULT now64(3)
+    )
+    ENGINE = MergeTree
+    PARTITION BY toYYYYMM(time)
+    ORDER BY ({order_by})
+    SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}
+    """
+
+
 def _event_table(name: str, extra_columns: str = "") -> Callable[[str], str]:
+    """A table of CloudEvents: their attributes, `data` as JSON, then `extra_columns`."""
+
     def ddl(db: str) -> str:
-        return f"""
-        CREATE TABLE IF NOT EXISTS {db}.{name} (
-            event_id String,
-            user_id String,
-            type LowCardinality(String),
-            source LowCardinality(String),
-            time DateTime64(3, 'UTC'),
-            data String,
-            {extra_columns}
-            _topic LowCardinality(String),
-            _partition UInt16,
-            _offset UInt64,
-            _inserted DateTime64(3, 'UTC') DEFAULT now64(3)
+        columns = (
+            "event_id String, user_id String, type LowCardinality(String),"
+            " source LowCardinality(String), time DateTime64(3, 'UTC'), data String,"
+            f" {extra_columns}"
         )
-        ENGINE = MergeTree
-        PARTITION BY toYYYYMM(time)
-        ORDER BY (user_id, time, event_id)
-        SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}
-        """
+        return _projected_table(db, name, columns, "user_id, time, event_id")
 
     return ddl
 
@@ -70,29 +77,13 @@ class Rollup:
 def _dead_letters_table(db: str) -> str:
     # The DLQ keeps records that may not be CloudEvents: its own columns, time is when
     # the record was dead-lettered; ordered for "what failed lately, and why".
-    return f"""
-    CREATE TABLE IF NOT EXISTS {db}.dead_letters (
-        event_id String,
-        user_id String,
-        type LowCardinality(String),
-        time DateTime64(3, 'UTC'),
-        reason LowCardinality(String),
-        error String,
-        origin_topic LowCardinality(String),
-        origin_partition UInt16,
-        origin_offset UInt64,
-        value String,
-        headers String,
-        _topic LowCardinality(String),
-        _partition UInt16,
-        _offset UInt64,
-        _inserted DateTime64(3, 'UTC') DEFAULT now64(3)
+    columns = (
+        "event_id String, user_id String, type LowCardinality(String),"
+        " time DateTime64(3, 'UTC'), reason LowCardinality(String), error String,"
+        " origin_topic LowCardinality(String), origin_partition UInt16, origin_offset UInt64,"
+        " value String, headers String,"
     )
-    ENGINE = MergeTree
-    PARTITION BY toYYYYMM(time)
-    ORDER BY (time, reason, user_id)
-    SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}
-    """
+    return _projected_table(db, "dead_letters", columns, "time, reason, user_id")
 
 
 EVENTS_PER_USER_MINUTE = Rollup(

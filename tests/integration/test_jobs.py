@@ -68,6 +68,14 @@ def call(settings: Settings, key: str, method: str, path: str, **kw: Any) -> htt
     return httpx.request(method, f"{settings.gateway_url}{path}", headers=headers, timeout=30, **kw)
 
 
+def submit_inference(settings: Settings, key: str, texts: list[str], jobs: int) -> list[str]:
+    """`jobs` normal-priority inference jobs of `texts`; their ids."""
+    return [
+        call(settings, key, "POST", "/v1/inference", json={"inputs": texts}).json()["job_id"]
+        for _ in range(jobs)
+    ]
+
+
 def wait_for_job(
     settings: Settings, key: str, job_id: str, states: set[str], timeout_s: float = 90
 ) -> dict[str, Any]:
@@ -204,10 +212,7 @@ def test_the_gpu_pool_runs_one_normal_job_at_a_time(jobs_stack: tuple[Settings, 
     settings, _ = jobs_stack
     erin = asyncio.run(api_keys(settings, ["erin"]))["erin"]
     texts = [f"pool sentence {i} " * 8 for i in range(32)]
-    ids = [
-        call(settings, erin, "POST", "/v1/inference", json={"inputs": texts}).json()["job_id"]
-        for _ in range(4)
-    ]
+    ids = submit_inference(settings, erin, texts, 4)
     for job_id in ids:
         assert wait_for_job(settings, erin, job_id, {"completed"}, 120)["attempts"] == 1
     db = settings.clickhouse_database
@@ -322,10 +327,7 @@ def test_a_high_priority_job_overtakes_a_normal_backlog(jobs_stack: tuple[Settin
     settings, _ = jobs_stack
     dave = asyncio.run(api_keys(settings, ["dave"]))["dave"]
     texts = [f"backlog sentence {i} " * 8 for i in range(32)]
-    normal = [
-        call(settings, dave, "POST", "/v1/inference", json={"inputs": texts}).json()["job_id"]
-        for _ in range(10)
-    ]
+    normal = submit_inference(settings, dave, texts, 10)
     high = call(
         settings, dave, "POST", "/v1/inference", json={"inputs": ["urgent"], "priority": "high"}
     ).json()["job_id"]
