@@ -32,6 +32,9 @@ def create_app(settings: Settings) -> faust.App:
         table_standby_replicas=settings.table_standby_replicas,
         broker_session_timeout=settings.worker_session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.worker_session_timeout_s / 4),
+        # With exactly-once an agent's output is visible (read_committed) only once its
+        # transaction commits: this interval is added to every hop's latency.
+        broker_commit_interval=settings.worker_commit_interval_s,
     )
     health.install(app, settings.stall_after_s)
     counter.install(app, settings)
