@@ -67,7 +67,7 @@ class Projection:
     record_to_row: Callable[[KafkaRecord], Row] | None = None
 
     def row(self, msg: KafkaRecord) -> Row:
-        """The row for `msg`; raises `EnvelopeError` if this projection cannot read it."""
+        """The row for `msg`; raises one of `UNREADABLE` if this projection cannot read it."""
         if self.record_to_row is not None:
             return self.record_to_row(msg)
         assert self.to_row is not None
