@@ -36,19 +36,27 @@ def letters_when(settings: Settings, count: int, timeout_s: float = 90) -> list:
         time.sleep(0.5)
 
 
-async def produce_bad(settings: Settings) -> None:
+async def send_one(
+    settings: Settings, topic: str, value: bytes, key: bytes, headers: list[tuple[str, bytes]]
+) -> None:
+    """One raw record, as a broken or foreign producer would write it."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
     await producer.start()
     try:
-        # A CloudEvent without ce_subject: no agent can know whose it is.
-        await producer.send_and_wait(
-            INGEST.physical(settings.namespace),
-            b'{"n": 1}',
-            key=b"someone",
-            headers=[("ce_id", b"bad-1"), ("ce_source", b"t"), ("ce_type", b"t.bad")],
-        )
+        await producer.send_and_wait(topic, value, key=key, headers=headers)
     finally:
         await producer.stop()
+
+
+async def produce_bad(settings: Settings) -> None:
+    # A CloudEvent without ce_subject: no agent can know whose it is.
+    await send_one(
+        settings,
+        INGEST.physical(settings.namespace),
+        b'{"n": 1}',
+        b"someone",
+        [("ce_id", b"bad-1"), ("ce_source", b"t"), ("ce_type", b"t.bad")],
+    )
 
 
 def test_dead_letter_once_with_reason_then_retry(
@@ -135,17 +143,8 @@ def test_a_malformed_job_due_is_dead_lettered_and_the_command_agent_goes_on(
     proc = stack.managed(settings, WORKER)
 
     async def produce_due(value: bytes) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
-        await producer.start()
-        try:
-            await producer.send_and_wait(
-                COMMANDS.physical(settings.namespace),
-                value,
-                key=b"carol",
-                headers=[("ce_type", JOB_DUE.encode())],
-            )
-        finally:
-            await producer.stop()
+        topic = COMMANDS.physical(settings.namespace)
+        await send_one(settings, topic, value, b"carol", [("ce_type", JOB_DUE.encode())])
 
     try:
         stack.start_app(settings, WORKER)
