@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 import typer
+from aiokafka.structs import ConsumerRecord
 
 from infra.local import kafka
 from projections.clickhouse import connect
@@ -25,8 +26,9 @@ from projections.migrations import migrate
 from projections.projector import Projector
 from projections.replay import Replay
 from projections.tables import for_topic
-from schemas.envelope import CloudEvent, EventView
+from schemas.envelope import CloudEvent, to_kafka
 from schemas.topics import INGEST
+from tributary.gc_tuning import tune_for_throughput
 from tributary.loadgen import produce_all
 from tributary.settings import Settings
 
@@ -38,6 +40,13 @@ def make_events(count: int) -> list[CloudEvent]:
         CloudEvent(source="bench", type="bench.event", subject=f"u{i % USERS}", data={"n": i})
         for i in range(count)
     ]
+
+
+def record(topic: str, partition: int, offset: int, event: CloudEvent) -> ConsumerRecord:  # type: ignore[type-arg]
+    key, value, headers = to_kafka(event)
+    return ConsumerRecord(
+        topic, partition, offset, 0, 0, key, value, None, len(key), len(value), tuple(headers)
+    )
 
 
 async def produce(settings: Settings, events: list[CloudEvent]) -> None:
@@ -89,21 +98,23 @@ async def bench(events: int, batch_rows: int) -> None:
     ch = connect(settings)
     migrate(ch)
     projection = for_topic("events.ingest")
-    rows = [
-        projection.to_row(
-            EventView(e.id, e.source, e.type, e.subject, e.time, e.data), "bench", i % 6, i
-        )
-        for i, e in enumerate(sample)
-    ]
+    rows = [projection.row(record("bench", i % 6, i, e)) for i, e in enumerate(sample)]
     del sample
     ch.command(f"CREATE TABLE {ch.database}.plain AS {ch.database}.events_ingest")
     t = time.perf_counter()
     for start in range(0, len(rows), batch_rows):
-        ch.insert("plain", rows[start : start + batch_rows], projection.columns, f"plain-{start}")
+        ch.client.insert(
+            "plain",
+            rows[start : start + batch_rows],
+            column_names=list(projection.columns),
+            database=ch.database,
+            settings={"insert_deduplication_token": f"plain-{start}"},
+        )
     plain_s = time.perf_counter() - t
     del rows
 
     projector = Projector(settings, ch)
+    tune_for_throughput()  # as the projector process does (projections/service.py)
     projector_s = await run_projector(projector, events)
 
     job = Replay(projector, "events.ingest")

@@ -1,7 +1,8 @@
-"""Micro-batching of consumed records into per-partition insert blocks (pure).
+"""Micro-batching of consumed records into insert blocks (pure).
 
-A block covers one contiguous offset range of one partition, so its dedup token
-`topic:partition:first-last` names exactly the records it holds.
+Rows are batched per partition, each batch one contiguous offset range, so the dedup
+token `topic:partition:first-last` names exactly the records it holds. A flush inserts
+one block per topic: its partitions' batches together, the token naming every range.
 """
 
 from __future__ import annotations
@@ -25,6 +26,34 @@ class PartitionBatch:
     @property
     def token(self) -> str:
         return dedup_token(self.topic, self.partition, self.first, self.last)
+
+
+@dataclass
+class TopicBlock:
+    """One insert: the batches of one topic's partitions, rows in batch order."""
+
+    topic: str
+    batches: list[PartitionBatch]
+
+    @property
+    def rows(self) -> list[tuple[Any, ...]]:
+        return [row for batch in self.batches for row in batch.rows]
+
+    @property
+    def token(self) -> str:
+        return ",".join(batch.token for batch in self.batches)
+
+
+def by_topic(batches: list[PartitionBatch]) -> list[TopicBlock]:
+    """Group partition batches into one block per topic, partitions in ascending order.
+
+    One insert per topic, not per partition: chDB spends ~10 ms per insert whatever its
+    size, and a flush of 50,000 rows from 6 partitions paid it six times.
+    """
+    grouped: dict[str, list[PartitionBatch]] = {}
+    for batch in sorted(batches, key=lambda b: (b.topic, b.partition)):
+        grouped.setdefault(batch.topic, []).append(batch)
+    return [TopicBlock(topic, group) for topic, group in grouped.items()]
 
 
 def dedup_token(topic: str, partition: int, first: int, last: int) -> str:

@@ -19,7 +19,7 @@ from datetime import datetime
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from projections.batching import Batcher
+from projections.batching import Batcher, by_topic
 from projections.clickhouse import ClickHouse
 from projections.migrations import rollups_of
 from projections.projector import Projector
@@ -193,15 +193,16 @@ class Replay:
         return ends
 
     async def _insert(self, batcher: Batcher) -> None:
-        for batch in batcher.drain():
+        for block in by_topic(batcher.drain()):
+            rows = block.rows
             await asyncio.to_thread(
                 self.ch.insert,
                 self.new_table,
-                batch.rows,
+                rows,
                 self.projection.columns,
-                f"replay:{self.status.id}:{batch.token}",
+                f"replay:{self.status.id}:{block.token}",
             )
-            self.status.inserted += len(batch.rows)
+            self.status.inserted += len(rows)
 
     async def _catch_up(self, ends: dict[TopicPartition, int]) -> None:
         """Copy rows the live table gained past the replay's end, so the swap loses none."""

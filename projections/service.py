@@ -14,6 +14,7 @@ from projections.migrations import migrate
 from projections.projector import Projector
 from projections.push import PushProjector
 from projections.status import StatusProjector
+from tributary.gc_tuning import tune_for_throughput
 from tributary.logging import configure_logging
 from tributary.settings import Settings
 
@@ -25,6 +26,7 @@ async def serve(settings: Settings) -> None:
     ch = connect(settings)
     applied = migrate(ch)
     log.info("clickhouse ready", backend=ch.backend, migrations_applied=applied)
+    tune_for_throughput()
     projector = Projector(settings, ch)
     # No access log: health probes and queries would bury the projector's own lines.
     runner = web.AppRunner(api.build(projector), access_log=None)

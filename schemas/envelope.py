@@ -9,6 +9,7 @@ user's events in one partition and therefore in order.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, NamedTuple
 
@@ -125,7 +126,9 @@ class EventView(NamedTuple):
     data: dict[str, Any]
 
 
-def from_kafka_lenient(value: bytes | None, headers: Headers | dict[str, bytes]) -> EventView:
+def from_kafka_lenient(
+    value: bytes | None, headers: Sequence[tuple[str, bytes]] | dict[str, bytes]
+) -> EventView:
     """Like `from_kafka`, many times faster, for readers of Tributary's own topics (projectors).
 
     Checks what a reader relies on (the attributes exist, `time` is a timestamp, `data`

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from projections.batching import Batcher, dedup_token
+from projections.batching import Batcher, by_topic, dedup_token
 
 
 class FakeClock:
@@ -80,3 +80,23 @@ def test_first_is_the_oldest_offset_still_batched() -> None:
     assert batcher.first("t", 0) == 7
     batcher.drain()
     assert batcher.first("t", 0) is None
+
+
+def test_one_block_per_topic_partitions_in_order_token_names_every_range() -> None:
+    batcher = Batcher(max_rows=10**9, max_ms=10**9)
+    for topic, partition, offset in [
+        ("b", 2, 5),
+        ("a", 1, 0),
+        ("b", 0, 7),
+        ("b", 2, 6),
+        ("a", 1, 1),
+    ]:
+        batcher.add(topic, partition, offset, (topic, partition, offset))
+    blocks = by_topic(batcher.drain())
+    assert [block.topic for block in blocks] == ["a", "b"]
+    a, b = blocks
+    assert a.rows == [("a", 1, 0), ("a", 1, 1)]
+    assert a.token == "a:1:0-1"
+    assert b.rows == [("b", 0, 7), ("b", 2, 5), ("b", 2, 6)]
+    assert b.token == "b:0:7-7,b:2:5-6"
+    assert by_topic([]) == []

@@ -61,3 +61,34 @@ def test_an_event_topic_refuses_a_record_that_is_not_a_cloudevent() -> None:
     record = Record("ns.events.ingest", 0, 0, 0, b"k", b"{}", [("ce_id", b"x")])
     with pytest.raises(UNREADABLE):
         for_topic("events.ingest").row(record)
+
+
+CE_HEADERS = [
+    ("ce_id", b"e-9"),
+    ("ce_source", b"src"),
+    ("ce_type", b"t.x"),
+    ("ce_subject", b"u-3"),
+    ("ce_time", b"2026-11-25T08:58:24.750727+00:00"),
+]
+
+
+def test_an_event_row_keeps_the_records_own_json_text_as_data() -> None:
+    record = Record("ns.events.ingest", 4, 17, 0, b"u-3", b'{"b": 1,  "a": [2]}', CE_HEADERS)
+    projection = for_topic("events.ingest")
+    row = dict(zip(projection.columns, projection.row(record), strict=True))
+    assert row["data"] == '{"b": 1,  "a": [2]}'  # as written, not re-serialized
+    assert (row["event_id"], row["user_id"], row["type"], row["source"]) == (
+        "e-9",
+        "u-3",
+        "t.x",
+        "src",
+    )
+    assert row["time"] == datetime(2026, 11, 25, 8, 58, 24, 750727, tzinfo=UTC)
+    assert (row["_topic"], row["_partition"], row["_offset"]) == ("ns.events.ingest", 4, 17)
+
+
+@pytest.mark.parametrize("value", [b"[1, 2]", b"not json", b'"text"', b"\xff"])
+def test_an_event_whose_value_is_not_a_json_object_is_unreadable(value: bytes) -> None:
+    record = Record("ns.events.ingest", 0, 0, 0, b"k", value, CE_HEADERS)
+    with pytest.raises(UNREADABLE):
+        for_topic("events.ingest").row(record)

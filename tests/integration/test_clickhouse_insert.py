@@ -1,0 +1,59 @@
+"""`ClickHouse.insert` against real chDB: what goes in comes back, and a token is a token."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from projections.clickhouse import ClickHouse, connect
+from projections.migrations import migrate
+from projections.tables import COMMON_COLUMNS
+from tests.conftest import make_settings
+
+pytestmark = pytest.mark.integration
+
+AWKWARD = 'quote " backslash \\ newline \n tab \t unicode é🙂 nul \x00 end'
+
+
+@pytest.fixture
+def ch(tmp_path: Path) -> Iterator[ClickHouse]:
+    client = connect(make_settings(chdb_dir=tmp_path / "chdb"))
+    migrate(client)
+    try:
+        yield client
+    finally:
+        client.close()  # chDB holds one data folder per process at a time
+
+
+def row(offset: int, text: str = "plain") -> tuple[object, ...]:
+    at = datetime(2026, 11, 25, 8, 58, 24, 750727, tzinfo=UTC)
+    return (f"e{offset}", "u1", "t.x", text, at, '{"k": "v"}', "ns.topic", 65535, offset)
+
+
+def read(ch: ClickHouse) -> list[tuple[object, ...]]:
+    columns = ", ".join(COMMON_COLUMNS)
+    return ch.query(f"SELECT {columns} FROM {ch.database}.events_ingest ORDER BY _offset")[1]
+
+
+def test_values_round_trip_exactly(ch: ClickHouse) -> None:
+    rows = [row(0, AWKWARD), row(2**64 - 1)]
+    ch.insert("events_ingest", rows, COMMON_COLUMNS, "tok-1")
+    back = read(ch)
+    assert [r[3] for r in back] == [AWKWARD, "plain"]
+    assert [r[8] for r in back] == [0, 2**64 - 1]
+    assert back[0][7] == 65535
+    # DateTime64(3, 'UTC'): the instant, to the millisecond, in UTC.
+    assert back[0][4].replace(tzinfo=UTC) == datetime(2026, 11, 25, 8, 58, 24, 750000, tzinfo=UTC)
+    assert back[0][5] == '{"k": "v"}'
+
+
+def test_the_same_token_inserts_once_and_empty_blocks_are_fine(ch: ClickHouse) -> None:
+    ch.insert("events_ingest", [row(1), row(2)], COMMON_COLUMNS, "tok-a")
+    ch.insert("events_ingest", [row(1), row(2)], COMMON_COLUMNS, "tok-a")  # a retry
+    ch.insert("events_ingest", [], COMMON_COLUMNS, "tok-empty")
+    assert len(read(ch)) == 2
+    ch.insert("events_ingest", [row(3)], COMMON_COLUMNS, "tok-b")
+    assert [r[8] for r in read(ch)] == [1, 2, 3]
