@@ -60,7 +60,7 @@ def run_faust(bootstrap: str, source: str, sink: str, group: str, datadir: str) 
                 table[user] = new
             await outbound.send(key=event.key, value=orjson.dumps(result))
 
-    sys.argv = [sys.argv[0], "worker", "--loglevel=warn"]
+    sys.argv = [sys.argv[0], "worker", os.environ.get("BENCH_FAUST_LOGLEVEL", "--loglevel=warn")]
     app.main()
 
 
