@@ -1,17 +1,23 @@
-"""Stream workers under SIGKILL: every input has exactly one output, order and state intact.
+"""Stream workers stopped mid-stream: every input has exactly one output, order and state intact.
 
-Two worker processes share 6 partitions; one is SIGKILLed mid-stream and restarted.
-Outputs are counted with a read_committed consumer (aborted transactions are invisible),
-and the `user-seq` table's changelog is compared with a recomputation from the input.
+Two worker processes share 6 partitions; one is stopped mid-stream (SIGKILL: a crash;
+SIGTERM: a graceful stop, as in a rolling deploy) and restarted. Outputs are counted
+with a read_committed consumer (aborted transactions are invisible), and the `user-seq`
+table's changelog is compared with a recomputation from the input.
 
-THIS TEST FAILS TODAY, which is why it is marked `slow` (kept out of the default suite,
-run with `pytest -m slow tests/integration/test_worker_exactly_once.py`, ~4 min): with
-faust-streaming 0.15.3 each partition that moves to the surviving worker loses exactly
-one input (seen: 1 of 20,001, then 3 of 20,001, none of them even in an aborted
-transaction). Cause, in faust/streams.py `Stream._py_aiter`: a message fetched under the
-previous consumer generation becomes `skipped_value`, and skipped values are acked,
-so the transaction's offset commit moves past a record nobody processed. See README
-"Known problems".
+THESE TESTS FAIL TODAY, which is why they are marked `slow` (kept out of the default
+suite, run with `pytest -m slow tests/integration/test_worker_exactly_once.py`, ~4 min
+each) with faust-streaming 0.15.3:
+- SIGKILL: each partition that moved lost one input (1 and 3 of 20,001 in two runs; none
+  even in an aborted transaction), and one later run had 21,284 outputs. In
+  faust/streams.py `Stream._py_aiter`, a message fetched under the previous consumer
+  generation becomes `skipped_value`, and skipped values are acked, so the transaction's
+  offset commit moves past a record nobody processed.
+- SIGTERM: 20,485 outputs for 20,001 inputs (fourth session). Likely cause: aiokafka asks
+  for committed offsets with OffsetFetch v0-v3, which cannot ask for stable offsets
+  (KIP-447's `require_stable`), so the new owner can start from before a transactional
+  commit still in flight (`bench/pending_offsets.py` shows the stale read).
+See README "Known problems".
 """
 
 from __future__ import annotations
@@ -76,7 +82,10 @@ def worker_settings(base: Settings, name: str) -> Settings:
     return base.model_copy(update={"worker_name": name, "worker_web_port": free_port()})
 
 
-def test_sigkill_a_worker_mid_stream(services: Settings) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
+def test_stop_a_worker_mid_stream(services: Settings, sig: signal.Signals) -> None:
+    """SIGKILL: a crash, the session timeout hands its partitions over. SIGTERM: a
+    graceful stop (a rolling deploy), the worker leaves the group itself."""
     base = make_settings(worker_session_timeout_s=6.0)
     kafka.ensure_topics(base)
     one = worker_settings(base, f"{base.namespace}-one")
@@ -113,7 +122,7 @@ def test_sigkill_a_worker_mid_stream(services: Settings) -> None:
         while asyncio.run(count_outputs(base)) < TOTAL // 4:
             assert time.monotonic() < deadline, "workers made no progress"
             time.sleep(0.5)
-        proc_one.stop(timeout_s=0, sig=signal.SIGKILL)
+        proc_one.stop(timeout_s=0 if sig == signal.SIGKILL else 30, sig=sig)
         time.sleep(1)
         proc_one.start([sys.executable, "-m", "tributary", "worker"], env=stack.settings_env(one))
         outputs = asyncio.run(read_all(base, COUNTED.physical(base.namespace), TOTAL + 1, 240))
