@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +47,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def create_topics(bootstrap: str, names: list[str]) -> None:
+async def create_topics(
+    bootstrap: str, names: list[str], configs: dict[str, str] | None = None
+) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names])
+        await admin.create_topics(
+            [NewTopic(n, PARTITIONS, 1, topic_configs=configs) for n in names]
+        )
     except TopicAlreadyExistsError:
         pass
     finally:
@@ -58,13 +63,23 @@ async def create_topics(bootstrap: str, names: list[str]) -> None:
 
 
 async def produce(bootstrap: str, topic: str, count: int, users: int) -> None:
+    await send_all(
+        bootstrap,
+        (
+            (topic, b"{}", {"key": f"u{i % users}".encode(), "timestamp_ms": T0 + i})
+            for i in range(count)
+        ),
+    )
+
+
+async def send_all(bootstrap: str, sends: Iterable[tuple[str, bytes, dict[str, Any]]]) -> None:
+    """Produce every (topic, value, send() keywords), 5,000 in flight at a time."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks=1)
     await producer.start()
     try:
         batch = []
-        for i in range(count):
-            key = f"u{i % users}".encode()
-            batch.append(producer.send(topic, b"{}", key=key, timestamp_ms=T0 + i))
+        for topic, value, kwargs in sends:
+            batch.append(producer.send(topic, value, **kwargs))
             if len(batch) >= 5000:
                 await asyncio.gather(*batch)
                 batch = []
@@ -181,36 +196,16 @@ async def write_faust_changelog(bootstrap: str, app_id: str, source: str, keys: 
     `recovery` then checks that a fresh worker really restored it.
     """
     topic = f"{app_id}-limits-changelog"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(topic, PARTITIONS, 1, topic_configs={"cleanup.policy": "compact"})]
-        )
-    finally:
-        await admin.close()
+    await create_topics(bootstrap, [topic], {"cleanup.policy": "compact"})
     partitioner, every = DefaultPartitioner(), list(range(PARTITIONS))
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks=1)
-    await producer.start()
-    try:
-        batch = []
-        for i in range(keys):
-            state, _ = step(None, T0 + i)
-            user = f"u{i}"
-            batch.append(
-                producer.send(
-                    topic,
-                    orjson.dumps(state),
-                    key=orjson.dumps(user),
-                    partition=partitioner(user.encode(), every, every),
-                )
-            )
-            if len(batch) >= 5000:
-                await asyncio.gather(*batch)
-                batch = []
-        await asyncio.gather(*batch)
-    finally:
-        await producer.stop()
+
+    def change(i: int) -> tuple[str, bytes, dict[str, Any]]:
+        user = f"u{i}"
+        state, _ = step(None, T0 + i)
+        where = partitioner(user.encode(), every, every)
+        return topic, orjson.dumps(state), {"key": orjson.dumps(user), "partition": where}
+
+    await send_all(bootstrap, (change(i) for i in range(keys)))
     # The inputs count as processed, as they would be had Faust built the state.
     await commit_all(bootstrap, app_id, source)
 

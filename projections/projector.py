@@ -67,6 +67,7 @@ class Projector:
         self.stalled: list[str] = []
         self._inserting: dict[TopicPartition, int] = {}  # first offset of each batch in flight
         self._flushing: asyncio.Task[None] | None = None  # the flush the loop reads on behind
+        self._failed: BaseException | None = None  # a write that gave up: nothing more goes in
 
     async def run(self, stop: asyncio.Event) -> None:
         """Project until `stop` is set; then flush what is batched and leave the group."""
@@ -79,6 +80,8 @@ class Projector:
                 records = await self.consumer.getmany(timeout_ms=100, max_records=10_000)
                 for tp, messages in records.items():
                     self._add(tp, messages)
+                if self._flushing is not None and self._flushing.done():
+                    await self._flushed()  # raises now if that flush gave up
                 if self.batcher.due():
                     await self._flush_behind()
                 # getmany does not yield while records are buffered: let the flush run.
@@ -114,6 +117,11 @@ class Projector:
     async def _write_then_release(self, batches: list[PartitionBatch]) -> None:
         try:
             await self._write(batches)
+        except BaseException as exc:
+            # These rows are lost to this process: a later batch of the same partition must
+            # not land before the restart re-reads them (max(_offset) would skip them).
+            self._failed = exc
+            raise
         finally:
             self._flush_lock.release()
 
@@ -198,6 +206,8 @@ class Projector:
 
     async def _write(self, batches: list[PartitionBatch]) -> None:
         """Insert `batches` (one block per topic), then commit the offsets after them."""
+        if self._failed is not None:
+            raise RuntimeError("an earlier insert gave up; restart to resume") from self._failed
         if not batches:
             return
         with BATCH_SECONDS.time():
