@@ -3,9 +3,10 @@
 Kafka stores a transactional offset commit (`send_offsets_to_transaction`) as pending
 until the transaction's markers are written. A consumer can ask for stable offsets only
 with OffsetFetch v7+ (`require_stable`, KIP-447); aiokafka 0.14 speaks v0-v3, so it is
-answered with the last *materialized* offset. A worker that takes over a partition right
-after the previous owner committed may therefore start before that commit and process
-its inputs again: the duplicates of a graceful handover (README "Known problems").
+answered with the last *materialized* offset. A consumer that takes over a partition
+while the previous owner's transaction is pending may therefore start before that commit
+and process its inputs again: one candidate cause of the duplicates of a graceful Faust
+handover (README "Known problems"), where Faust does fence the previous owner first.
 
 Against a running broker (`tributary up`):
     .venv/bin/python -m bench.pending_offsets

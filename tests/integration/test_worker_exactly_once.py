@@ -13,10 +13,10 @@ each) with faust-streaming 0.15.3:
   faust/streams.py `Stream._py_aiter`, a message fetched under the previous consumer
   generation becomes `skipped_value`, and skipped values are acked, so the transaction's
   offset commit moves past a record nobody processed.
-- SIGTERM: 20,485 outputs for 20,001 inputs (fourth session). Likely cause: aiokafka asks
-  for committed offsets with OffsetFetch v0-v3, which cannot ask for stable offsets
-  (KIP-447's `require_stable`), so the new owner can start from before a transactional
-  commit still in flight (`bench/pending_offsets.py` shows the stale read).
+- SIGTERM: 20,485 outputs for 20,001 inputs (fourth session). Cause not established; the
+  candidates (stale committed offsets from aiokafka's OffsetFetch v0-v3, shown by
+  `bench/pending_offsets.py`; Faust committing outputs of events not yet acked) are in the
+  README.
 See README "Known problems".
 """
 
