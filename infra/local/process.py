@@ -126,9 +126,14 @@ def free_port() -> int:
 
 
 def wait_until(
-    check: Callable[[], bool], what: str, timeout_s: float, proc: Managed | None = None
+    check: Callable[[], bool],
+    what: str,
+    timeout_s: float,
+    proc: Managed | None = None,
+    why: Callable[[], str] | None = None,
 ) -> None:
-    """Poll `check` until true; raise `ServiceError` with the log tail on timeout or exit."""
+    """Poll `check` until true; raise `ServiceError` with the log tail on timeout or exit,
+    and what `why` says (e.g. the readiness answer: the log may not say what is wrong)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if check():
@@ -136,5 +141,6 @@ def wait_until(
         if proc is not None and proc.pid() is None:
             raise ServiceError(f"{what}: process exited. Last log lines:\n{proc.log_tail()}")
         time.sleep(0.2)
+    reason = f" {why()}." if why else ""
     tail = f" Last log lines:\n{proc.log_tail()}" if proc else ""
-    raise ServiceError(f"{what}: not ready after {timeout_s:.0f}s.{tail}")
+    raise ServiceError(f"{what}: not ready after {timeout_s:.0f}s.{reason}{tail}")

@@ -67,6 +67,15 @@ def url_ok(url: str) -> bool:
         return False
 
 
+def url_answer(url: str) -> str:
+    """What `url` answers now, in one line: for a readiness timeout's message."""
+    try:
+        response = httpx.get(url, timeout=2)
+    except httpx.HTTPError as exc:
+        return f"GET {url}: {exc!r}"
+    return f"GET {url}: {response.status_code} {response.text[:500]}"
+
+
 def start_app(settings: Settings, app: AppProcess, timeout_s: float = 120.0) -> str:
     proc = managed(settings, app)
     url = app.ready_url(settings)
@@ -81,7 +90,7 @@ def start_app(settings: Settings, app: AppProcess, timeout_s: float = 120.0) -> 
                 )
             time.sleep(0.1)
         proc.start([sys.executable, "-m", "tributary", app.command], env=settings_env(settings))
-    wait_until(lambda: url_ok(url), app.name, timeout_s, proc)
+    wait_until(lambda: url_ok(url), app.name, timeout_s, proc, why=lambda: url_answer(url))
     return f"{app.name} ready (pid {proc.pid()}): {url.rsplit('/healthz', 1)[0]}"
 
 
