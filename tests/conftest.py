@@ -19,6 +19,8 @@ from _pytest.runner import CallInfo
 
 from infra.local import kafka, redis, stack
 from infra.local.process import free_port
+from projections.clickhouse import ClickHouse, connect
+from projections.migrations import migrate
 from tributary.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +66,19 @@ def services() -> Iterator[Settings]:
     yield settings
     for module in reversed(started):
         module.stop(settings)
+
+
+@pytest.fixture
+def chdb(tmp_path: Path) -> Iterator[tuple[Settings, ClickHouse]]:
+    """Settings with a fresh chDB folder, and that ClickHouse, migrated; closed after,
+    as chDB holds one data folder per process at a time."""
+    settings = make_settings(chdb_dir=tmp_path / "chdb")
+    ch = connect(settings)
+    migrate(ch)
+    try:
+        yield settings, ch
+    finally:
+        ch.close()
 
 
 @pytest.fixture(scope="module")

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
-from projections.clickhouse import ClickHouse, connect
-from projections.migrations import migrate
+from projections.clickhouse import ClickHouse
 from projections.tables import COMMON_COLUMNS
-from tests.conftest import make_settings
+from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -19,13 +16,8 @@ AWKWARD = 'quote " backslash \\ newline \n tab \t unicode é🙂 nul \x00 end'
 
 
 @pytest.fixture
-def ch(tmp_path: Path) -> Iterator[ClickHouse]:
-    client = connect(make_settings(chdb_dir=tmp_path / "chdb"))
-    migrate(client)
-    try:
-        yield client
-    finally:
-        client.close()  # chDB holds one data folder per process at a time
+def ch(chdb: tuple[Settings, ClickHouse]) -> ClickHouse:
+    return chdb[1]
 
 
 def row(offset: int, text: str = "plain") -> tuple[object, ...]:

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from projections import projector as projector_module
-from projections.clickhouse import ClickHouse, connect
-from projections.migrations import migrate
+from projections.clickhouse import ClickHouse
 from projections.projector import Projector
 from projections.tables import for_topic
-from tests.conftest import make_settings
+from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -35,12 +33,10 @@ class FailingInserts:
 
 
 def test_after_a_failed_flush_nothing_else_is_inserted(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    chdb: tuple[Settings, ClickHouse], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(projector_module, "INSERT_ATTEMPTS", 1)
-    settings = make_settings(chdb_dir=tmp_path / "chdb")
-    ch = connect(settings)
-    migrate(ch)
+    settings, ch = chdb
     failing = FailingInserts(ch)
     topic = for_topic("events.ingest").topic.physical(settings.namespace)
     row = ("e", "u", "t", "s", None, "{}", topic, 0)
@@ -57,8 +53,5 @@ def test_after_a_failed_flush_nothing_else_is_inserted(
             await projector.flush()  # offset 1 would land past the lost offset 0
         await projector.consumer.stop()
 
-    try:
-        asyncio.run(scenario())
-        assert failing.inserted == 0
-    finally:
-        ch.close()
+    asyncio.run(scenario())
+    assert failing.inserted == 0
