@@ -1,8 +1,11 @@
-"""Stream engines side by side, in one run, on one broker: Faust (ours) vs Quix Streams.
+"""Stream engines side by side, in one run, on one broker: ours vs Quix Streams.
 
-The same workload (N events, 1,000 users, 6 partitions, event times 1 ms apart) and the
-same logic (`bench.streams_logic.step`: GCRA limit check in event time + state update +
-one output per event), at-least-once in both, one worker process each. Measured:
+Four engines: Tributary's transactional loop (`loop`, exactly-once, what the counter and
+command agents run on), Faust (at-least-once, what the executors run on), and Quix Streams
+at-least-once and exactly-once (the baselines). The same workload (N events, 1,000 users,
+6 partitions, event times 1 ms apart) and the same logic (`bench.streams_logic.step`: GCRA
+limit check in event time + state update + one output per event), one worker process
+each. Measured:
 events/s from the first output to the last, and events per CPU-second of the worker
 process (the "per core" figure). Then changelog recovery: the worker's local state is
 deleted and a fresh worker restores every key from the changelog topic.
@@ -39,6 +42,7 @@ from bench.streams_logic import step
 from tributary.settings import Settings
 
 PARTITIONS = 6
+ENGINES = ("quix", "quix-eos", "faust", "loop")
 T0 = 1_790_000_000_000
 
 
@@ -105,6 +109,11 @@ def run_engine(
     sink = f"{source}.{engine}.out"
     asyncio.run(create_topics(settings.kafka_bootstrap, [sink]))
     group = f"{source.replace('.', '-')}-{engine}"
+    if engine == "loop":  # it restores from its changelogs but does not create them
+        changelogs = [f"{group}-streams-{t}-changelog" for t in ("limits", "limits-position")]
+        asyncio.run(
+            create_topics(settings.kafka_bootstrap, changelogs, {"cleanup.policy": "compact"})
+        )
     argv = [sys.executable, "-m", "bench.streams_logic", engine, settings.kafka_bootstrap]
     started = time.monotonic()
     proc = subprocess.Popen(
@@ -239,21 +248,22 @@ def main(
     print(f"{events} events, {users} users, {PARTITIONS} partitions on {settings.kafka_bootstrap}")
     root = Path(tempfile.mkdtemp(prefix="bench-streams-"))
     results = {}
-    for engine in ("quix", "faust"):
+    for engine in ENGINES:
         results[engine] = run_engine(settings, engine, source, events, str(root / engine))
         r = results[engine]
         print(
-            f"{engine:6} startup {r['startup_s']:5.1f} s | {r['seconds']:6.1f} s | "
+            f"{engine:8} startup {r['startup_s']:5.1f} s | {r['seconds']:6.1f} s | "
             f"{r['events_per_s']:9,.0f} events/s | {r['events_per_cpu_s']:9,.0f} events/CPU-s"
         )
-    ratio = results["faust"]["events_per_s"] / results["quix"]["events_per_s"]
-    cpu_ratio = results["faust"]["events_per_cpu_s"] / results["quix"]["events_per_cpu_s"]
-    print(f"faust / quix: {ratio:.2f} (events/s), {cpu_ratio:.2f} (events per CPU-second)")
+    for ours, base in (("loop", "quix-eos"), ("loop", "quix"), ("faust", "quix")):
+        ratio = results[ours]["events_per_s"] / results[base]["events_per_s"]
+        cpu = results[ours]["events_per_cpu_s"] / results[base]["events_per_cpu_s"]
+        print(f"{ours} / {base}: {ratio:.2f} (events/s), {cpu:.2f} (events per CPU-second)")
     if recovery_keys:
         rec = f"bench.{run}.rec"
         asyncio.run(create_topics(settings.kafka_bootstrap, [rec]))
         asyncio.run(produce(settings.kafka_bootstrap, rec, recovery_keys, recovery_keys))
-        for engine in ("quix", "faust"):
+        for engine in ENGINES:
             datadir = str(root / f"{engine}-rec")
             if engine == "faust" and faust_changelog_direct:
                 t = time.monotonic()
@@ -267,7 +277,7 @@ def main(
                 built = f"built in {build['seconds']:.1f} s"
             restored = recovery(settings, engine, rec, recovery_keys, datadir)
             print(
-                f"{engine:6} {recovery_keys:,} keys: {built}; fresh worker restored and "
+                f"{engine:8} {recovery_keys:,} keys: {built}; fresh worker restored and "
                 f"answered in {restored['restore_and_first_output_s']:.1f} s "
                 f"(u0 accepted {restored['accepted']}: 2 means its state was restored)"
             )

@@ -4,8 +4,13 @@ Per event (keyed by user): the user's GCRA windows decide in event time (the sam
 `tributary.limits.decide` the command agent uses), the user's state (TATs, counters)
 is updated, and one result is emitted. Each engine runs it in its own process:
 
-    python -m bench.streams_logic faust  BOOTSTRAP IN OUT GROUP DATADIR
-    python -m bench.streams_logic quix   BOOTSTRAP IN OUT GROUP DATADIR
+    python -m bench.streams_logic faust     BOOTSTRAP IN OUT GROUP DATADIR
+    python -m bench.streams_logic quix      BOOTSTRAP IN OUT GROUP DATADIR
+    python -m bench.streams_logic quix-eos  BOOTSTRAP IN OUT GROUP DATADIR
+    python -m bench.streams_logic loop      BOOTSTRAP IN OUT GROUP DATADIR
+
+`loop` is Tributary's transactional loop (`streams.transactional`, exactly-once: one
+transaction per partition per batch); `quix-eos` is Quix Streams with exactly-once.
 """
 
 from __future__ import annotations
@@ -64,14 +69,21 @@ def run_faust(bootstrap: str, source: str, sink: str, group: str, datadir: str) 
     app.main()
 
 
-def run_quix(bootstrap: str, source: str, sink: str, group: str, datadir: str) -> None:
+def run_quix(
+    bootstrap: str,
+    source: str,
+    sink: str,
+    group: str,
+    datadir: str,
+    guarantee: str = "at-least-once",
+) -> None:
     from quixstreams import Application, State
 
     app = Application(
         broker_address=bootstrap,
         consumer_group=group,
         auto_offset_reset="earliest",
-        processing_guarantee="at-least-once",
+        processing_guarantee=guarantee,  # type: ignore[arg-type]
         state_dir=datadir,
         loglevel="WARNING",
     )
@@ -89,6 +101,48 @@ def run_quix(bootstrap: str, source: str, sink: str, group: str, datadir: str) -
     app.run()
 
 
+def run_quix_eos(bootstrap: str, source: str, sink: str, group: str, datadir: str) -> None:
+    run_quix(bootstrap, source, sink, group, datadir, "exactly-once")
+
+
+class LimitProcessor:
+    """`step` as a transactional-loop processor: one table, one output per event."""
+
+    name = "limits"
+    tables: tuple[str, ...] = ("limits",)
+
+    def __init__(self, source: str, sink: str) -> None:
+        self.source, self.sink, self.dlq = source, sink, f"{sink}.dlq"
+
+    def process(self, record: Any, tables: Any) -> list[Any]:
+        import orjson
+
+        from streams.outputs import Output
+
+        user = record.key.decode()
+        table = tables["limits"]
+        new, result = step(table.get(user), record.timestamp)
+        table[user] = new
+        return [Output(self.sink, orjson.dumps(result), record.key)]
+
+    def tidy(self, tables: Any, now_ms: int) -> None:
+        pass
+
+
+def run_loop(bootstrap: str, source: str, sink: str, group: str, datadir: str) -> None:
+    import asyncio
+
+    from streams.transactional import TransactionalLoop
+    from tributary.settings import Settings
+
+    host, port = bootstrap.rsplit(":", 1)
+    settings = Settings(namespace=group, kafka_host=host, kafka_port=int(port), data_dir=datadir)
+    # Its group is `<group>-streams-limits`, its changelog `<group>-streams-limits-changelog`.
+    loop = TransactionalLoop(settings, LimitProcessor(source, sink))
+    asyncio.run(loop.run(asyncio.Event()))
+
+
 if __name__ == "__main__":
     engine, *args = sys.argv[1:]
-    {"faust": run_faust, "quix": run_quix}[engine](*args)
+    engines = {"faust": run_faust, "quix": run_quix, "quix-eos": run_quix_eos, "loop": run_loop}
+    engines[engine](*args)

@@ -1,19 +1,35 @@
-"""The Faust application: one app, many small agents, configured from `Settings`."""
+"""The stream worker: one Faust app hosting the executors, plus the transactional loops.
+
+Data flow in a worker:
+- `events.ingest` → counter loop → `events.counted` (exactly once, `streams.transactional`)
+- `commands` → command loop → `jobs.events`, `commands.rejected`, work tiers, retry
+  (exactly once, `streams.transactional`)
+- work tiers → executor agents (Faust) → Docker / Triton → `jobs.events`, `commands`
+  (at-least-once, idempotent by attempt)
+- `work.retry` → retry scheduler → its target topic (at-least-once)
+"""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import faust
 
 from streams import health, tables
-from streams.agents import commands, counter, executor
+from streams.agents import executor
+from streams.agents.commands import Commands
+from streams.agents.counter import Counter
 from streams.retry_scheduler import RetryScheduler
+from streams.transactional import TransactionalLoop
 from tributary.settings import Settings
+
+# How long a stopping worker lets its loops finish the batch in hand and leave the group.
+STOP_GRACE_S = 20.0
 
 
 def create_app(settings: Settings) -> faust.App:
-    """A Faust app for `settings` with every agent installed."""
+    """A Faust app for `settings` with every agent, loop and task installed."""
     datadir = (settings.data_dir / "streams" / settings.worker_name).resolve()
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -32,14 +48,35 @@ def create_app(settings: Settings) -> faust.App:
         table_standby_replicas=settings.table_standby_replicas,
         broker_session_timeout=settings.worker_session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.worker_session_timeout_s / 4),
-        # With exactly-once an agent's output is visible (read_committed) only once its
-        # transaction commits: this interval is added to every hop's latency.
         broker_commit_interval=settings.worker_commit_interval_s,
     )
-    health.install(app, settings.stall_after_s)
-    counter.install(app, settings)
-    commands.install(app, settings)
+    loops = [
+        TransactionalLoop(settings, Counter(settings)),
+        TransactionalLoop(settings, Commands(settings)),
+    ]
+    health.install(app, settings.stall_after_s, loops)
     executor.install(app, settings)
+    stop = asyncio.Event()
+    running: list[asyncio.Task[None]] = []
+
+    def runner(loop: TransactionalLoop) -> Any:
+        async def run_loop() -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            running.append(task)
+            await loop.run(stop)
+
+        return run_loop
+
+    for loop in loops:
+        app.task(runner(loop))
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]  # async receivers are awaited
+    async def stop_loops(sender: Any, **kwargs: Any) -> None:
+        # Before Faust cancels its tasks: finish the batch in hand, leave the groups.
+        stop.set()
+        if running:
+            await asyncio.wait(running, timeout=STOP_GRACE_S)
 
     @app.task
     async def retry_scheduler() -> None:

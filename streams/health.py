@@ -1,4 +1,7 @@
-"""Health pages on the worker's Faust web server: liveness, readiness, Prometheus metrics."""
+"""Health pages on the worker's Faust web server: liveness, readiness, Prometheus metrics.
+
+Readiness and stall detection cover both Faust's agents and the transactional loops.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +13,19 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.metrics import STALLED
+from streams.transactional import TransactionalLoop
 from tributary.progress import ProgressWatch
 
 log = structlog.get_logger(__name__)
 
 
-def ready(app: faust.App) -> bool:
+def ready(app: faust.App, loops: list[TransactionalLoop]) -> bool:
     """Assigned, recovered, and not in the middle of a rebalance."""
-    return bool(app.rebalancing_count > 0 and not app.rebalancing and not app.in_recovery)
+    faust_ready = app.rebalancing_count > 0 and not app.rebalancing and not app.in_recovery
+    return bool(faust_ready and all(loop.ready for loop in loops))
 
 
-def install(app: faust.App, stall_after_s: float) -> None:
+def install(app: faust.App, stall_after_s: float, loops: list[TransactionalLoop]) -> None:
     progress: ProgressWatch[Any] = ProgressWatch(stall_after_s)
     stalled: list[str] = []
 
@@ -34,6 +39,10 @@ def install(app: faust.App, stall_after_s: float) -> None:
                 # A topic written in transactions ends with a commit marker no consumer
                 # ever reads past, so one offset of "lag" is not work waiting.
                 progress.observe(tp, committed, max(committed, end - 1), now)
+        for loop in loops:
+            for tp, position, highwater in loop.progress():
+                if highwater is not None:
+                    progress.observe(tp, position, max(position, highwater - 1), now)
         stalled[:] = [f"{tp.topic}:{tp.partition}" for tp in progress.stalled(now)]
         STALLED.set(len(stalled))
         if stalled:
@@ -45,13 +54,14 @@ def install(app: faust.App, stall_after_s: float) -> None:
         return self.json({"status": "up"})
 
     async def readiness(self: Any, request: Any) -> Any:
-        ok = ready(app)
+        ok = ready(app, loops)
         return self.json(
             {
                 "status": "up" if ok else "down",
                 "rebalancing": bool(app.rebalancing),
                 "in_recovery": bool(app.in_recovery),
                 "rebalances": app.rebalancing_count,
+                "loops": {loop.processor.name: loop.ready for loop in loops},
                 # Reported, not (yet) failing readiness: see README "Known problems".
                 "stalled": list(stalled),
             },

@@ -15,8 +15,22 @@ USER_STATE = "user-state"  # command agent: user -> limits, quotas, debounce
 SEEN_COMMANDS = "seen-commands"  # command agent: user/command id (windowed, dedup)
 JOB_ATTEMPTS = "job-attempts"  # executors: job id -> last attempt started
 
+
+def position_table(loop: str) -> str:
+    """A transactional loop's input position per partition, committed with its state."""
+    return f"{loop}-position"
+
+
 WINDOWED = (SEEN_EVENTS, SEEN_COMMANDS)
-TABLES = (USER_SEQ, SEEN_EVENTS, USER_STATE, SEEN_COMMANDS, JOB_ATTEMPTS)
+TABLES = (
+    USER_SEQ,
+    SEEN_EVENTS,
+    USER_STATE,
+    SEEN_COMMANDS,
+    JOB_ATTEMPTS,
+    position_table("counter"),
+    position_table("commands"),
+)
 
 
 def app_id(namespace: str) -> str:

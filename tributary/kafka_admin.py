@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -33,28 +35,41 @@ async def partitions(bootstrap: str, topic: str) -> list[int]:
 
 async def read_to_end(bootstrap: str, topic: str) -> list[ConsumerRecord]:  # type: ignore[type-arg]
     """Every committed record on `topic` up to its end offsets now, partition by partition."""
+    tps = [TopicPartition(topic, p) for p in sorted(await partitions(bootstrap, topic))]
+    records: list[ConsumerRecord] = []  # type: ignore[type-arg]
+    async for _, batch in read_partitions(bootstrap, tps):
+        records += batch
+    return records
+
+
+async def read_partitions(
+    bootstrap: str, tps: list[TopicPartition]
+) -> AsyncIterator[tuple[TopicPartition, list[ConsumerRecord]]]:  # type: ignore[type-arg]
+    """Batches of every committed record of `tps`, from their beginning to their end now."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
         enable_auto_commit=False,
         isolation_level="read_committed",
+        # Not the default "latest": assign() starts that reset in the background, and if it
+        # finishes after our seek, the reader sits at the end and reads nothing.
+        auto_offset_reset="earliest",
     )
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(await partitions(bootstrap, topic))]
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        records: list[ConsumerRecord] = []  # type: ignore[type-arg]
-        pending = {tp for tp in tps if ends[tp] > 0}
+        ends = await consumer.end_offsets(tps)  # read_committed: the last stable offsets
+        begins = await consumer.beginning_offsets(tps)
+        for tp in tps:
+            consumer.seek(tp, begins[tp])
+        pending = {tp for tp in tps if ends[tp] > begins[tp]}
         while pending:
-            batch = await consumer.getmany(*pending, timeout_ms=500)
+            batch = await consumer.getmany(*pending, timeout_ms=500, max_records=10_000)
             for tp, messages in batch.items():
-                records += [m for m in messages if m.offset < ends[tp]]
+                yield tp, [m for m in messages if m.offset < ends[tp]]
             for tp in list(pending):
                 if await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)
-        return records
     finally:
         await consumer.stop()
 

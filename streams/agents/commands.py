@@ -5,16 +5,16 @@
 accepted job on its priority tier's work topic, or on the retry topic while a
 debounce delay runs. Executors report back on `commands` (`job.finished`), so quota
 releases are ordered with the requests in one log and a replay decides the same.
-Under `exactly_once` the table writes, the outputs and the input offset are one
-Kafka transaction.
+Pure per record (`process`); the transactional loop (`streams.transactional`) makes
+the table writes, the outputs and the input offset one Kafka transaction.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import faust
 import structlog
+from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
 from schemas.envelope import CloudEvent, EnvelopeError, from_kafka
@@ -30,13 +30,11 @@ from schemas.jobs import (
     JobState,
 )
 from schemas.topics import COMMANDS, DLQ, JOBS, REJECTED, RETRY, WORK_TIERS
-from streams import admission, emit, tables
+from streams import admission, emit, outputs, state, tables
 from streams.admission import Quotas, UserState, Verdict
-from streams.dedup import already_seen, seen_table
-from streams.dlq import dead_letter
 from streams.metrics import EVENTS_PROCESSED
+from streams.outputs import Output
 from streams.retry_scheduler import DUE_HEADER, TARGET_HEADER
-from streams.topics import raw_topic, send_event
 from tributary.limits import parse_windows
 from tributary.settings import Settings
 
@@ -53,48 +51,82 @@ def quotas(settings: Settings) -> Quotas:
     )
 
 
-def install(app: faust.App, settings: Settings) -> None:
-    ns = settings.namespace
-    commands = raw_topic(app, COMMANDS, ns)
-    jobs = raw_topic(app, JOBS, ns)
-    rejected = raw_topic(app, REJECTED, ns)
-    retry = raw_topic(app, RETRY, ns)
-    dlq = raw_topic(app, DLQ, ns)
-    tiers = {name: raw_topic(app, spec, ns) for name, spec in WORK_TIERS.items()}
-    users = app.Table(
-        tables.USER_STATE,
-        default=dict,
-        partitions=settings.partitions,
-        key_type=str,  # values: UserState as JSON (the app's default value serializer)
-    )
-    ttl = settings.dedup_ttl_s
-    seen = seen_table(app, tables.SEEN_COMMANDS, settings.partitions, ttl)
-    rules = quotas(settings)
+class Commands:
+    """Decides each user's commands in order: admit or refuse, queue, release quotas."""
 
-    async def enqueue(job: Job, at_ms: int, delay_ms: int = 0) -> None:
-        await send_event(jobs, emit.job_event(job, JobState.QUEUED, at_ms))
+    name = "commands"
+    tables: tuple[str, ...] = (tables.USER_STATE, tables.SEEN_COMMANDS)
+
+    def __init__(self, settings: Settings) -> None:
+        ns = settings.namespace
+        self.source = COMMANDS.physical(ns)
+        self.jobs = JOBS.physical(ns)
+        self.rejected = REJECTED.physical(ns)
+        self.retry = RETRY.physical(ns)
+        self.dlq = DLQ.physical(ns)
+        self.tiers = {name: spec.physical(ns) for name, spec in WORK_TIERS.items()}
+        self.ttl_ms = settings.dedup_ttl_s * 1000
+        self.rules = quotas(settings)
+
+    def process(self, record: ConsumerRecord, tables_: state.Tables) -> list[Output]:
+        at_ms = record.timestamp
+        users = tables_[tables.USER_STATE]
+        if dict(record.headers or ()).get("ce_type") == JOB_DUE.encode():
+            return self.due(record, users)
+        try:
+            command = from_kafka(record.value, record.headers)
+            seen = tables_[tables.SEEN_COMMANDS]
+            seen_key = f"{command.subject}/{command.id}"
+            if state.seen_before(seen, seen_key, at_ms, self.ttl_ms):
+                EVENTS_PROCESSED.labels(agent=self.name, outcome="duplicate").inc()
+                return []
+            user_state = UserState.from_json(users.get(command.subject))
+            out = self.decide(command, user_state, at_ms)
+        except (EnvelopeError, ValidationError, ValueError, KeyError) as exc:
+            EVENTS_PROCESSED.labels(agent=self.name, outcome="dead_lettered").inc()
+            return [
+                outputs.dead_lettered(record, self.dlq, reason="invalid_command", error=str(exc))
+            ]
+        users[command.subject] = user_state.to_json()
+        seen[seen_key] = at_ms
+        EVENTS_PROCESSED.labels(agent=self.name, outcome="decided").inc()
+        return out
+
+    def tidy(self, tables_: state.Tables, now_ms: int) -> None:
+        state.forget_expired(tables_[tables.SEEN_COMMANDS], now_ms, self.ttl_ms)
+
+    def enqueue(self, job: Job, at_ms: int, delay_ms: int = 0) -> list[Output]:
+        queued = outputs.event(self.jobs, emit.job_event(job, JobState.QUEUED, at_ms))
         value = job.model_dump_json().encode()
-        if delay_ms:
-            # The retry scheduler hands it back on `commands` when due (debounce).
-            await retry.send(
-                key=job.user_id.encode(),
-                value=value,
-                headers=[
-                    (DUE_HEADER, str(at_ms + delay_ms).encode()),
-                    (TARGET_HEADER, COMMANDS.physical(ns).encode()),
-                    ("ce_type", JOB_DUE.encode()),
-                ],
-            )
-        else:
-            await tiers[job.priority].send(key=job.user_id.encode(), value=value)
+        key = job.user_id.encode()
+        if not delay_ms:
+            return [queued, Output(self.tiers[job.priority], value, key)]
+        # The retry scheduler hands it back on `commands` when due (debounce).
+        headers = [
+            (DUE_HEADER, str(at_ms + delay_ms).encode()),
+            (TARGET_HEADER, self.source.encode()),
+            ("ce_type", JOB_DUE.encode()),
+        ]
+        return [queued, Output(self.retry, value, key, headers)]
 
-    async def refuse(command: CloudEvent, job: Job | None, verdict: Verdict, at_ms: int) -> None:
+    def refuse(
+        self, command: CloudEvent, job: Job | None, verdict: Verdict, at_ms: int
+    ) -> list[Output]:
         reason = verdict.reason or "refused"
-        await send_event(rejected, emit.rejected(command, reason, at_ms, verdict.retry_after_ms))
+        out = [
+            outputs.event(
+                self.rejected, emit.rejected(command, reason, at_ms, verdict.retry_after_ms)
+            )
+        ]
         if job is not None:
-            await send_event(jobs, emit.job_event(job, JobState.REJECTED, at_ms, reason=reason))
+            out.append(
+                outputs.event(
+                    self.jobs, emit.job_event(job, JobState.REJECTED, at_ms, reason=reason)
+                )
+            )
+        return out
 
-    async def decide(command: CloudEvent, state: UserState, at_ms: int) -> None:
+    def decide(self, command: CloudEvent, state_: UserState, at_ms: int) -> list[Output]:
         user = command.subject
         if command.type == INFERENCE_REQUESTED:
             spec = InferenceIn.model_validate(command.data)
@@ -108,19 +140,22 @@ def install(app: faust.App, settings: Settings) -> None:
                 accepted_ms=at_ms,
                 spec=spec.model_dump(include={"model", "inputs", "debounce_key"}),
             )
-            verdict = admission.admit_inference(state, rules, job.job_id, at_ms)
+            verdict = admission.admit_inference(state_, self.rules, job.job_id, at_ms)
             if not verdict.accepted:
-                await refuse(command, job, verdict, at_ms)
-                return
-            replaced = admission.debounce(state, spec.debounce_key, job.job_id)
+                return self.refuse(command, job, verdict, at_ms)
+            out: list[Output] = []
+            replaced = admission.debounce(state_, spec.debounce_key, job.job_id)
             if replaced is not None:
-                admission.finished(state, replaced, None, "replaced")
+                admission.finished(state_, replaced, None, "replaced")
                 gone = job.model_copy(update={"job_id": replaced})
-                await send_event(
-                    jobs, emit.job_event(gone, JobState.REJECTED, at_ms, reason="debounced")
+                out.append(
+                    outputs.event(
+                        self.jobs,
+                        emit.job_event(gone, JobState.REJECTED, at_ms, reason="debounced"),
+                    )
                 )
-            await enqueue(job, at_ms, spec.debounce_ms if spec.debounce_key else 0)
-        elif command.type == CONTAINER_START:
+            return out + self.enqueue(job, at_ms, spec.debounce_ms if spec.debounce_key else 0)
+        if command.type == CONTAINER_START:
             container = ContainerIn.model_validate(command.data)
             job = Job(
                 job_id=command.id,
@@ -131,12 +166,11 @@ def install(app: faust.App, settings: Settings) -> None:
                 timeout_s=60,
                 spec={**container.model_dump(), "container_id": command.id},
             )
-            verdict = admission.admit_container(state, rules, command.id, at_ms)
+            verdict = admission.admit_container(state_, self.rules, command.id, at_ms)
             if not verdict.accepted:
-                await refuse(command, job, verdict, at_ms)
-                return
-            await enqueue(job, at_ms)
-        elif command.type == CONTAINER_STOP:
+                return self.refuse(command, job, verdict, at_ms)
+            return self.enqueue(job, at_ms)
+        if command.type == CONTAINER_STOP:
             container_id = str(command.data.get("container_id", ""))
             job = Job(
                 job_id=command.id,
@@ -147,56 +181,30 @@ def install(app: faust.App, settings: Settings) -> None:
                 timeout_s=60,
                 spec={"container_id": container_id},
             )
-            verdict = admission.stop_container(state, container_id)
+            verdict = admission.stop_container(state_, container_id)
             if not verdict.accepted:
-                await refuse(command, job, verdict, at_ms)
-                return
-            await enqueue(job, at_ms)
-        elif command.type == JOB_FINISHED:
+                return self.refuse(command, job, verdict, at_ms)
+            return self.enqueue(job, at_ms)
+        if command.type == JOB_FINISHED:
             data: dict[str, Any] = command.data
             admission.finished(
-                state, str(data["job_id"]), data.get("container_id"), str(data["outcome"])
+                state_, str(data["job_id"]), data.get("container_id"), str(data["outcome"])
             )
-        else:
-            raise ValueError(f"unknown command type {command.type!r}")
+            return []
+        raise ValueError(f"unknown command type {command.type!r}")
 
-    async def due(event: faust.EventT) -> None:
+    def due(self, record: ConsumerRecord, users: state.Table) -> list[Output]:
         """A debounced job's delay is over: run it if no later request replaced it."""
         try:
-            job = Job.model_validate_json(event.value)
+            job = Job.model_validate_json(record.value)
         except ValidationError as exc:  # only our scheduler writes these; never stop on one
-            await dead_letter(dlq, event, reason="invalid_job", error=str(exc))
-            EVENTS_PROCESSED.labels(agent="commands", outcome="dead_lettered").inc()
-            return
-        state = UserState.from_json(users[job.user_id])
-        if admission.is_latest(state, _debounce_key(job), job.job_id):
-            await tiers[job.priority].send(key=job.user_id.encode(), value=event.value)
-        users[job.user_id] = state.to_json()
-
-    async def handle(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            at_ms = int(event.message.timestamp * 1000)
-            headers = dict(event.headers or {})
-            if headers.get("ce_type") == JOB_DUE.encode():
-                await due(event)
-                continue
-            try:
-                command = from_kafka(event.value, event.headers)
-                seen_key = f"{command.subject}/{command.id}"
-                if already_seen(seen, seen_key, ttl):
-                    EVENTS_PROCESSED.labels(agent="commands", outcome="duplicate").inc()
-                    continue
-                state = UserState.from_json(users[command.subject])
-                await decide(command, state, at_ms)
-            except (EnvelopeError, ValidationError, ValueError, KeyError) as exc:
-                await dead_letter(dlq, event, reason="invalid_command", error=str(exc))
-                EVENTS_PROCESSED.labels(agent="commands", outcome="dead_lettered").inc()
-                continue
-            users[command.subject] = state.to_json()
-            seen[seen_key] = 1
-            EVENTS_PROCESSED.labels(agent="commands", outcome="decided").inc()
-
-    app.agent(commands, name="commands")(handle)
+            EVENTS_PROCESSED.labels(agent=self.name, outcome="dead_lettered").inc()
+            return [outputs.dead_lettered(record, self.dlq, reason="invalid_job", error=str(exc))]
+        user_state = UserState.from_json(users.get(job.user_id))
+        if not admission.is_latest(user_state, _debounce_key(job), job.job_id):
+            return []
+        users[job.user_id] = user_state.to_json()
+        return [Output(self.tiers[job.priority], record.value, job.user_id.encode())]
 
 
 def _debounce_key(job: Job) -> str | None:

@@ -1,52 +1,53 @@
 """The counter agent: ingest → dedup by event id → per-user sequence → `events.counted`.
 
-Read, decide (pure `stamp`), write. Under `exactly_once` the table's changelog
-write, the output record and the input offset commit are one Kafka transaction.
+Pure per record (`process`); the transactional loop (`streams.transactional`) makes
+the table changes, the output and the input offset one Kafka transaction.
 """
 
 from __future__ import annotations
 
-import faust
-import structlog
+from aiokafka.structs import ConsumerRecord
 
 from schemas.envelope import EnvelopeError, from_kafka
 from schemas.topics import COUNTED, DLQ, INGEST
-from streams import tables
-from streams.dedup import already_seen, seen_table
-from streams.dlq import dead_letter
+from streams import outputs, state, tables
 from streams.metrics import EVENTS_PROCESSED
+from streams.outputs import Output
 from streams.sequencing import stamp
-from streams.topics import raw_topic, send_event
 from tributary.settings import Settings
 
-log = structlog.get_logger(__name__)
 
+class Counter:
+    """Stamps each user's events 1, 2, 3… once per event id (within the dedup TTL)."""
 
-def install(app: faust.App, settings: Settings) -> None:
-    ns = settings.namespace
-    ingest = raw_topic(app, INGEST, ns)
-    counted = raw_topic(app, COUNTED, ns)
-    dlq = raw_topic(app, DLQ, ns)
-    seqs = app.Table(tables.USER_SEQ, default=int, partitions=settings.partitions, key_type=str)
-    ttl = settings.dedup_ttl_s
-    seen = seen_table(app, tables.SEEN_EVENTS, settings.partitions, ttl)  # user/id -> seq
+    name = "counter"
+    tables: tuple[str, ...] = (tables.USER_SEQ, tables.SEEN_EVENTS)
 
-    async def count(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            try:
-                incoming = from_kafka(event.value, event.headers)
-            except EnvelopeError as exc:
-                await dead_letter(dlq, event, reason="invalid_envelope", error=str(exc))
-                EVENTS_PROCESSED.labels(agent="counter", outcome="dead_lettered").inc()
-                continue
-            seen_key = f"{incoming.user_id}/{incoming.id}"
-            if already_seen(seen, seen_key, ttl):
-                EVENTS_PROCESSED.labels(agent="counter", outcome="duplicate").inc()
-                continue
-            seq, out = stamp(incoming, seqs[incoming.user_id])
-            seqs[incoming.user_id] = seq
-            seen[seen_key] = seq
-            await send_event(counted, out)
-            EVENTS_PROCESSED.labels(agent="counter", outcome="counted").inc()
+    def __init__(self, settings: Settings) -> None:
+        ns = settings.namespace
+        self.source = INGEST.physical(ns)
+        self.counted = COUNTED.physical(ns)
+        self.dlq = DLQ.physical(ns)
+        self.ttl_ms = settings.dedup_ttl_s * 1000
 
-    app.agent(ingest, name="counter")(count)
+    def process(self, record: ConsumerRecord, tables_: state.Tables) -> list[Output]:
+        try:
+            incoming = from_kafka(record.value, record.headers)
+        except EnvelopeError as exc:
+            EVENTS_PROCESSED.labels(agent=self.name, outcome="dead_lettered").inc()
+            return [
+                outputs.dead_lettered(record, self.dlq, reason="invalid_envelope", error=str(exc))
+            ]
+        seqs, seen = tables_[tables.USER_SEQ], tables_[tables.SEEN_EVENTS]
+        seen_key = f"{incoming.user_id}/{incoming.id}"
+        if state.seen_before(seen, seen_key, record.timestamp, self.ttl_ms):
+            EVENTS_PROCESSED.labels(agent=self.name, outcome="duplicate").inc()
+            return []
+        seq, out = stamp(incoming, seqs.get(incoming.user_id, 0))
+        seqs[incoming.user_id] = seq
+        seen[seen_key] = record.timestamp
+        EVENTS_PROCESSED.labels(agent=self.name, outcome="counted").inc()
+        return [outputs.event(self.counted, out)]
+
+    def tidy(self, tables_: state.Tables, now_ms: int) -> None:
+        state.forget_expired(tables_[tables.SEEN_EVENTS], now_ms, self.ttl_ms)

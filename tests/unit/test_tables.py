@@ -1,11 +1,15 @@
-"""The changelog topics we create ahead of the workers are exactly the ones Faust uses."""
+"""The changelog topics we create ahead of the workers are exactly the ones the worker uses:
+Faust's tables' and the transactional loops'."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from streams.agents.commands import Commands
+from streams.agents.counter import Counter
 from streams.app import create_app
 from streams.tables import changelog_topics
+from streams.transactional import TransactionalLoop
 from tributary.settings import Settings
 
 
@@ -13,4 +17,10 @@ def test_every_table_changelog_is_in_the_list_and_nothing_else(tmp_path: Path) -
     settings = Settings(data_dir=tmp_path, namespace="unit")
     app = create_app(settings)
     faust_names = {table.changelog_topic.get_topic_name() for table in app.tables.values()}
-    assert faust_names == set(changelog_topics("unit", settings.dedup_ttl_s))
+    loop_names = {
+        topic
+        for processor in (Counter(settings), Commands(settings))
+        for topic in TransactionalLoop(settings, processor).changelogs.values()
+    }
+    assert faust_names.isdisjoint(loop_names)
+    assert faust_names | loop_names == set(changelog_topics("unit", settings.dedup_ttl_s))

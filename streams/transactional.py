@@ -1,0 +1,315 @@
+"""The transactional loop: consume → decide (pure) → outputs + changelog + offsets, one transaction.
+
+This runs the agents whose hop is exactly-once (the counter and the command agent).
+Each input partition has its own transactional producer (`<group>-<partition>`), and the
+order of things on an assignment is what makes a handover exactly-once:
+
+1. Start the partition's producer. Its InitProducerId fences the previous owner, and the
+   broker first completes (commits or aborts) any transaction the previous owner left open.
+2. Restore the partition's tables from their changelogs (read_committed), which now hold
+   exactly what the previous owner committed, including the position table: the next input
+   offset, written in the same transactions as the state.
+3. Seek to that position. The consumer group's committed offset (also sent in each
+   transaction, for lag monitoring and tools) must not be ahead of it: if it is, the
+   changelog read missed something, and it is read again.
+
+A batch of one partition is processed against its tables; the outputs, the table changes
+(to the changelog partition of the same number) and the next input offset are one
+transaction. The tables take the changes only after the commit. Records below the offset
+a partition is known to be at (fetched before a rebalance or a seek) are dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.structs import ConsumerRecord
+
+from streams import state, tables
+from streams.metrics import EVENTS_PROCESSED
+from streams.outputs import Output, dead_lettered
+from streams.tables import app_id
+from tributary.kafka_admin import read_partitions
+from tributary.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+class Processor(Protocol):
+    name: str  # the loop's consumer group and transactional ids derive from it
+    source: str  # the input topic
+    tables: tuple[str, ...]  # its tables (changelog `<app id>-<table>-changelog`)
+    dlq: str  # where a record it cannot handle goes, with the reason
+
+    def process(self, record: ConsumerRecord, tables: state.Tables) -> list[Output]:
+        """The outputs for one record; reads and writes `tables` (no I/O)."""
+        ...
+
+    def tidy(self, tables: state.Tables, now_ms: int) -> None:
+        """Drop what has expired by event time `now_ms` (called once per batch)."""
+        ...
+
+
+@dataclass
+class Owned:
+    """A partition this loop owns: its producer, its tables, where its input goes on from."""
+
+    producer: AIOKafkaProducer
+    tables: state.Tables
+    next_offset: int
+
+
+POSITION = "next-offset"  # the position table's one key
+
+
+class Fenced(Exception):
+    """Another worker owns a partition now (we were too slow, or thought dead)."""
+
+
+class TransactionalLoop:
+    def __init__(self, settings: Settings, processor: Processor) -> None:
+        self.settings = settings
+        self.processor = processor
+        self.group = f"{app_id(settings.namespace)}-{processor.name}"
+        self.position_table = tables.position_table(processor.name)
+        self.table_names = (*processor.tables, self.position_table)
+        self.changelogs = {
+            name: f"{app_id(settings.namespace)}-{name}-changelog" for name in self.table_names
+        }
+        self._owned: dict[int, Owned] = {}
+        self._lock = asyncio.Lock()
+        self._consumer: AIOKafkaConsumer | None = None
+        self.assigned = False  # at least one assignment completed since start
+        self.rebalancing = False
+
+    # -- public ------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Process until `stop`; a fenced or broken loop leaves the group and joins again."""
+        while not stop.is_set():
+            try:
+                await self._run_once(stop)
+            except (Fenced, KafkaError) as exc:
+                log.warning(
+                    "transactional loop restarting", loop=self.processor.name, error=repr(exc)
+                )
+                await asyncio.sleep(1)
+
+    def progress(self) -> list[tuple[TopicPartition, int, int | None]]:
+        """(partition, next offset to process, high watermark) for each owned partition."""
+        consumer = self._consumer
+        rows = []
+        for partition, owned in list(self._owned.items()):
+            tp = TopicPartition(self.processor.source, partition)
+            end = consumer.highwater(tp) if consumer is not None else None
+            rows.append((tp, owned.next_offset, end))
+        return rows
+
+    @property
+    def ready(self) -> bool:
+        return self.assigned and not self.rebalancing
+
+    # -- the loop ----------------------------------------------------------------------
+
+    async def _run_once(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap,
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            session_timeout_ms=int(s.worker_session_timeout_s * 1000),
+            heartbeat_interval_ms=int(max(1.0, s.worker_session_timeout_s / 4) * 1000),
+        )
+        consumer.subscribe([self.processor.source], listener=_Listener(self, consumer))
+        self._consumer = consumer
+        await consumer.start()
+        try:
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=200, max_records=2000)
+                if not batch:
+                    continue
+                async with self._lock:
+                    for tp, records in batch.items():
+                        await self._process(consumer, tp, records)
+        finally:
+            async with self._lock:
+                await self._release(list(self._owned))
+            await consumer.stop()
+            self._consumer = None
+
+    async def _process(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: Sequence[ConsumerRecord]
+    ) -> None:
+        owned = self._owned.get(tp.partition)
+        if owned is None:
+            return  # revoked since the fetch
+        fresh = [r for r in records if r.offset >= owned.next_offset]
+        if len(fresh) < len(records):
+            # Fetched before our seek (aiokafka may still reset a new partition's position
+            # once after it): processed already, or not ours to process.
+            log.info(
+                "dropping records below the partition's position",
+                partition=tp.partition,
+                fetched=records[0].offset,
+                expected=owned.next_offset,
+            )
+            if not fresh:
+                consumer.seek(tp, owned.next_offset)
+                return
+        records = fresh
+        outputs: list[Output] = []
+        for record in records:
+            outputs += self._process_one(record, owned.tables)
+        self.processor.tidy(owned.tables, records[-1].timestamp)
+        owned.tables[self.position_table][POSITION] = records[-1].offset + 1
+        try:
+            await self._commit(owned, tp, outputs, records[-1].offset + 1)
+        except ProducerFenced as exc:
+            owned.tables.discard()
+            raise Fenced(f"partition {tp.partition}") from exc
+        except KafkaError:
+            owned.tables.discard()
+            raise
+        owned.tables.apply()
+        owned.next_offset = records[-1].offset + 1
+
+    def _process_one(self, record: ConsumerRecord, tables: state.Tables) -> list[Output]:
+        try:
+            return self.processor.process(record, tables)
+        except Exception as exc:  # a bug of ours must not stop the partition or lose the record
+            log.exception("processing failed; dead-lettered", loop=self.processor.name)
+            EVENTS_PROCESSED.labels(agent=self.processor.name, outcome="dead_lettered").inc()
+            return [
+                dead_lettered(
+                    record, self.processor.dlq, reason="processing_error", error=repr(exc)
+                )
+            ]
+
+    async def _commit(
+        self, owned: Owned, tp: TopicPartition, outputs: list[Output], next_offset: int
+    ) -> None:
+        producer = owned.producer
+        await producer.begin_transaction()
+        try:
+            sent = [
+                await producer.send(o.topic, o.value, key=o.key, headers=o.headers) for o in outputs
+            ]
+            for table, key, value in owned.tables.changes():
+                k, v = state.encode(key, value)
+                sent.append(
+                    await producer.send(self.changelogs[table], v, key=k, partition=tp.partition)
+                )
+            await asyncio.gather(*sent)
+            await producer.send_offsets_to_transaction({tp: next_offset}, self.group)
+            await producer.commit_transaction()
+        except ProducerFenced:
+            raise
+        except BaseException:
+            await producer.abort_transaction()
+            raise
+
+    # -- assignment --------------------------------------------------------------------
+
+    async def assign(self, consumer: AIOKafkaConsumer, partitions: list[int]) -> None:
+        started = time.monotonic()
+        new = [p for p in partitions if p not in self._owned]
+        producers = await asyncio.gather(*(self._producer(p) for p in new))
+        tps = [TopicPartition(self.processor.source, p) for p in new]
+        results = await asyncio.gather(*(self._restore_to(consumer, tp) for tp in tps))
+        restored = dict(zip(new, results, strict=True))
+        for partition, producer in zip(new, producers, strict=True):
+            tables_, position = restored[partition]
+            consumer.seek(TopicPartition(self.processor.source, partition), position)
+            self._owned[partition] = Owned(producer, tables_, position)
+        log.info(
+            "partitions assigned",
+            loop=self.processor.name,
+            partitions=sorted(partitions),
+            restored_s=round(time.monotonic() - started, 2),
+            keys={p: sum(len(restored[p][0][name]) for name in self.table_names) for p in new},
+            offsets={p: restored[p][1] for p in new},
+        )
+
+    async def _restore_to(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, attempts: int = 20
+    ) -> tuple[state.Tables, int]:
+        """A partition's tables and the input position they belong to."""
+        committed = await consumer.committed(tp)
+        for attempt in range(1, attempts + 1):
+            tables_ = await self._restore(tp.partition)
+            position = tables_[self.position_table].get(POSITION)
+            if position is not None and (committed is None or position >= committed):
+                return tables_, int(position)
+            if position is None and committed is None:
+                return tables_, (await consumer.beginning_offsets([tp]))[tp]
+            log.warning(
+                "changelog behind the committed offset; reading it again",
+                partition=tp.partition,
+                position=position,
+                committed=committed,
+                attempt=attempt,
+            )
+            await asyncio.sleep(0.5)
+        raise RuntimeError(
+            f"{self.processor.name}: changelog of partition {tp.partition} stays behind its "
+            f"committed offset {committed}"
+        )
+
+    async def _producer(self, partition: int) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            transactional_id=f"{self.group}-{partition}",
+            acks="all",
+            enable_idempotence=True,
+        )
+        await producer.start()  # InitProducerId: fences the previous owner of the partition
+        return producer
+
+    async def _restore(self, partition: int) -> state.Tables:
+        """The partition's tables as its changelogs hold them (committed records only)."""
+        restored = state.Tables(self.table_names)
+        where = {TopicPartition(topic, partition): name for name, topic in self.changelogs.items()}
+        async for tp, records in read_partitions(self.settings.kafka_bootstrap, list(where)):
+            table = restored[where[tp]]
+            for record in records:
+                decoded = state.decode(record.key, record.value)
+                if decoded is not None:
+                    table.restore(*decoded)
+        return restored
+
+    async def release(self, partitions: list[int]) -> None:
+        await self._release(partitions)
+
+    async def _release(self, partitions: list[int]) -> None:
+        for partition in partitions:
+            owned = self._owned.pop(partition, None)
+            if owned is not None:
+                await owned.producer.stop()
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Hands partitions over at batch boundaries: a batch in progress commits first."""
+
+    def __init__(self, loop: TransactionalLoop, consumer: AIOKafkaConsumer) -> None:
+        self.loop = loop
+        self.consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.loop.rebalancing = True
+        async with self.loop._lock:
+            await self.loop.release([tp.partition for tp in revoked])
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        async with self.loop._lock:
+            await self.loop.assign(self.consumer, [tp.partition for tp in assigned])
+        self.loop.assigned = True
+        self.loop.rebalancing = False

@@ -1,0 +1,117 @@
+"""The transactional loop's pure parts: a partition's tables, event-time dedup, and the
+counter and command processors record by record (no broker)."""
+
+from __future__ import annotations
+
+from aiokafka.structs import ConsumerRecord
+
+from schemas.envelope import CloudEvent, from_kafka, to_kafka
+from schemas.jobs import INFERENCE_REQUESTED
+from streams import state, tables
+from streams.agents.commands import Commands
+from streams.agents.counter import Counter
+from tributary.settings import Settings
+
+SETTINGS = Settings(namespace="unit", dedup_ttl_s=60, command_rate_limits="2/s")
+TTL_MS = 60_000
+
+
+def record(event: CloudEvent, topic: str, at_ms: int, offset: int = 0) -> ConsumerRecord:
+    key, value, headers = to_kafka(event)
+    return ConsumerRecord(
+        topic, 0, offset, at_ms, 0, key, value, None, len(key), len(value), tuple(headers)
+    )
+
+
+def test_writes_are_pending_until_applied_and_gone_when_discarded() -> None:
+    t = state.Tables(("a",))
+    t["a"]["k"] = 1
+    assert t["a"].get("k") == 1  # the batch sees its own write
+    assert list(t.changes()) == [("a", "k", 1)]
+    t.discard()
+    assert t["a"].get("k") is None and list(t.changes()) == []
+    t["a"]["k"] = 2
+    t.apply()
+    del t["a"]["k"]
+    assert t["a"].get("k") is None and list(t.changes()) == [("a", "k", None)]
+    t.discard()
+    assert t["a"].get("k") == 2 and len(t["a"]) == 1
+
+
+def test_changelog_codec_round_trips_and_skips_foreign_records() -> None:
+    assert state.decode(*state.encode("u1", {"x": [1]})) == ("u1", {"x": [1]})
+    assert state.decode(*state.encode("u1", None)) == ("u1", None)
+    assert state.decode(b'["u1", [0, 1]]', b"1") is None  # a Faust windowed key
+    assert state.decode(b"not json", b"1") is None
+    assert state.decode(None, b"1") is None
+
+
+def test_dedup_is_in_event_time_and_expires_after_two_ttls() -> None:
+    seen = state.Table({})
+    seen["u/e"] = 1_000
+    assert state.seen_before(seen, "u/e", 1_000 + TTL_MS - 1, TTL_MS)
+    assert not state.seen_before(seen, "u/e", 1_000 + TTL_MS, TTL_MS)
+    seen.apply()
+    state.forget_expired(seen, 1_000 + 2 * TTL_MS, TTL_MS)
+    assert seen.get("u/e") == 1_000  # not yet two TTLs old
+    seen.apply()
+    state.forget_expired(seen, 1_001 + 2 * TTL_MS + TTL_MS // 10, TTL_MS)
+    assert seen.get("u/e") is None
+
+
+def test_counter_numbers_each_users_events_once_per_id() -> None:
+    counter = Counter(SETTINGS)
+    t = state.Tables(counter.tables)
+    outs = []
+    for i, (user, event_id) in enumerate([("a", "1"), ("b", "2"), ("a", "3"), ("a", "1")]):
+        ev = CloudEvent(id=event_id, source="t", type="t", subject=user)
+        outs += counter.process(record(ev, counter.source, 1_000 + i, i), t)
+    counted = [from_kafka(o.value, o.headers) for o in outs]
+    assert [(e.subject, e.data["seq"], e.data["source_id"]) for e in counted] == [
+        ("a", 1, "1"),
+        ("b", 1, "2"),
+        ("a", 2, "3"),
+    ]
+    assert {o.topic for o in outs} == {counter.counted}
+    assert t[tables.USER_SEQ].get("a") == 2
+
+
+def test_counter_dead_letters_a_record_that_is_not_an_event() -> None:
+    counter = Counter(SETTINGS)
+    bad = ConsumerRecord(counter.source, 3, 7, 0, 0, b"u", b"{}", None, 1, 2, ())
+    (out,) = counter.process(bad, state.Tables(counter.tables))
+    headers = dict(out.headers)
+    assert out.topic == counter.dlq and out.value == b"{}"
+    assert headers["x-tributary-reason"] == b"invalid_envelope"
+    assert headers["x-tributary-origin"] == f"{counter.source}:3:7".encode()
+
+
+def inference(command_id: str, user: str = "u") -> CloudEvent:
+    return CloudEvent(
+        id=command_id, source="t", type=INFERENCE_REQUESTED, subject=user, data={"inputs": ["x"]}
+    )
+
+
+def test_commands_queue_refuse_and_ignore_a_repeated_command() -> None:
+    commands = Commands(SETTINGS)
+    t = state.Tables(commands.tables)
+    outs = [
+        commands.process(record(inference(cid), commands.source, 5_000, i), t)
+        for i, cid in enumerate(["j1", "j2", "j1", "j3"])
+    ]
+    queued, second, repeated, refused = outs
+    assert [o.topic for o in queued] == [commands.jobs, commands.tiers["normal"]]
+    assert len(second) == 2 and repeated == []
+    assert [o.topic for o in refused] == [commands.rejected, commands.jobs]
+    assert from_kafka(refused[0].value, refused[0].headers).data["reason"] == "rate_limited"
+    assert len(t[tables.USER_STATE].get("u")["in_flight"]) == 2
+
+
+def test_commands_dead_letter_an_unknown_command_and_keep_state() -> None:
+    commands = Commands(SETTINGS)
+    t = state.Tables(commands.tables)
+    odd = CloudEvent(id="x", source="t", type="no.such.command", subject="u")
+    (out,) = commands.process(record(odd, commands.source, 0), t)
+    assert out.topic == commands.dlq
+    assert dict(out.headers)["x-tributary-reason"] == b"invalid_command"
+    assert list(t.changes()) == []
