@@ -92,7 +92,8 @@ class TransactionalLoop:
     # -- public ------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Process until `stop`; a fenced or broken loop leaves the group and joins again."""
+        """Process until `stop`; a fenced or broken loop leaves the group and joins again
+        (not ready meanwhile), restoring its partitions from their changelogs."""
         while not stop.is_set():
             try:
                 await self._run_once(stop)
@@ -100,7 +101,12 @@ class TransactionalLoop:
                 log.warning(
                     "transactional loop restarting", loop=self.processor.name, error=repr(exc)
                 )
-                await asyncio.sleep(1)
+            except Exception:
+                log.exception("transactional loop failed; restarting", loop=self.processor.name)
+            else:
+                return
+            self.assigned = False
+            await asyncio.sleep(1)
 
     def progress(self) -> list[tuple[TopicPartition, int, int | None]]:
         """(partition, next offset to process, high watermark) for each owned partition."""
@@ -176,7 +182,7 @@ class TransactionalLoop:
         except ProducerFenced as exc:
             owned.tables.discard()
             raise Fenced(f"partition {tp.partition}") from exc
-        except KafkaError:
+        except BaseException:
             owned.tables.discard()
             raise
         owned.tables.apply()
@@ -219,7 +225,20 @@ class TransactionalLoop:
 
     # -- assignment --------------------------------------------------------------------
 
-    async def assign(self, consumer: AIOKafkaConsumer, partitions: list[int]) -> None:
+    async def revoked(self, partitions: list[int]) -> None:
+        """Called by the consumer in a rebalance: a batch in progress commits first."""
+        self.rebalancing = True
+        async with self._lock:
+            await self._release(partitions)
+
+    async def assigned_to(self, consumer: AIOKafkaConsumer, partitions: list[int]) -> None:
+        """Called by the consumer in a rebalance: fence, restore, seek."""
+        async with self._lock:
+            await self._assign(consumer, partitions)
+        self.assigned = True
+        self.rebalancing = False
+
+    async def _assign(self, consumer: AIOKafkaConsumer, partitions: list[int]) -> None:
         started = time.monotonic()
         new = [p for p in partitions if p not in self._owned]
         producers = await asyncio.gather(*(self._producer(p) for p in new))
@@ -286,30 +305,26 @@ class TransactionalLoop:
                     table.restore(*decoded)
         return restored
 
-    async def release(self, partitions: list[int]) -> None:
-        await self._release(partitions)
-
     async def _release(self, partitions: list[int]) -> None:
         for partition in partitions:
             owned = self._owned.pop(partition, None)
-            if owned is not None:
+            if owned is None:
+                continue
+            try:
                 await owned.producer.stop()
+            except KafkaError as exc:  # fenced already: nothing of ours is left to flush
+                log.info("producer stopped with an error", partition=partition, error=repr(exc))
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Hands partitions over at batch boundaries: a batch in progress commits first."""
+    """Hands partitions over at batch boundaries."""
 
     def __init__(self, loop: TransactionalLoop, consumer: AIOKafkaConsumer) -> None:
         self.loop = loop
         self.consumer = consumer
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self.loop.rebalancing = True
-        async with self.loop._lock:
-            await self.loop.release([tp.partition for tp in revoked])
+        await self.loop.revoked([tp.partition for tp in revoked])
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        async with self.loop._lock:
-            await self.loop.assign(self.consumer, [tp.partition for tp in assigned])
-        self.loop.assigned = True
-        self.loop.rebalancing = False
+        await self.loop.assigned_to(self.consumer, [tp.partition for tp in assigned])
