@@ -73,6 +73,10 @@ class Fenced(Exception):
     """Another worker owns a partition now (we were too slow, or thought dead)."""
 
 
+class AssignmentFailed(Exception):
+    """Taking over partitions failed (producer start, changelog restore)."""
+
+
 class TransactionalLoop:
     def __init__(self, settings: Settings, processor: Processor) -> None:
         self.settings = settings
@@ -86,6 +90,9 @@ class TransactionalLoop:
         self._owned: dict[int, Owned] = {}
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
+        # aiokafka logs and swallows an exception raised in a rebalance listener, and the
+        # consumer would go on fetching partitions nobody owns: the loop raises it instead.
+        self._assign_failed: BaseException | None = None
         self.assigned = False  # at least one assignment completed since start
         self.rebalancing = False
 
@@ -97,7 +104,7 @@ class TransactionalLoop:
         while not stop.is_set():
             try:
                 await self._run_once(stop)
-            except (Fenced, KafkaError) as exc:
+            except (Fenced, AssignmentFailed, KafkaError) as exc:
                 log.warning(
                     "transactional loop restarting", loop=self.processor.name, error=repr(exc)
                 )
@@ -137,10 +144,13 @@ class TransactionalLoop:
         )
         consumer.subscribe([self.processor.source], listener=_Listener(self, consumer))
         self._consumer = consumer
+        self._assign_failed = None
         await consumer.start()
         try:
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=200, max_records=2000)
+                if self._assign_failed is not None:
+                    raise AssignmentFailed(repr(self._assign_failed)) from self._assign_failed
                 if not batch:
                     continue
                 async with self._lock:
@@ -233,17 +243,29 @@ class TransactionalLoop:
 
     async def assigned_to(self, consumer: AIOKafkaConsumer, partitions: list[int]) -> None:
         """Called by the consumer in a rebalance: fence, restore, seek."""
-        async with self._lock:
-            await self._assign(consumer, partitions)
+        try:
+            async with self._lock:
+                await self._assign(consumer, partitions)
+        except Exception as exc:
+            self._assign_failed = exc
+            raise
         self.assigned = True
         self.rebalancing = False
 
     async def _assign(self, consumer: AIOKafkaConsumer, partitions: list[int]) -> None:
         started = time.monotonic()
         new = [p for p in partitions if p not in self._owned]
-        producers = await asyncio.gather(*(self._producer(p) for p in new))
-        tps = [TopicPartition(self.processor.source, p) for p in new]
-        results = await asyncio.gather(*(self._restore_to(consumer, tp) for tp in tps))
+        started_ = await asyncio.gather(*(self._producer(p) for p in new), return_exceptions=True)
+        producers = [p for p in started_ if isinstance(p, AIOKafkaProducer)]
+        try:
+            for outcome in started_:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            tps = [TopicPartition(self.processor.source, p) for p in new]
+            results = await asyncio.gather(*(self._restore_to(consumer, tp) for tp in tps))
+        except BaseException:
+            await asyncio.gather(*(p.stop() for p in producers), return_exceptions=True)
+            raise
         restored = dict(zip(new, results, strict=True))
         for partition, producer in zip(new, producers, strict=True):
             tables_, position = restored[partition]

@@ -1,0 +1,81 @@
+"""A transactional loop whose takeover fails rejoins, restores and processes every input once.
+
+aiokafka logs and swallows an exception raised in a rebalance listener; the loop must
+not then sit in a stable group owning nothing, fetching records it drops. The failure is
+injected into the first changelog restore; the broker and the counter agent are real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from infra.local import kafka
+from schemas.envelope import from_kafka
+from schemas.topics import COUNTED, INGEST
+from streams import state
+from streams.agents.counter import Counter as CounterAgent
+from streams.transactional import TransactionalLoop
+from tests.conftest import make_settings
+from tests.integration.kafka_helpers import produce_events, read_all
+from tributary.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+TOTAL = 3_000
+USERS = 30
+
+
+class FirstRestoreFails(TransactionalLoop):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, CounterAgent(settings))
+        self.failures_left = 1
+
+    async def _restore(self, partition: int) -> state.Tables:
+        if self.failures_left:
+            self.failures_left -= 1
+            raise ConnectionError("injected: changelog unreachable")
+        return await super()._restore(partition)
+
+
+async def run_until_counted(settings: Settings, loop: TransactionalLoop, timeout_s: float) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
+    topic = COUNTED.physical(settings.namespace)
+    try:
+        async with asyncio.timeout(timeout_s):
+            while len(await read_all(settings, topic)) < TOTAL:
+                assert not task.done(), "the loop ended"
+                await asyncio.sleep(0.5)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+def test_a_failed_takeover_rejoins_and_loses_nothing(services: Settings) -> None:
+    settings = make_settings()
+    kafka.ensure_topics(settings)
+    asyncio.run(
+        produce_events(
+            settings.kafka_bootstrap, INGEST.physical(settings.namespace), TOTAL, USERS, "loop"
+        )
+    )
+    loop = FirstRestoreFails(settings)
+
+    asyncio.run(run_until_counted(settings, loop, timeout_s=90))
+
+    assert loop.failures_left == 0  # the injected failure did happen
+    outputs = [
+        from_kafka(r.value, r.headers)
+        for r in asyncio.run(read_all(settings, COUNTED.physical(settings.namespace)))
+    ]
+    assert len(outputs) == TOTAL
+    assert len({o.id for o in outputs}) == TOTAL
+    by_user: dict[str | None, list[tuple[int, int]]] = {}
+    for o in outputs:
+        by_user.setdefault(o.subject, []).append((o.data["seq"], o.data["data"]["n"]))
+    assert Counter(len(s) for s in by_user.values()) == Counter({TOTAL // USERS: USERS})
+    for user, seqs in by_user.items():
+        assert seqs == [(i + 1, i) for i in range(len(seqs))], f"{user}: order or seq broken"
