@@ -131,12 +131,15 @@ class LimitProcessor:
 
 def run_loop(bootstrap: str, source: str, sink: str, group: str, datadir: str) -> None:
     import asyncio
+    from pathlib import Path
 
     from streams.transactional import TransactionalLoop
     from tributary.settings import Settings
 
     host, port = bootstrap.rsplit(":", 1)
-    settings = Settings(namespace=group, kafka_host=host, kafka_port=int(port), data_dir=datadir)
+    settings = Settings(
+        namespace=group, kafka_host=host, kafka_port=int(port), data_dir=Path(datadir)
+    )
     # Its group is `<group>-streams-limits`, its changelog `<group>-streams-limits-changelog`.
     loop = TransactionalLoop(settings, LimitProcessor(source, sink))
     asyncio.run(loop.run(asyncio.Event()))
