@@ -54,6 +54,10 @@ def cpu_seconds(pid: int) -> float:
 async def create_topics(
     bootstrap: str, names: list[str], configs: dict[str, str] | None = None
 ) -> None:
+    # Event times are fixed (T0) and would soon be past the broker's default 7-day
+    # retention: a retention check then deleted a run's input while Faust was working
+    # on it, and the next engine found nothing to read.
+    configs = {"retention.ms": "-1", **(configs or {})}
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
