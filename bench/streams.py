@@ -46,6 +46,14 @@ ENGINES = ("quix", "quix-eos", "faust", "loop")
 T0 = 1_790_000_000_000
 
 
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -165,6 +173,7 @@ def run_engine(
                     )
             finished = time.monotonic()
             cpu = cpu_seconds(proc.pid) - cpu_at_first
+            rss = peak_rss_mb(proc.pid)
         finally:
             await consumer.stop()
         steady = expected - first_count
@@ -173,6 +182,7 @@ def run_engine(
             "seconds": finished - first_at,
             "events_per_s": steady / (finished - first_at),
             "events_per_cpu_s": steady / cpu if cpu else float("nan"),
+            "peak_rss_mb": rss,
         }
 
     try:
@@ -197,7 +207,11 @@ def recovery(
     asyncio.run(produce(settings.kafka_bootstrap, source, 1, 1))  # one more input, user u0
     probe = run_engine(settings, engine, source, 1, datadir)
     answer = asyncio.run(last_output(settings.kafka_bootstrap, f"{source}.{engine}.out", b"u0"))
-    return {"restore_and_first_output_s": probe["startup_s"], "accepted": answer["accepted"]}
+    return {
+        "restore_and_first_output_s": probe["startup_s"],
+        "accepted": answer["accepted"],
+        "peak_rss_mb": probe["peak_rss_mb"],
+    }
 
 
 async def last_output(bootstrap: str, topic: str, key: bytes) -> dict[str, Any]:
@@ -306,7 +320,8 @@ def main(
         restored = recovery(settings, engine, rec, recovery_keys, datadir)
         print(
             f"{engine:8} {recovery_keys:,} keys: {built}; fresh worker restored and "
-            f"answered in {restored['restore_and_first_output_s']:.1f} s "
+            f"answered in {restored['restore_and_first_output_s']:.1f} s, "
+            f"peak RSS {restored['peak_rss_mb']:,.0f} MiB "
             f"(u0 accepted {restored['accepted']}: 2 means its state was restored)"
         )
     shutil.rmtree(root, ignore_errors=True)
