@@ -8,6 +8,8 @@
    times, latency measured from the scheduled time): p50/p99.
 4. the same events through POST /v1/events/batch, 100 per request (wrk, 8 connections):
    events/s and per-request p50/p99.
+5. the ceiling: uvicorn as the gateway runs it, with an ASGI app that answers 202 and does
+   nothing else (`bench.asgi_ceiling`), under the same wrk load as row 2.
 
 Needs `tributary up` (broker, Redis) and `wrk` (`apt-get install wrk`):
     .venv/bin/python -m bench.gateway
@@ -19,6 +21,7 @@ import asyncio
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import httpx
 import orjson
 import typer
 
@@ -125,7 +129,7 @@ def main(
     raw_events: int = 50_000, seconds: int = 10, connections: int = 32, workers: int = 1
 ) -> None:
     if shutil.which("wrk") is None:
-        raise typer.Exit("wrk is not installed: apt-get install -y wrk")
+        sys.exit("wrk is not installed: apt-get install -y wrk")
     namespace = f"bench-{uuid.uuid4().hex[:6]}"
     settings = Settings(
         namespace=namespace,
@@ -151,6 +155,7 @@ def main(
         b_rate, b50, b99 = run_wrk(url, key, seconds, 8, "/v1/events/batch", batch)
     finally:
         proc.stop(timeout_s=30)
+    c_rate, c50, c99 = ceiling(settings, seconds, connections)
     print("\n| path | events/s | p50 ms | p99 ms | vs raw |\n|---|---|---|---|---|")
     print(f"| raw aiokafka, one process, pipelined (baseline) | {raw_rate:,.0f} | | | 1.00 |")
     print(
@@ -165,8 +170,39 @@ def main(
         f"| gateway, POST /v1/events/batch of {BATCH}, wrk 8 connections | {b_rate * BATCH:,.0f}"
         f" | {b50:.1f} | {b99:.1f} | {b_rate * BATCH / raw_rate:.2f} |"
     )
+    print(
+        f"| ceiling: uvicorn + an ASGI app answering 202, no work, wrk {connections} connections"
+        f" | {c_rate:,.0f} | {c50:.1f} | {c99:.1f} | {c_rate / raw_rate:.2f} |"
+    )
     if errors:
         print(f"({errors} non-202 answers in the open-loop run)")
+
+
+def ceiling(settings: Settings, seconds: int, connections: int) -> tuple[float, float, float]:
+    """Row 5: the same wrk load on `bench.asgi_ceiling`, served the way the gateway is."""
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "bench.asgi_ceiling:app", "--port", str(port)]
+    flags = ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+    proc = subprocess.Popen([*argv, *flags])
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while not _answers(url):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("the ceiling app did not start")
+            time.sleep(0.1)
+        run_wrk(url, "-", 2, connections)  # warm-up
+        return run_wrk(url, "-", seconds, connections)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.post(url, timeout=2).status_code == 202
+    except httpx.HTTPError:
+        return False
 
 
 if __name__ == "__main__":
