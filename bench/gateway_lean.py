@@ -1,0 +1,135 @@
+"""Where the single-event gateway's time goes: its per-request work without FastAPI.
+
+An experiment, not a second gateway: `app` is an ASGI app doing what `POST /v1/events` does
+at its core (read the body, validate `EventIn`, authenticate the API key through the
+gateway's `Authenticator`, build the CloudEvent, check the rate limit in Redis, produce and
+wait for the ack), served by uvicorn the way the gateway is, under the same wrk load as
+`bench.gateway`. `BENCH_LEAN_SKIP` (comma-separated: `limit`, `kafka`) leaves steps out, so
+one run shows each step's share. Against a running broker and Redis:
+
+    .venv/bin/python -m bench.gateway_lean
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+import typer
+from starlette.requests import HTTPConnection
+
+from bench.gateway import _answers, run_wrk
+from gateway.app import policies
+from gateway.auth import Authenticator
+from gateway.limiter import RateLimiter
+from gateway.limiter import headers as limit_headers
+from gateway.producer import EventProducer
+from gateway.routes.events import to_event
+from infra.local import kafka
+from infra.local.process import free_port
+from schemas.api import Accepted, EventIn
+from schemas.topics import INGEST
+from tributary.demo import api_keys
+from tributary.settings import Settings, get_settings
+
+SKIP = set(filter(None, os.environ.get("BENCH_LEAN_SKIP", "").split(",")))
+_parts: dict[str, Any] = {}
+
+
+async def _lifespan(receive: Any, send: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            s = get_settings()
+            client = aioredis.from_url(s.redis_dsn, socket_timeout=2, socket_connect_timeout=2)
+            _parts.update(
+                auth=Authenticator(s, client),
+                limiter=RateLimiter(client, s.namespace),
+                policy=policies(s)["events"],
+                producer=EventProducer(s.kafka_bootstrap, s.produce_timeout_s),
+                topic=INGEST.physical(s.namespace),
+            )
+            _parts["producer"].start()
+            await send({"type": "lifespan.startup.complete"})
+        else:
+            await _parts["producer"].stop()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        return await _lifespan(receive, send)
+    body, more = b"", True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    headers: list[tuple[bytes, bytes]] = [(b"content-type", b"application/json")]
+    answer = b""
+    if body:  # an empty POST is the readiness probe
+        item = EventIn.model_validate(orjson.loads(body))
+        event = to_event(item, await _parts["auth"](HTTPConnection(scope)), None)
+        if "limit" not in SKIP:
+            decision = await _parts["limiter"].check(event.subject, _parts["policy"], 1)
+            limits = limit_headers(decision).items()
+            headers += [(k.lower().encode(), v.encode()) for k, v in limits]
+        if "kafka" in SKIP:
+            accepted = Accepted(id=event.id, topic=_parts["topic"], partition=0, offset=0)
+        else:
+            accepted = await _parts["producer"].send(_parts["topic"], event, {})
+        answer = orjson.dumps(accepted.model_dump())
+    await send({"type": "http.response.start", "status": 202, "headers": headers})
+    await send({"type": "http.response.body", "body": answer})
+
+
+def measure(settings: Settings, key: str, skip: str, seconds: int, connections: int) -> float:
+    port = free_port()
+    env = {
+        **os.environ,
+        "TRIBUTARY_NAMESPACE": settings.namespace,
+        "TRIBUTARY_RATE_LIMITS": settings.rate_limits,
+        "TRIBUTARY_LOG_LEVEL": "WARNING",
+        "BENCH_LEAN_SKIP": skip,
+    }
+    argv = [sys.executable, "-m", "uvicorn", "bench.gateway_lean:app", "--port", str(port)]
+    flags = ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+    proc = subprocess.Popen([*argv, *flags], env=env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while not _answers(url):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("the lean app did not start")
+            time.sleep(0.2)
+        run_wrk(url, key, 2, connections)  # warm-up
+        rate, _, _ = run_wrk(url, key, seconds, connections)
+        return rate
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def main(seconds: int = 10, connections: int = 32) -> None:
+    settings = Settings(namespace=f"lean-{uuid.uuid4().hex[:6]}", rate_limits="1000000/s")
+    kafka.ensure_topics(settings)
+    key = asyncio.run(api_keys(settings, ["bench-user"]))["bench-user"]
+    print(f"| lean path, wrk {connections} connections | requests/s |\n|---|---|")
+    for skip, label in (
+        ("", "everything: auth, validate, rate limit (Redis), produce and ack (Kafka)"),
+        ("limit", "without the rate limit"),
+        ("kafka", "without the produce"),
+        ("limit,kafka", "without either: auth (cached key), validation, the CloudEvent"),
+    ):
+        print(f"| {label} | {measure(settings, key, skip, seconds, connections):,.0f} |")
+
+
+if __name__ == "__main__":
+    typer.run(main)
