@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from gateway import errors, health
@@ -15,6 +14,7 @@ from gateway.idempotency import Idempotency
 from gateway.limiter import Policy, RateLimiter
 from gateway.producer import EventProducer
 from gateway.routes import events, jobs, push
+from tributary import redis_client
 from tributary.limits import parse_windows
 from tributary.logging import configure_logging
 from tributary.settings import Settings, get_settings
@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """A gateway app for `settings` (default: from the environment)."""
     settings = settings or get_settings()
     configure_logging(settings.log_level)
-    client = aioredis.from_url(settings.redis_dsn, socket_timeout=2, socket_connect_timeout=2)
+    client = redis_client.connect(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

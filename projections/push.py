@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 
-import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError, ResponseError
 
@@ -19,6 +18,7 @@ from projections.consumers import redis_projector_consumer
 from schemas.envelope import EnvelopeError, from_kafka_lenient
 from schemas.push import push_payload, stream_key
 from schemas.topics import COUNTED
+from tributary import redis_client
 from tributary.kafka_admin import commit_or_log
 from tributary.settings import Settings
 
@@ -31,7 +31,7 @@ PUSH_TTL_S = 24 * 60 * 60
 class PushProjector:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.redis = aioredis.from_url(settings.redis_dsn)
+        self.redis = redis_client.connect(settings)
         self.consumer = redis_projector_consumer(
             settings, "projector-push", COUNTED.physical(settings.namespace)
         )

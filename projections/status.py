@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
@@ -29,6 +28,7 @@ from schemas.jobs import (
 )
 from schemas.push import JOBS_STREAM_MAXLEN, job_payload, jobs_stream_key
 from schemas.topics import COMMANDS, CONTAINERS, JOBS
+from tributary import redis_client
 from tributary.kafka_admin import commit_or_log
 from tributary.settings import Settings
 
@@ -112,7 +112,7 @@ def updates(namespace: str, event: EventView) -> list[Update]:
 class StatusProjector:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.redis = aioredis.from_url(settings.redis_dsn)
+        self.redis = redis_client.connect(settings)
         ns = settings.namespace
         self.consumer = redis_projector_consumer(
             settings,

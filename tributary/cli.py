@@ -184,14 +184,13 @@ def apikey_create(user_id: str) -> None:
     """Create an API key for USER_ID and print it (it cannot be shown again)."""
     import asyncio
 
-    import redis.asyncio as aioredis
-
     from gateway.auth import create_api_key
+    from tributary import redis_client
 
     settings = get_settings()
 
     async def make() -> str:
-        client = aioredis.from_url(settings.redis_dsn)
+        client = redis_client.connect(settings)
         try:
             return await create_api_key(client, settings.namespace, user_id)
         finally:

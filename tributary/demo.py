@@ -15,11 +15,10 @@ from tributary.settings import Settings
 
 async def api_keys(settings: Settings, users: list[str]) -> dict[str, str]:
     """A fresh API key per user (what `tributary apikey create` does)."""
-    import redis.asyncio as aioredis
-
     from gateway.auth import create_api_key
+    from tributary import redis_client
 
-    client = aioredis.from_url(settings.redis_dsn)
+    client = redis_client.connect(settings)
     try:
         return {user: await create_api_key(client, settings.namespace, user) for user in users}
     finally:

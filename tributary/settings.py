@@ -32,6 +32,8 @@ class Settings(BaseSettings):
 
     redis_port: int = 6379
     redis_url: str | None = None
+    # Connect and per-command socket timeout; above the push route's 1 s XREAD block.
+    redis_timeout_s: float = Field(default=2.0, gt=1.0)
 
     # Unset: embedded chDB under data_dir. Set (http://host:8123): a ClickHouse server.
     clickhouse_url: str | None = None

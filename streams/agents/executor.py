@@ -23,7 +23,6 @@ import time
 from typing import Any
 
 import faust
-import redis.asyncio as aioredis
 import structlog
 
 from schemas.jobs import Job, JobKind, JobState
@@ -39,6 +38,7 @@ from streams.runners.docker_runner import DockerRunner
 from streams.runners.errors import RunnerError
 from streams.runners.triton_runner import TritonRunner
 from streams.topics import raw_topic, send_event
+from tributary import redis_client
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -64,9 +64,7 @@ def install(app: faust.App, settings: Settings) -> None:
     docker_runner = DockerRunner(settings.docker_dsn, ns)
     triton = TritonRunner(settings.triton_url)
 
-    pool = GpuPool(
-        aioredis.from_url(settings.redis_dsn), ns, settings.gpu_pool, settings.gpu_pool_slots
-    )
+    pool = GpuPool(redis_client.connect(settings), ns, settings.gpu_pool, settings.gpu_pool_slots)
 
     def slot_for(job: Job) -> contextlib.AbstractAsyncContextManager[Any]:
         """Inference holds a GPU pool slot; the lease outlives the attempt's timeout."""

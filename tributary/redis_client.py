@@ -1,0 +1,19 @@
+"""The one way Tributary processes connect to Redis: with socket timeouts.
+
+Without them, a Redis that stops answering (paused, partitioned) hangs the caller for as
+long as the kernel keeps the connection: a gateway request, a projector flush or an
+executor waiting for a GPU slot would hang instead of failing over to 503 or a retry.
+"""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from tributary.settings import Settings
+
+
+def connect(settings: Settings) -> aioredis.Redis:
+    timeout = settings.redis_timeout_s
+    return aioredis.from_url(
+        settings.redis_dsn, socket_timeout=timeout, socket_connect_timeout=timeout
+    )
