@@ -262,7 +262,9 @@ class TransactionalLoop:
                 if isinstance(outcome, BaseException):
                     raise outcome
             tps = [TopicPartition(self.processor.source, p) for p in new]
-            results = await asyncio.gather(*(self._restore_to(consumer, tp) for tp in tps))
+            async with asyncio.TaskGroup() as restores:  # one fails: the others are cancelled
+                tasks = [restores.create_task(self._restore_to(consumer, tp)) for tp in tps]
+            results = [task.result() for task in tasks]
         except BaseException:
             await asyncio.gather(*(p.stop() for p in producers), return_exceptions=True)
             raise
