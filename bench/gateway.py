@@ -155,7 +155,7 @@ def main(
         b_rate, b50, b99 = run_wrk(url, key, seconds, 8, "/v1/events/batch", batch)
     finally:
         proc.stop(timeout_s=30)
-    c_rate, c50, c99 = ceiling(settings, seconds, connections)
+    c_rate, c50, c99 = ceiling(seconds, connections)
     print("\n| path | events/s | p50 ms | p99 ms | vs raw |\n|---|---|---|---|---|")
     print(f"| raw aiokafka, one process, pipelined (baseline) | {raw_rate:,.0f} | | | 1.00 |")
     print(
@@ -178,27 +178,35 @@ def main(
         print(f"({errors} non-202 answers in the open-loop run)")
 
 
-def ceiling(settings: Settings, seconds: int, connections: int) -> tuple[float, float, float]:
+def ceiling(seconds: int, connections: int) -> tuple[float, float, float]:
     """Row 5: the same wrk load on `bench.asgi_ceiling`, served the way the gateway is."""
+    return wrk_on_asgi("bench.asgi_ceiling:app", "-", seconds, connections)
+
+
+def wrk_on_asgi(
+    app: str, key: str, seconds: int, connections: int, env: dict[str, str] | None = None
+) -> tuple[float, float, float]:
+    """wrk on the ASGI app `module:name`, run by uvicorn with the gateway's flags."""
     port = free_port()
-    argv = [sys.executable, "-m", "uvicorn", "bench.asgi_ceiling:app", "--port", str(port)]
+    argv = [sys.executable, "-m", "uvicorn", app, "--port", str(port)]
     flags = ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
-    proc = subprocess.Popen([*argv, *flags])
+    proc = subprocess.Popen([*argv, *flags], env=env)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         while not _answers(url):
             if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("the ceiling app did not start")
+                raise RuntimeError(f"{app} did not start")
             time.sleep(0.1)
-        run_wrk(url, "-", 2, connections)  # warm-up
-        return run_wrk(url, "-", seconds, connections)
+        run_wrk(url, key, 2, connections)  # warm-up
+        return run_wrk(url, key, seconds, connections)
     finally:
         proc.terminate()
         proc.wait(10)
 
 
 def _answers(url: str) -> bool:
+    """An empty POST answered 202: the app is up."""
     try:
         return httpx.post(url, timeout=2).status_code == 202
     except httpx.HTTPError:

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
-import time
 import uuid
 from typing import Any
 
@@ -25,7 +22,7 @@ import redis.asyncio as aioredis
 import typer
 from starlette.requests import HTTPConnection
 
-from bench.gateway import _answers, run_wrk
+from bench.gateway import wrk_on_asgi
 from gateway.app import policies
 from gateway.auth import Authenticator
 from gateway.limiter import RateLimiter
@@ -33,7 +30,6 @@ from gateway.limiter import headers as limit_headers
 from gateway.producer import EventProducer
 from gateway.routes.events import to_event
 from infra.local import kafka
-from infra.local.process import free_port
 from schemas.api import Accepted, EventIn
 from schemas.topics import INGEST
 from tributary.demo import api_keys
@@ -91,7 +87,6 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 def measure(settings: Settings, key: str, skip: str, seconds: int, connections: int) -> float:
-    port = free_port()
     env = {
         **os.environ,
         "TRIBUTARY_NAMESPACE": settings.namespace,
@@ -99,22 +94,8 @@ def measure(settings: Settings, key: str, skip: str, seconds: int, connections: 
         "TRIBUTARY_LOG_LEVEL": "WARNING",
         "BENCH_LEAN_SKIP": skip,
     }
-    argv = [sys.executable, "-m", "uvicorn", "bench.gateway_lean:app", "--port", str(port)]
-    flags = ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
-    proc = subprocess.Popen([*argv, *flags], env=env)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while not _answers(url):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("the lean app did not start")
-            time.sleep(0.2)
-        run_wrk(url, key, 2, connections)  # warm-up
-        rate, _, _ = run_wrk(url, key, seconds, connections)
-        return rate
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    rate, _, _ = wrk_on_asgi("bench.gateway_lean:app", key, seconds, connections, env)
+    return rate
 
 
 def main(seconds: int = 10, connections: int = 32) -> None:
