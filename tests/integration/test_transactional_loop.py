@@ -19,7 +19,7 @@ from streams import state
 from streams.agents.counter import Counter as CounterAgent
 from streams.transactional import TransactionalLoop
 from tests.conftest import make_settings
-from tests.integration.kafka_helpers import produce_events, read_all
+from tests.integration.kafka_helpers import produce_events, read_until
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -40,15 +40,14 @@ class FirstRestoreFails(TransactionalLoop):
         return await super()._restore(partition)
 
 
-async def run_until_counted(settings: Settings, loop: TransactionalLoop, timeout_s: float) -> None:
+async def run_until_counted(settings: Settings, loop: TransactionalLoop, timeout_s: float) -> list:
+    """Run `loop` while its outputs are read; the records read (at least TOTAL if it works)."""
     stop = asyncio.Event()
     task = asyncio.create_task(loop.run(stop))
-    topic = COUNTED.physical(settings.namespace)
     try:
-        async with asyncio.timeout(timeout_s):
-            while len(await read_all(settings, topic)) < TOTAL:
-                assert not task.done(), "the loop ended"
-                await asyncio.sleep(0.5)
+        records = await read_until(settings, COUNTED.physical(settings.namespace), TOTAL, timeout_s)
+        assert not task.done(), "the loop ended"
+        return records
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
@@ -64,13 +63,10 @@ def test_a_failed_takeover_rejoins_and_loses_nothing(services: Settings) -> None
     )
     loop = FirstRestoreFails(settings)
 
-    asyncio.run(run_until_counted(settings, loop, timeout_s=90))
+    records = asyncio.run(run_until_counted(settings, loop, timeout_s=90))
 
     assert loop.failures_left == 0  # the injected failure did happen
-    outputs = [
-        from_kafka(r.value, r.headers)
-        for r in asyncio.run(read_all(settings, COUNTED.physical(settings.namespace)))
-    ]
+    outputs = [from_kafka(r.value, r.headers) for r in records]
     assert len(outputs) == TOTAL
     assert len({o.id for o in outputs}) == TOTAL
     by_user: dict[str | None, list[tuple[int, int]]] = {}

@@ -20,14 +20,13 @@ from collections import Counter, defaultdict
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from infra.local import kafka, stack
 from infra.local.process import Managed, free_port, wait_until
 from schemas.envelope import CloudEvent, from_kafka, to_kafka
 from schemas.topics import COUNTED, INGEST
 from tests.conftest import make_settings
-from tests.integration.kafka_helpers import produce_events
+from tests.integration.kafka_helpers import produce_events, read_until
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -37,35 +36,8 @@ USERS = 40
 WORKER = next(a for a in stack.APPS if a.name == "worker")
 
 
-async def read_all(settings: Settings, topic: str, expect: int, timeout_s: float) -> list:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-    )
-    await consumer.start()
-    records: list = []
-    deadline = time.monotonic() + timeout_s
-    quiet_until = None
-    try:
-        while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            got = [m for messages in batch.values() for m in messages]
-            records += got
-            if len(records) >= expect:
-                # keep reading a little: a duplicate would show up now
-                quiet_until = quiet_until or time.monotonic() + 3
-                if time.monotonic() > quiet_until:
-                    break
-        return records
-    finally:
-        await consumer.stop()
-
-
 async def count_outputs(settings: Settings) -> int:
-    return len(await read_all(settings, COUNTED.physical(settings.namespace), 10**9, 1.5))
+    return len(await read_until(settings, COUNTED.physical(settings.namespace), 10**9, 1.5))
 
 
 def worker_settings(base: Settings, name: str) -> Settings:
@@ -115,7 +87,7 @@ def test_stop_a_worker_mid_stream(services: Settings, sig: signal.Signals) -> No
         proc_one.stop(timeout_s=0 if sig == signal.SIGKILL else 30, sig=sig)
         time.sleep(1)
         proc_one.start([sys.executable, "-m", "tributary", "worker"], env=stack.settings_env(one))
-        outputs = asyncio.run(read_all(base, COUNTED.physical(base.namespace), TOTAL + 1, 240))
+        outputs = asyncio.run(read_until(base, COUNTED.physical(base.namespace), TOTAL + 1, 240))
     finally:
         proc_one.stop(timeout_s=20)
         proc_two.stop(timeout_s=20)
@@ -153,7 +125,7 @@ async def _send_twice(settings: Settings, event: CloudEvent) -> None:
 
 
 async def _last_values(settings: Settings, topic: str) -> dict[str, int]:
-    records = await read_all(settings, topic, 10**9, 3)
+    records = await read_until(settings, topic, 10**9, 3)
     state: dict[str, int] = {}
     for m in records:
         state[orjson.loads(m.key)] = orjson.loads(m.value)
