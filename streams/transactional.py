@@ -255,10 +255,10 @@ class TransactionalLoop:
     async def _assign(self, consumer: AIOKafkaConsumer, partitions: list[int]) -> None:
         started = time.monotonic()
         new = [p for p in partitions if p not in self._owned]
-        started_ = await asyncio.gather(*(self._producer(p) for p in new), return_exceptions=True)
-        producers = [p for p in started_ if isinstance(p, AIOKafkaProducer)]
+        outcomes = await asyncio.gather(*(self._producer(p) for p in new), return_exceptions=True)
+        producers = [p for p in outcomes if isinstance(p, AIOKafkaProducer)]
         try:
-            for outcome in started_:
+            for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     raise outcome
             tps = [TopicPartition(self.processor.source, p) for p in new]
