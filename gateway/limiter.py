@@ -1,8 +1,9 @@
-"""Admission rate limits in Redis: the GCRA of `tributary.limits`, atomically, in one Lua call.
+"""Admission rate limits in Redis: the GCRA of `tributary.limits`, atomically, in Lua.
 
 Every window of a user is checked and (only if all admit) updated in one script, so
 concurrent gateways cannot both take the last slot. Redis's own clock is used, so
-gateways with skewed clocks agree.
+gateways with skewed clocks agree. The checks of concurrent requests are coalesced: one
+script call decides all of them, in the order they arrived (`gateway.coalesce`).
 """
 
 from __future__ import annotations
@@ -12,53 +13,71 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from gateway.coalesce import Coalescer
 from gateway.errors import ApiError, DependencyUnavailable
 from tributary.limits import Decision, Window
 
 # Mirrors tributary.limits.decide; TATs in units of 1/limit ms (integers, exact in doubles).
+# ARGV: the number of checks, then per check: now_ms (0 = Redis's clock), cost, the number
+# of windows n, then n pairs of limit and period_ms. KEYS: each check's n keys, in order.
+# Returns five integers per check: allowed, limit, remaining, reset_ms, retry_after_ms.
 GCRA_LUA = """
-local now_ms = tonumber(ARGV[1])
-if now_ms == 0 then
-  local t = redis.call('TIME')
-  now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local cost = tonumber(ARGV[2])
-local n = #KEYS
-local new_tats = {}
-local retry_after = 0
-local b_remaining, b_limit, b_reset = nil, 0, 0
-local ttl = 0
-for i = 1, n do
-  local limit = tonumber(ARGV[1 + 2 * i])
-  local period = tonumber(ARGV[2 + 2 * i])
-  local now = now_ms * limit
-  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
-  local start = math.max(tat, now)
-  local new_tat = start + cost * period
-  local allow_at = new_tat - period * limit
-  local free, reset
-  if allow_at > now then
-    retry_after = math.max(retry_after, math.ceil((allow_at - now) / limit))
-    free = now + period * limit - start
-    reset = start - now
-  else
-    free = now + period * limit - new_tat
-    reset = new_tat - now
+local redis_now = nil
+local out = {}
+local a = 2
+local k = 0
+for c = 1, tonumber(ARGV[1]) do
+  local now_ms = tonumber(ARGV[a])
+  if now_ms == 0 then
+    if redis_now == nil then
+      local t = redis.call('TIME')
+      redis_now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
+    now_ms = redis_now
   end
-  local remaining = math.max(0, math.floor(free / period))
-  new_tats[i] = new_tat
-  if b_remaining == nil or remaining < b_remaining then
-    b_remaining, b_limit, b_reset = remaining, limit, math.ceil(reset / limit)
-  end
-  ttl = math.max(ttl, math.ceil((new_tat - now) / limit) + 1)
-end
-if retry_after == 0 then
+  local cost = tonumber(ARGV[a + 1])
+  local n = tonumber(ARGV[a + 2])
+  a = a + 3
+  local new_tats = {}
+  local retry_after = 0
+  local b_remaining, b_limit, b_reset = nil, 0, 0
+  local ttl = 0
   for i = 1, n do
-    redis.call('SET', KEYS[i], string.format('%.0f', new_tats[i]), 'PX', ttl)
+    local limit = tonumber(ARGV[a + 2 * i - 2])
+    local period = tonumber(ARGV[a + 2 * i - 1])
+    local now = now_ms * limit
+    local tat = tonumber(redis.call('GET', KEYS[k + i]) or now)
+    local start = math.max(tat, now)
+    local new_tat = start + cost * period
+    local allow_at = new_tat - period * limit
+    local free, reset
+    if allow_at > now then
+      retry_after = math.max(retry_after, math.ceil((allow_at - now) / limit))
+      free = now + period * limit - start
+      reset = start - now
+    else
+      free = now + period * limit - new_tat
+      reset = new_tat - now
+    end
+    local remaining = math.max(0, math.floor(free / period))
+    new_tats[i] = new_tat
+    if b_remaining == nil or remaining < b_remaining then
+      b_remaining, b_limit, b_reset = remaining, limit, math.ceil(reset / limit)
+    end
+    ttl = math.max(ttl, math.ceil((new_tat - now) / limit) + 1)
   end
-  return {1, b_limit, b_remaining, b_reset, 0}
+  if retry_after == 0 then
+    for i = 1, n do
+      redis.call('SET', KEYS[k + i], string.format('%.0f', new_tats[i]), 'PX', ttl)
+    end
+  end
+  for _, v in ipairs({retry_after == 0 and 1 or 0, b_limit, b_remaining, b_reset, retry_after}) do
+    out[#out + 1] = v
+  end
+  a = a + 2 * n
+  k = k + n
 end
-return {0, b_limit, b_remaining, b_reset, retry_after}
+return out
 """
 
 
@@ -71,27 +90,48 @@ class Policy:
     fail_open: bool
 
 
+@dataclass(frozen=True)
+class _Check:
+    user_id: str
+    policy: Policy
+    cost: int
+    now_ms: int
+
+
 class RateLimiter:
     """Checks `policy` for a user in Redis; raises 429 or 503 as the policy says."""
 
     def __init__(self, client: aioredis.Redis, namespace: str) -> None:
-        self._client = client
         self._namespace = namespace
         self._script = client.register_script(GCRA_LUA)
+        self._calls: Coalescer[_Check, Decision] = Coalescer(self._decide)
 
     async def check(self, user_id: str, policy: Policy, cost: int = 1, now_ms: int = 0) -> Decision:
         """Admit or refuse `cost` requests now; `now_ms` only for tests (0 = Redis clock)."""
-        keys = [f"{self._namespace}:rl:{policy.name}:{w}:{user_id}" for w in policy.windows]
-        args: list[int] = [now_ms, cost]
-        for window in policy.windows:
-            args += [window.limit, window.period_ms]
         try:
-            allowed, limit, remaining, reset, retry = await self._script(keys=keys, args=args)
+            return await self._calls.submit(_Check(user_id, policy, cost, now_ms))
         except RedisError as exc:
             if policy.fail_open:
                 return Decision(True, policy.windows[0].limit, policy.windows[0].limit, 0, 0)
             raise DependencyUnavailable("redis", f"rate limiter unavailable: {exc}") from exc
-        return Decision(bool(allowed), int(limit), int(remaining), int(reset), int(retry))
+
+    async def _decide(self, checks: list[_Check]) -> list[Decision]:
+        """One script call for all `checks`."""
+        keys: list[str] = []
+        args: list[int] = [len(checks)]
+        for check in checks:
+            windows = check.policy.windows
+            keys += [
+                f"{self._namespace}:rl:{check.policy.name}:{w}:{check.user_id}" for w in windows
+            ]
+            args += [check.now_ms, check.cost, len(windows)]
+            for window in windows:
+                args += [window.limit, window.period_ms]
+        flat = await self._script(keys=keys, args=args)
+        return [
+            Decision(bool(ok), int(limit), int(remaining), int(reset), int(retry))
+            for ok, limit, remaining, reset, retry in zip(*[iter(flat)] * 5, strict=True)
+        ]
 
 
 def headers(decision: Decision) -> dict[str, str]:

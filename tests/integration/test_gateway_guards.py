@@ -22,7 +22,7 @@ from gateway.limiter import Policy, RateLimiter
 from infra.local.process import free_port
 from tests.integration.test_gateway_http import wait_ready
 from tributary.demo import api_keys
-from tributary.limits import Window, decide
+from tributary.limits import Decision, Window, decide
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -174,6 +174,39 @@ def test_the_minute_window_binds_after_the_short_one_refills(services: Settings)
     # 5 at once; 10 s later the 10 s window allows 5 again, but the minute window (8/min:
     # 3 slots left plus one refilled every 7.5 s) only 4.
     assert asyncio.run(scenario()) == [True] * 5 + [False] + [True] * 4 + [False] * 2
+
+
+async def script_calls(client: aioredis.Redis) -> int:
+    """Lua script calls Redis has served so far (its own count, INFO commandstats)."""
+    stats = await client.info("commandstats")
+    return sum(stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("evalsha", "eval"))
+
+
+def test_concurrent_checks_share_script_calls_and_admit_exactly_the_limit(
+    services: Settings,
+) -> None:
+    """60 checks at once for two users with 10 per window: one script call decides many,
+    in arrival order, and exactly 10 of each user's pass."""
+    policy = Policy(f"burst{time.monotonic_ns()}", (Window(10, 60_000),), fail_open=False)
+
+    async def scenario() -> tuple[list[tuple[str, Decision]], int]:
+        client = aioredis.from_url(services.redis_dsn)
+        limiter = RateLimiter(client, services.namespace)
+        users = [f"u{i % 2}" for i in range(60)]
+        try:
+            before = await script_calls(client)
+            decisions = await asyncio.gather(*(limiter.check(u, policy) for u in users))
+            calls = await script_calls(client) - before
+        finally:
+            await client.aclose()
+        return list(zip(users, decisions, strict=True)), calls
+
+    results, calls = asyncio.run(scenario())
+    assert 1 <= calls <= 3  # one for the first check, then the 59 that waited meanwhile
+    for user in ("u0", "u1"):
+        mine = [d for u, d in results if u == user]
+        assert [d.allowed for d in mine] == [True] * 10 + [False] * 20
+        assert [d.remaining for d in mine[:10]] == list(range(9, -1, -1))
 
 
 @hsettings(max_examples=15, deadline=None)
