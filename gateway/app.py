@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from gateway import errors, health
 from gateway.auth import Authenticator
 from gateway.body_limit import BodyLimitMiddleware
+from gateway.fast_events import FastEvents
 from gateway.idempotency import Idempotency
 from gateway.limiter import Policy, RateLimiter
 from gateway.producer import EventProducer
@@ -59,6 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.policies = policies(settings)
     app.state.idempotency = Idempotency(client, settings.namespace, settings.idempotency_ttl_s)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.gateway_fast_events:  # outermost: in front of the body limit and routing
+        app.add_middleware(FastEvents, state=app.state)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(events.router)

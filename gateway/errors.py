@@ -51,16 +51,17 @@ def _body(error: str, message: str, **extra: Any) -> dict[str, Any]:
     return ErrorBody(error=error, message=message, **extra).model_dump(exclude_none=True)
 
 
+def body_of(exc: ApiError) -> dict[str, Any]:
+    """The `ErrorBody` of `exc`, as sent."""
+    return _body(exc.error, exc.message, retry_after_ms=exc.retry_after_ms, detail=exc.detail)
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into an `ErrorBody`."""
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> Response:
-        return json_response(
-            _body(exc.error, exc.message, retry_after_ms=exc.retry_after_ms, detail=exc.detail),
-            status=exc.status,
-            headers=exc.headers,
-        )
+        return json_response(body_of(exc), status=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> Response:

@@ -115,6 +115,13 @@ class RateLimiter:
                 return Decision(True, policy.windows[0].limit, policy.windows[0].limit, 0, 0)
             raise DependencyUnavailable("redis", f"rate limiter unavailable: {exc}") from exc
 
+    async def admit(self, user_id: str, policy: Policy, cost: int = 1) -> dict[str, str]:
+        """The RateLimit-* headers of an admitted request; raises 429 (refused) or 503."""
+        decision = await self.check(user_id, policy, cost)
+        if not decision.allowed:
+            raise refused(decision)
+        return headers(decision)
+
     async def _decide(self, checks: list[_Check]) -> list[Decision]:
         """One script call for all `checks`."""
         keys: list[str] = []

@@ -81,11 +81,15 @@ class EventProducer:
         if producer is None:
             raise DependencyUnavailable("broker", "Kafka is not reachable; retry later.")
         try:
-            futures = []
-            for event in events:
-                key, value, kheaders = to_kafka(event, headers)
-                futures.append(await producer.send(topic, value=value, key=key, headers=kheaders))
-            metas = await asyncio.wait_for(asyncio.gather(*futures), self._timeout_s)
+            # The timeout covers the enqueue too: `send` waits while the buffer is full.
+            async with asyncio.timeout(self._timeout_s):
+                futures = []
+                for event in events:
+                    key, value, kheaders = to_kafka(event, headers)
+                    futures.append(
+                        await producer.send(topic, value=value, key=key, headers=kheaders)
+                    )
+                metas = await asyncio.gather(*futures)
         except (TimeoutError, KafkaError) as exc:
             raise DependencyUnavailable(
                 "broker", f"Kafka did not acknowledge within {self._timeout_s:g}s: {exc!r}"

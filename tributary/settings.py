@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
     gateway_workers: int = Field(default=1, ge=1)
+    # Serve the plain POST /v1/events in a lean ASGI layer (gateway/fast_events.py);
+    # off: every request goes through the FastAPI route.
+    gateway_fast_events: bool = True
     max_body_bytes: int = 1024 * 1024
     produce_timeout_s: float = 5.0
 

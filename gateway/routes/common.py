@@ -7,8 +7,6 @@ from typing import Any
 from fastapi import Request, Response
 
 from gateway.errors import ApiError
-from gateway.limiter import headers as limit_headers
-from gateway.limiter import refused
 from gateway.responses import json_response
 from schemas.api import ErrorBody
 
@@ -37,12 +35,8 @@ async def admit(
     request: Request, response: Response, user_id: str, cost: int, policy: str = "events"
 ) -> None:
     """The caller's admission limit for `policy`: headers on `response`, 429/503 raised."""
-    decision = await request.app.state.limiter.check(
-        user_id, request.app.state.policies[policy], cost
-    )
-    response.headers.update(limit_headers(decision))
-    if not decision.allowed:
-        raise refused(decision)
+    state = request.app.state
+    response.headers.update(await state.limiter.admit(user_id, state.policies[policy], cost))
 
 
 async def with_idempotency(request: Request, route: str, user_id: str, produce: Any) -> Response:

@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import ValidationError
+from starlette.datastructures import State
 
 from gateway.auth import Principal, authenticate
 from gateway.content_type import require_json
@@ -57,6 +58,13 @@ def to_event(
     )
 
 
+async def produce_event(state: State, event: CloudEvent, headers: dict[str, str]) -> Accepted:
+    """`event` on the ingest topic, acknowledged by the broker (else 503)."""
+    accepted = await state.producer.send(INGEST.physical(state.settings.namespace), event, headers)
+    EVENTS_ACCEPTED.labels(topic=INGEST.name).inc()
+    return accepted  # type: ignore[no-any-return]
+
+
 @router.post(
     "/events",
     status_code=202,
@@ -75,12 +83,9 @@ async def post_event(
     idem = request.headers.get("idempotency-key")
     event = to_event(item, principal, idem)
     await admit(request, response, event.subject, 1)
-    topic = INGEST.physical(state.settings.namespace)
 
     async def produce() -> tuple[int, dict[str, Any]]:
-        extra = trace_headers(request, idem)
-        accepted = await state.producer.send(topic, event, extra)
-        EVENTS_ACCEPTED.labels(topic=INGEST.name).inc()
+        accepted = await produce_event(state, event, trace_headers(request.headers, idem))
         return 202, accepted.model_dump()
 
     answer = await with_idempotency(request, "events", event.subject, produce)
@@ -133,7 +138,7 @@ async def post_batch(
     topic = INGEST.physical(state.settings.namespace)
 
     async def produce() -> tuple[int, dict[str, Any]]:
-        extra = trace_headers(request, idem)
+        extra = trace_headers(request.headers, idem)
         accepted = await state.producer.send_many(topic, [e for _, e in events], extra)
         for (index, _), ok in zip(events, accepted, strict=True):
             results.append(

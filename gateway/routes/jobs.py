@@ -69,7 +69,7 @@ async def submit(
     topic = COMMANDS.physical(state.settings.namespace)
 
     async def produce() -> tuple[int, dict[str, Any]]:
-        extra = trace_headers(request, request.headers.get("idempotency-key"))
+        extra = trace_headers(request.headers, request.headers.get("idempotency-key"))
         await state.producer.send(topic, event, extra)
         EVENTS_ACCEPTED.labels(topic=COMMANDS.name).inc()
         answer = JobAccepted(
