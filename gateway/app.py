@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -35,6 +36,18 @@ def policies(settings: Settings) -> dict[str, Policy]:
     }
 
 
+def settle_heap() -> None:
+    """Keep the garbage collector off the start-up heap and out of the request path.
+
+    Everything loaded so far (FastAPI, pydantic schemas, modules) moves to the permanent
+    generation, and young collections run every 50,000 allocations instead of 700.
+    Measured under wrk (bench/RESULTS.md, issue 4): p99 94 ms -> 26 ms, ~10 % more requests/s.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A gateway app for `settings` (default: from the environment)."""
     settings = settings or get_settings()
@@ -44,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.producer.start()
+        settle_heap()
         yield
         # Shutdown: readiness goes false first, then in-flight sends are flushed.
         app.state.draining = True
