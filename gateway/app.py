@@ -41,7 +41,8 @@ def settle_heap() -> None:
 
     Everything loaded so far (FastAPI, pydantic schemas, modules) moves to the permanent
     generation, and young collections run every 50,000 allocations instead of 700.
-    Measured under wrk (bench/RESULTS.md, issue 4): p99 94 ms -> 26 ms, ~10 % more requests/s.
+    Measured under wrk (bench/RESULTS.md, issue 4): p99 94 ms -> 26-28 ms, 5-15 % more
+    requests/s.
     """
     gc.collect()
     gc.freeze()
