@@ -49,9 +49,15 @@ def settle_heap() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """A gateway app for `settings` (default: from the environment)."""
-    settings = settings or get_settings()
+def create_app(settings: Settings | None = None) -> FastAPI | FastEvents:
+    """What uvicorn serves for `settings` (default: from the environment): the API, with
+    the fast path for the plain `POST /v1/events` in front of it unless turned off."""
+    api = create_api(settings or get_settings())
+    return FastEvents(api, api.state) if api.state.settings.gateway_fast_events else api
+
+
+def create_api(settings: Settings) -> FastAPI:
+    """The FastAPI application: every route, its checks, and the lifecycle."""
     configure_logging(settings.log_level)
     client = redis_client.connect(settings)
 
@@ -75,8 +81,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.policies = policies(settings)
     app.state.idempotency = Idempotency(client, settings.namespace, settings.idempotency_ttl_s)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    if settings.gateway_fast_events:  # outermost: in front of the body limit and routing
-        app.add_middleware(FastEvents, state=app.state)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(events.router)
