@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from gateway.errors import DependencyUnavailable
+from gateway.record_batches import Record, RecordBatcher
 from schemas.api import Accepted
 from schemas.envelope import CloudEvent, to_kafka
 
@@ -28,6 +29,7 @@ class EventProducer:
         self._bootstrap = bootstrap
         self._timeout_s = timeout_s
         self._producer: AIOKafkaProducer | None = None
+        self._batcher: RecordBatcher | None = None
         self._connector: asyncio.Task[None] | None = None
 
     @property
@@ -59,14 +61,27 @@ class EventProducer:
                 delay = min(delay * 2, 5.0)
                 continue
             self._producer = producer
+            self._batcher = RecordBatcher(producer, self._timeout_s)
             log.info("kafka producer connected", bootstrap=self._bootstrap)
             return
 
     async def send(
         self, topic: str, event: CloudEvent, headers: dict[str, str] | None = None
     ) -> Accepted:
-        """Produce `event` to `topic`; raise `DependencyUnavailable` if not acked in time."""
-        return (await self.send_many(topic, [event], headers))[0]
+        """Produce `event` to `topic`; raise `DependencyUnavailable` if not acked in time.
+
+        Concurrent calls go to the broker together, one record batch per partition
+        (`gateway.record_batches`).
+        """
+        batcher = self._batcher
+        if batcher is None:
+            raise DependencyUnavailable("broker", "Kafka is not reachable; retry later.")
+        key, value, kheaders = to_kafka(event, headers)
+        try:
+            partition, offset = await batcher.send(Record(topic, key, value, kheaders))
+        except (TimeoutError, KafkaError) as exc:
+            raise self._unacknowledged(exc) from exc
+        return Accepted(id=event.id, topic=topic, partition=partition, offset=offset)
 
     async def send_many(
         self, topic: str, events: list[CloudEvent], headers: dict[str, str] | None = None
@@ -91,13 +106,16 @@ class EventProducer:
                     )
                 metas = await asyncio.gather(*futures)
         except (TimeoutError, KafkaError) as exc:
-            raise DependencyUnavailable(
-                "broker", f"Kafka did not acknowledge within {self._timeout_s:g}s: {exc!r}"
-            ) from exc
+            raise self._unacknowledged(exc) from exc
         return [
             Accepted(id=e.id, topic=topic, partition=m.partition, offset=m.offset)
             for e, m in zip(events, metas, strict=True)
         ]
+
+    def _unacknowledged(self, exc: BaseException) -> DependencyUnavailable:
+        return DependencyUnavailable(
+            "broker", f"Kafka did not acknowledge within {self._timeout_s:g}s: {exc!r}"
+        )
 
     async def stop(self) -> None:
         """Flush what is in flight and close."""
@@ -106,5 +124,6 @@ class EventProducer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._connector
         if self._producer is not None:
+            self._batcher = None
             await self._producer.stop()
             self._producer = None

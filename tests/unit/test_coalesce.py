@@ -1,4 +1,5 @@
-"""Coalescer: concurrent submits share flushes, each caller gets its own result or error."""
+"""Coalescer: concurrent submits share flushes, each caller gets its own result or error;
+with_deadline: one timer bounds a batch's acknowledgement."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import pytest
 
 from gateway.coalesce import Coalescer
+from gateway.record_batches import with_deadline
 
 
 class Recorder:
@@ -101,3 +103,23 @@ def test_a_flush_returning_the_wrong_number_of_results_is_an_error() -> None:
 
     with pytest.raises(RuntimeError, match="1 results for 2"):
         asyncio.run(scenario())
+
+
+def test_with_deadline_passes_the_outcome_on_or_times_out() -> None:
+    async def scenario() -> tuple[object, object, float]:
+        loop = asyncio.get_running_loop()
+        ok, failing, silent = loop.create_future(), loop.create_future(), loop.create_future()
+        acks = [with_deadline(f, 0.2) for f in (ok, failing, silent)]
+        ok.set_result("meta")
+        failing.set_exception(ValueError("broker said no"))
+        started = loop.time()
+        outcomes = await asyncio.gather(*acks, return_exceptions=True)
+        silent.set_result("too late")  # the deadline's answer stands
+        await asyncio.sleep(0)
+        return outcomes, acks[2].exception(), loop.time() - started
+
+    (ok, failing, silent), late, waited = asyncio.run(scenario())
+    assert ok == "meta"
+    assert isinstance(failing, ValueError)
+    assert isinstance(silent, TimeoutError) and isinstance(late, TimeoutError)
+    assert 0.15 < waited < 1.0
