@@ -32,6 +32,8 @@ from gateway.tracing import trace_headers
 from schemas.api import EventIn
 
 PATH = "/v1/events"
+# Children looked up once: `labels()` per request showed in the profile.
+_SERVED, _REFUSED, _PASSED = (FAST_PATH.labels(outcome=o) for o in ("served", "refused", "passed"))
 
 
 class FastEvents:
@@ -48,7 +50,7 @@ class FastEvents:
             return
         headers = Headers(scope=scope)
         if not self._plain(headers):
-            FAST_PATH.labels(outcome="passed").inc()
+            _PASSED.inc()
             await self.app(scope, receive, send)
             return
         body = await _read_body(receive)
@@ -62,17 +64,17 @@ class FastEvents:
                 item = EventIn.model_validate_json(body)
             except ValidationError:
                 # The route words validation errors (422 with `detail`); let it.
-                FAST_PATH.labels(outcome="passed").inc()
+                _PASSED.inc()
                 await self.app(scope, _replay(body, receive), send)
                 return
             event = to_event(item, principal, None)
             limits = await state.limiter.admit(event.subject, state.policies["events"], 1)
             accepted = await produce_event(state, event, trace_headers(headers, None))
         except ApiError as exc:
-            FAST_PATH.labels(outcome="refused").inc()
+            _REFUSED.inc()
             await _respond(send, exc.status, orjson.dumps(body_of(exc)), exc.headers.items())
             return
-        FAST_PATH.labels(outcome="served").inc()
+        _SERVED.inc()
         await _respond(send, 202, orjson.dumps(accepted.model_dump()), limits.items())
 
     def _plain(self, headers: Headers) -> bool:

@@ -25,6 +25,7 @@ from schemas.topics import INGEST
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
+_INGEST_ACCEPTED = EVENTS_ACCEPTED.labels(topic=INGEST.name)
 _ID_NAMESPACE = uuid.UUID("0b7a4a0e-3f7e-4d8e-9a55-6f3c1b2d9e10")
 
 
@@ -61,7 +62,7 @@ def to_event(
 async def produce_event(state: State, event: CloudEvent, headers: dict[str, str]) -> Accepted:
     """`event` on the ingest topic, acknowledged by the broker (else 503)."""
     accepted = await state.producer.send(INGEST.physical(state.settings.namespace), event, headers)
-    EVENTS_ACCEPTED.labels(topic=INGEST.name).inc()
+    _INGEST_ACCEPTED.inc()
     return accepted  # type: ignore[no-any-return]
 
 
