@@ -34,6 +34,12 @@ class Record:
 
 
 @dataclass(frozen=True)
+class _Queued:
+    record: Record
+    deadline: float  # loop time by which the broker must have acknowledged it
+
+
+@dataclass(frozen=True)
 class _Slot:
     """Where a record went: its batch's acknowledgement and its offset inside the batch."""
 
@@ -48,24 +54,32 @@ class RecordBatcher:
         self._producer = producer
         self._timeout_s = timeout_s
         self._partitioner = DefaultPartitioner()
-        self._calls: Coalescer[Record, _Slot] = Coalescer(self._hand_over)
+        self._calls: Coalescer[_Queued, _Slot] = Coalescer(self._hand_over)
 
     async def send(self, record: Record) -> tuple[int, int]:
-        """Raises `TimeoutError` after `timeout_s` without an ack, or the producer's error."""
-        slot = await self._calls.submit(record)
+        """Raises `TimeoutError` without an ack within `timeout_s` of the call, or the
+        producer's error. (A record still waiting for its turn when another hand-over is
+        held up, by a full buffer, say, fails when its turn comes if it is past due then.)"""
+        deadline = asyncio.get_running_loop().time() + self._timeout_s
+        slot = await self._calls.submit(_Queued(record, deadline))
         metadata = await slot.ack
         return metadata.partition, metadata.offset + slot.relative_offset
 
-    async def _hand_over(self, records: list[Record]) -> list[_Slot]:
+    async def _hand_over(self, queued: list[_Queued]) -> list[_Slot]:
+        records = [q.record for q in queued]
+        slots: dict[int, _Slot] = {}
         groups: dict[tuple[str, int], list[int]] = {}
         partitions: dict[str, list[int]] = {}
+        now = asyncio.get_running_loop().time()
         for index, record in enumerate(records):
+            if queued[index].deadline <= now:
+                slots[index] = _past_due(self._timeout_s)
+                continue
             if record.topic not in partitions:
                 partitions[record.topic] = sorted(await self._producer.partitions_for(record.topic))
             every = partitions[record.topic]
             partition = self._partitioner(record.key, every, every)
             groups.setdefault((record.topic, partition), []).append(index)
-        slots: dict[int, _Slot] = {}
         for (topic, partition), indexes in groups.items():
             batch = self._producer.create_batch()
             members: list[tuple[int, int]] = []
@@ -75,13 +89,13 @@ class RecordBatcher:
                     key=record.key, value=record.value, timestamp=None, headers=record.headers
                 )
                 if appended is None:  # full: hand it over; an empty batch takes any one record
-                    await self._send_batch(batch, topic, partition, members, slots)
+                    await self._send_batch(batch, topic, partition, members, queued, slots)
                     batch, members = self._producer.create_batch(), []
                     appended = batch.append(
                         key=record.key, value=record.value, timestamp=None, headers=record.headers
                     )
                 members.append((index, appended.offset))
-            await self._send_batch(batch, topic, partition, members, slots)
+            await self._send_batch(batch, topic, partition, members, queued, slots)
         return [slots[index] for index in range(len(records))]
 
     async def _send_batch(
@@ -90,26 +104,34 @@ class RecordBatcher:
         topic: str,
         partition: int,
         members: list[tuple[int, int]],
+        queued: list[_Queued],
         slots: dict[int, _Slot],
     ) -> None:
         sent = await self._producer.send_batch(batch, topic, partition=partition)
-        ack = with_deadline(sent, self._timeout_s)
+        # Members are in arrival order: the first one's deadline is the earliest.
+        ack = with_deadline(sent, queued[members[0][0]].deadline)
         for index, relative_offset in members:
             slots[index] = _Slot(ack, relative_offset)
 
 
+def _past_due(timeout_s: float) -> _Slot:
+    expired: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
+    expired.set_exception(TimeoutError(f"not handed to the producer within {timeout_s:g}s"))
+    return _Slot(expired, 0)
+
+
 def with_deadline(
-    sent: asyncio.Future[RecordMetadata], timeout_s: float
+    sent: asyncio.Future[RecordMetadata], deadline: float
 ) -> asyncio.Future[RecordMetadata]:
-    """A future with `sent`'s outcome, or `TimeoutError` after `timeout_s`; one timer."""
+    """A future with `sent`'s outcome, or `TimeoutError` at loop time `deadline`; one timer."""
     loop = asyncio.get_running_loop()
     ack: asyncio.Future[RecordMetadata] = loop.create_future()
 
     def expire() -> None:
         if not ack.done():
-            ack.set_exception(TimeoutError(f"no ack within {timeout_s:g}s"))
+            ack.set_exception(TimeoutError("no ack by the deadline"))
 
-    timer = loop.call_later(timeout_s, expire)
+    timer = loop.call_at(deadline, expire)
 
     def settle(done: asyncio.Future[RecordMetadata]) -> None:
         timer.cancel()

@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from gateway.producer import EventProducer
+from gateway.record_batches import Record, RecordBatcher
 from infra.local import kafka
 from schemas.api import Accepted
 from schemas.envelope import CloudEvent, header_value
@@ -63,3 +65,27 @@ def test_concurrent_sends_land_where_they_say_in_order(services: Settings) -> No
         assert offsets == sorted(offsets) and len(set(offsets)) == PER_USER
     assert [a.partition for a in plain] == [a.partition for a in coalesced[:USERS]]
     assert len({a.partition for a in plain}) > 1  # the keys did spread over partitions
+
+
+def test_a_record_past_its_deadline_when_its_turn_comes_is_not_sent(services: Settings) -> None:
+    """With no time at all, every record is past due at its hand-over: each call fails with
+    TimeoutError and nothing reaches the topic (a 503 then means: not written)."""
+    settings = services.model_copy(update={"namespace": f"{services.namespace}-rb0"})
+    kafka.ensure_topics(settings)
+    topic = INGEST.physical(settings.namespace)
+
+    async def scenario() -> list[BaseException | tuple[int, int]]:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            batcher = RecordBatcher(producer, timeout_s=0.0)
+            record = Record(topic, b"rb0-user", b"{}", [])
+            return await asyncio.gather(
+                *(batcher.send(record) for _ in range(5)), return_exceptions=True
+            )
+        finally:
+            await producer.stop()
+
+    outcomes = asyncio.run(scenario())
+    assert all(isinstance(o, TimeoutError) for o in outcomes), outcomes
+    assert asyncio.run(read_all(settings, topic)) == []

@@ -109,7 +109,7 @@ def test_with_deadline_passes_the_outcome_on_or_times_out() -> None:
     async def scenario() -> tuple[object, object, float]:
         loop = asyncio.get_running_loop()
         ok, failing, silent = loop.create_future(), loop.create_future(), loop.create_future()
-        acks = [with_deadline(f, 0.2) for f in (ok, failing, silent)]
+        acks = [with_deadline(f, loop.time() + 0.2) for f in (ok, failing, silent)]
         ok.set_result("meta")
         failing.set_exception(ValueError("broker said no"))
         started = loop.time()
