@@ -18,6 +18,7 @@ import asyncio
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import RecordMetadata
 
@@ -73,7 +74,8 @@ class RecordBatcher:
         now = asyncio.get_running_loop().time()
         for index, record in enumerate(records):
             if queued[index].deadline <= now:
-                slots[index] = _past_due(self._timeout_s)
+                late = TimeoutError(f"not handed to the producer within {self._timeout_s:g}s")
+                slots[index] = _Slot(_failed(late), 0)
                 continue
             if record.topic not in partitions:
                 partitions[record.topic] = sorted(await self._producer.partitions_for(record.topic))
@@ -107,17 +109,21 @@ class RecordBatcher:
         queued: list[_Queued],
         slots: dict[int, _Slot],
     ) -> None:
-        sent = await self._producer.send_batch(batch, topic, partition=partition)
-        # Members are in arrival order: the first one's deadline is the earliest.
-        ack = with_deadline(sent, queued[members[0][0]].deadline)
+        try:
+            sent = await self._producer.send_batch(batch, topic, partition=partition)
+        except KafkaError as exc:  # this batch's members fail; the other batches go on
+            ack = _failed(exc)
+        else:
+            # Members are in arrival order: the first one's deadline is the earliest.
+            ack = with_deadline(sent, queued[members[0][0]].deadline)
         for index, relative_offset in members:
             slots[index] = _Slot(ack, relative_offset)
 
 
-def _past_due(timeout_s: float) -> _Slot:
-    expired: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
-    expired.set_exception(TimeoutError(f"not handed to the producer within {timeout_s:g}s"))
-    return _Slot(expired, 0)
+def _failed(exc: BaseException) -> asyncio.Future[RecordMetadata]:
+    failed: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
+    failed.set_exception(exc)
+    return failed
 
 
 def with_deadline(
