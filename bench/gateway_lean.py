@@ -20,7 +20,6 @@ import uuid
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 import typer
 from starlette.requests import HTTPConnection
 
@@ -34,6 +33,7 @@ from gateway.routes.events import to_event
 from infra.local import kafka
 from schemas.api import Accepted, EventIn
 from schemas.topics import INGEST
+from tributary import redis_client
 from tributary.demo import api_keys
 from tributary.settings import Settings, get_settings
 
@@ -46,7 +46,7 @@ async def _lifespan(receive: Any, send: Any) -> None:
         message = await receive()
         if message["type"] == "lifespan.startup":
             s = get_settings()
-            client = aioredis.from_url(s.redis_dsn, socket_timeout=2, socket_connect_timeout=2)
+            client = redis_client.connect(s)
             _parts.update(
                 auth=Authenticator(s, client),
                 limiter=RateLimiter(client, s.namespace),
