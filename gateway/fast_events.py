@@ -48,7 +48,8 @@ class FastEvents:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
+        connection = HTTPConnection(scope)
+        headers = connection.headers
         if not self._plain(headers):
             _PASSED.inc()
             await self.app(scope, receive, send)
@@ -58,7 +59,7 @@ class FastEvents:
             return
         state = self.state
         try:
-            principal = await state.auth(HTTPConnection(scope))
+            principal = await state.auth(connection)
             try:
                 # Not orjson.loads: it reads integers past 64 bits as floats, silently.
                 item = EventIn.model_validate_json(body)
