@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -67,13 +68,13 @@ class RecordBatcher:
         return metadata.partition, metadata.offset + slot.relative_offset
 
     async def _hand_over(self, queued: list[_Queued]) -> list[_Slot]:
-        records = [q.record for q in queued]
         slots: dict[int, _Slot] = {}
         groups: dict[tuple[str, int], list[int]] = {}
         partitions: dict[str, list[int]] = {}
         now = asyncio.get_running_loop().time()
-        for index, record in enumerate(records):
-            if queued[index].deadline <= now:
+        for index, item in enumerate(queued):
+            record = item.record
+            if item.deadline <= now:
                 late = TimeoutError(f"not handed to the producer within {self._timeout_s:g}s")
                 slots[index] = _Slot(_failed(late), 0)
                 continue
@@ -86,23 +87,18 @@ class RecordBatcher:
             batch = self._producer.create_batch()
             members: list[tuple[int, int]] = []
             for index in indexes:
-                record = records[index]
-                appended = batch.append(
-                    key=record.key, value=record.value, timestamp=None, headers=record.headers
-                )
+                appended = _append(batch, queued[index].record)
                 if appended is None:  # full: hand it over; an empty batch takes any one record
                     await self._send_batch(batch, topic, partition, members, queued, slots)
                     batch, members = self._producer.create_batch(), []
-                    appended = batch.append(
-                        key=record.key, value=record.value, timestamp=None, headers=record.headers
-                    )
+                    appended = _append(batch, queued[index].record)
                 members.append((index, appended.offset))
             await self._send_batch(batch, topic, partition, members, queued, slots)
-        return [slots[index] for index in range(len(records))]
+        return [slots[index] for index in range(len(queued))]
 
     async def _send_batch(
         self,
-        batch: object,
+        batch: Any,
         topic: str,
         partition: int,
         members: list[tuple[int, int]],
@@ -118,6 +114,11 @@ class RecordBatcher:
             ack = with_deadline(sent, queued[members[0][0]].deadline)
         for index, relative_offset in members:
             slots[index] = _Slot(ack, relative_offset)
+
+
+def _append(batch: Any, record: Record) -> Any:
+    """The record's metadata in `batch` (its `offset` is relative), or None if it is full."""
+    return batch.append(key=record.key, value=record.value, timestamp=None, headers=record.headers)
 
 
 def _failed(exc: BaseException) -> asyncio.Future[RecordMetadata]:
