@@ -11,7 +11,11 @@
 5. the ceiling: uvicorn as the gateway runs it, with an ASGI app that answers 202 and does
    nothing else (`bench.asgi_ceiling`), under the same wrk load as row 2.
 
-Needs `tributary up` (broker, Redis) and `wrk` (`apt-get install wrk`):
+The broker is a JVM: it is warmed up (an unmeasured raw run, a wrk warm-up) before rows 1
+and 2 are measured, so neither pays for its JIT. Rows 1 and 2 also print the CPU each
+process spent per event (`bench.cpu`): on shared cores, that is where the ratio comes from.
+
+Needs `tributary up` (broker, Redis), `wrk` (`apt-get install wrk`) and the bench extras:
     .venv/bin/python -m bench.gateway
 """
 
@@ -25,6 +29,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +38,8 @@ import httpx
 import orjson
 import typer
 
-from infra.local import kafka, stack
+from bench.cpu import BENCH, cpu_spent, per_event_us
+from infra.local import kafka, redis, stack
 from infra.local.process import free_port
 from schemas.envelope import CloudEvent
 from schemas.topics import INGEST
@@ -42,6 +49,7 @@ from tributary.settings import Settings
 
 BODY = {"source": "bench", "type": "bench.event", "data": {"n": 1, "text": "x" * 64}}
 BATCH = 100  # events per request in the batch row
+WARM_UP_S = 5  # wrk on the gateway before a measured run (the broker's JIT, the gateway's caches)
 
 
 async def raw_producer(settings: Settings, count: int) -> float:
@@ -141,14 +149,10 @@ async def open_loop(
     return latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)], errors
 
 
-def main(
-    raw_events: int = 50_000, seconds: int = 10, connections: int = 32, workers: int = 1
-) -> None:
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed: apt-get install -y wrk")
-    namespace = f"bench-{uuid.uuid4().hex[:6]}"
+def bench_settings(workers: int) -> Settings:
+    """A namespace of its own on the running broker and Redis, limits out of the way."""
     settings = Settings(
-        namespace=namespace,
+        namespace=f"bench-{uuid.uuid4().hex[:6]}",
         gateway_port=free_port(),
         gateway_workers=workers,
         log_level="WARNING",
@@ -156,21 +160,62 @@ def main(
         data_dir=Path(tempfile.mkdtemp()),
     )
     kafka.ensure_topics(settings)
-    raw_rate = asyncio.run(raw_producer(settings, raw_events))
+    return settings
+
+
+def service_pids() -> dict[str, int | None]:
+    """The broker's and Redis's pids if `tributary up` started them with this environment's
+    data folder (the bench's own settings have a folder of their own); else not measured."""
+    env = Settings()
+    return {"broker": kafka.managed(env).pid(), "redis": redis.managed(env).pid()}
+
+
+def measure_raw(settings: Settings, events: int) -> tuple[float, dict[str, float]]:
+    """Row 1 after an unmeasured warm-up run: (events/s, CPU µs per event by process)."""
+    asyncio.run(raw_producer(settings, max(1, events // 5)))
+    with cpu_spent(service_pids()) as spent:
+        rate = asyncio.run(raw_producer(settings, events))
+    return rate, per_event_us(spent, events)
+
+
+@contextmanager
+def running_gateway(settings: Settings) -> Iterator[tuple[str, str, int | None]]:
+    """A gateway process (`settings.gateway_workers` uvicorn workers): (url, API key, pid)."""
     gateway = next(a for a in stack.APPS if a.name == "gateway")
     proc = stack.managed(settings, gateway)
     try:
         stack.start_app(settings, gateway)
         key = asyncio.run(api_keys(settings, ["bench-user"]))["bench-user"]
-        url = settings.gateway_url
-        run_wrk(url, key, 2, connections)  # warm-up
-        rate, p50, p99 = run_wrk(url, key, seconds, connections)
+        yield settings.gateway_url, key, proc.pid()
+    finally:
+        proc.stop(timeout_s=30)
+
+
+def measure_wrk(
+    url: str, key: str, pid: int | None, seconds: int, connections: int
+) -> tuple[tuple[float, float, float], dict[str, float]]:
+    """Row 2 after a warm-up: ((events/s, p50, p99), CPU µs per event by process)."""
+    run_wrk(url, key, WARM_UP_S, connections)
+    with cpu_spent({"gateway": pid, **service_pids()}) as spent:
+        started = time.perf_counter()
+        result = run_wrk(url, key, seconds, connections)
+        elapsed = time.perf_counter() - started
+    return result, per_event_us(spent, result[0] * elapsed)
+
+
+def main(
+    raw_events: int = 50_000, seconds: int = 10, connections: int = 32, workers: int = 1
+) -> None:
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install -y wrk")
+    settings = bench_settings(workers)
+    raw_rate, raw_cpu = measure_raw(settings, raw_events)
+    with running_gateway(settings) as (url, key, pid):
+        (rate, p50, p99), gateway_cpu = measure_wrk(url, key, pid, seconds, connections)
         half = rate / 2
         h50, h99, errors = asyncio.run(open_loop(url, key, half, seconds))
         batch = {"events": [BODY] * BATCH}
         b_rate, b50, b99 = run_wrk(url, key, seconds, 8, "/v1/events/batch", batch)
-    finally:
-        proc.stop(timeout_s=30)
     c_rate, c50, c99 = ceiling(seconds, connections)
     print("\n| path | events/s | p50 ms | p99 ms | vs raw |\n|---|---|---|---|---|")
     print(f"| raw aiokafka, one process, pipelined (baseline) | {raw_rate:,.0f} | | | 1.00 |")
@@ -192,6 +237,21 @@ def main(
     )
     if errors:
         print(f"({errors} non-202 answers in the open-loop run)")
+    print(cpu_table({"raw aiokafka (the bench process)": raw_cpu, "gateway, wrk": gateway_cpu}))
+
+
+def cpu_table(rows: dict[str, dict[str, float]]) -> str:
+    """CPU µs per event by process, one row per run; the bench process column holds the
+    raw producer in the raw row and the load generator (wrk) in the gateway rows."""
+    names = ["gateway", "broker", "redis", BENCH]
+    lines = [
+        "\n| CPU µs per event | " + " | ".join(names) + " | total |",
+        "|---|" + "---|" * (len(names) + 1),
+    ]
+    for label, cpu in rows.items():
+        cells = [f"{cpu[n]:,.0f}" if n in cpu else "" for n in names]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {sum(cpu.values()):,.0f} |")
+    return "\n".join(lines)
 
 
 def ceiling(seconds: int, connections: int) -> tuple[float, float, float]:
