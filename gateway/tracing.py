@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import random
 import re
-import secrets
 from collections.abc import Mapping
 
 _TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -14,8 +14,17 @@ def trace_headers(
 ) -> dict[str, str]:
     """Kafka headers for a record produced on behalf of a request with `request_headers`."""
     incoming = request_headers.get("traceparent", "")
-    trace_id = incoming.split("-")[1] if _TRACEPARENT.match(incoming) else secrets.token_hex(16)
-    headers = {"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
+    trace_id = incoming.split("-")[1] if _TRACEPARENT.match(incoming) else _random_id(128)
+    headers = {"traceparent": f"00-{trace_id}-{_random_id(64)}-01"}
     if idempotency_key:
         headers["idempotency-key"] = idempotency_key
     return headers
+
+
+def _random_id(bits: int) -> str:
+    """A nonzero random trace or span id in hex, made the way OpenTelemetry's
+    `RandomIdGenerator` makes them: `random.getrandbits`, since the ids must be unique, not
+    secret (the `secrets` module's system call per id showed in the gateway's profile)."""
+    while not (value := random.getrandbits(bits)):
+        pass  # all zeros is invalid in W3C trace context
+    return f"{value:0{bits // 4}x}"
