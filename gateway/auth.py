@@ -84,11 +84,11 @@ class Authenticator:
         return self._jwt(token)
 
     async def _api_key(self, key: str) -> Principal:
-        hashed = hash_key(key)
-        if self._known is not None and (known := self._known.get(hashed)) is not None:
+        # Cached by the key as presented: hashing it is needed only to ask Redis.
+        if self._known is not None and (known := self._known.get(key)) is not None:
             return known
         try:
-            user_id = await self._client.hget(keys_hash(self._settings.namespace), hashed)
+            user_id = await self._client.hget(keys_hash(self._settings.namespace), hash_key(key))
         except RedisError as exc:
             raise DependencyUnavailable("redis", f"cannot check API keys: {exc}") from exc
         if user_id is None:
@@ -97,7 +97,7 @@ class Authenticator:
             user_id.decode() if isinstance(user_id, bytes) else user_id, "api_key"
         )
         if self._known is not None:
-            self._known[hashed] = principal
+            self._known[key] = principal
         return principal
 
     def _jwt(self, token: str) -> Principal:
