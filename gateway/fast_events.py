@@ -76,7 +76,7 @@ class FastEvents:
             await _respond(send, exc.status, orjson.dumps(body_of(exc)), exc.headers.items())
             return
         _SERVED.inc()
-        await _respond(send, 202, orjson.dumps(accepted.model_dump()), limits.items())
+        await _respond(send, 202, accepted.model_dump_json().encode(), limits.items())
 
     def _plain(self, headers: Headers) -> bool:
         """A request this layer may serve: anything else needs the route's answers."""
