@@ -24,7 +24,9 @@ def trace_headers(
 def _random_id(bits: int) -> str:
     """A nonzero random trace or span id in hex, made the way OpenTelemetry's
     `RandomIdGenerator` makes them: `random.getrandbits`, since the ids must be unique, not
-    secret (the `secrets` module's system call per id showed in the gateway's profile)."""
+    secret (the `secrets` module's system call per id showed in the gateway's profile).
+    `random` seeds itself from the OS at start and again in a forked child, so gateway
+    worker processes do not repeat each other's ids."""
     while not (value := random.getrandbits(bits)):
         pass  # all zeros is invalid in W3C trace context
     return f"{value:0{bits // 4}x}"
