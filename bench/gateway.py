@@ -50,6 +50,7 @@ from tributary.settings import Settings
 BODY = {"source": "bench", "type": "bench.event", "data": {"n": 1, "text": "x" * 64}}
 BATCH = 100  # events per request in the batch row
 WARM_UP_S = 5  # wrk on the gateway before a measured run (the broker's JIT, the gateway's caches)
+PROCESSES = ("gateway", "broker", "redis", BENCH)  # whose CPU per event the tables show
 
 
 async def raw_producer(settings: Settings, count: int) -> float:
@@ -243,15 +244,19 @@ def main(
 def cpu_table(rows: dict[str, dict[str, float]]) -> str:
     """CPU µs per event by process, one row per run; the bench process column holds the
     raw producer in the raw row and the load generator (wrk) in the gateway rows."""
-    names = ["gateway", "broker", "redis", BENCH]
     lines = [
-        "\n| CPU µs per event | " + " | ".join(names) + " | total |",
-        "|---|" + "---|" * (len(names) + 1),
+        "\n| CPU µs per event | " + " | ".join(PROCESSES) + " | total |",
+        "|---|" + "---|" * (len(PROCESSES) + 1),
     ]
     for label, cpu in rows.items():
-        cells = [f"{cpu[n]:,.0f}" if n in cpu else "" for n in names]
+        cells = [cpu_cell(cpu, name) for name in PROCESSES]
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {sum(cpu.values()):,.0f} |")
     return "\n".join(lines)
+
+
+def cpu_cell(cpu: dict[str, float], name: str) -> str:
+    """µs per event of process `name`, blank where it was not measured."""
+    return f"{cpu[name]:,.0f}" if name in cpu else ""
 
 
 def ceiling(seconds: int, connections: int) -> tuple[float, float, float]:

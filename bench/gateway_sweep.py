@@ -19,11 +19,15 @@ from pathlib import Path
 
 import typer
 
-from bench.cpu import BENCH
-from bench.gateway import bench_settings, measure_raw, measure_wrk, running_gateway
+from bench.gateway import (
+    PROCESSES,
+    bench_settings,
+    cpu_cell,
+    measure_raw,
+    measure_wrk,
+    running_gateway,
+)
 from infra.local.process import free_port
-
-PROCESSES = ("gateway", "broker", "redis", BENCH)
 
 
 @dataclass(frozen=True)
@@ -68,21 +72,17 @@ def table(raw_rate: float, raw_cpu: dict[str, float], points: list[Point]) -> st
         head + " | ".join(f"CPU µs/event: {p}" for p in PROCESSES) + " |",
         "|---" * (6 + len(PROCESSES)) + "|",
         f"| raw aiokafka (baseline) | | {raw_rate:,.0f} | 1.00 | | | "
-        + " | ".join(_us(raw_cpu, p) for p in PROCESSES)
+        + " | ".join(cpu_cell(raw_cpu, p) for p in PROCESSES)
         + " |",
     ]
     for pt in points:
         lines.append(
             f"| {pt.workers} | {pt.connections} | {pt.rate:,.0f} | {pt.rate / raw_rate:.2f} | "
             f"{pt.p50_ms:.1f} | {pt.p99_ms:.1f} | "
-            + " | ".join(_us(pt.cpu_us, p) for p in PROCESSES)
+            + " | ".join(cpu_cell(pt.cpu_us, p) for p in PROCESSES)
             + " |"
         )
     return "\n".join(lines)
-
-
-def _us(cpu: dict[str, float], name: str) -> str:
-    return f"{cpu[name]:,.0f}" if name in cpu else ""
 
 
 def plot(raw_rate: float, raw_cpu: dict[str, float], points: list[Point], png: Path) -> None:
