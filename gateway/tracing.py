@@ -6,7 +6,8 @@ import random
 import re
 from collections.abc import Mapping
 
-_TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+# All-zero trace and parent ids are invalid (W3C trace context): such a header starts anew.
+_TRACEPARENT = re.compile(r"^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
 def trace_headers(

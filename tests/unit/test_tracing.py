@@ -29,9 +29,18 @@ def test_a_request_in_a_trace_continues_it_with_a_new_span() -> None:
     assert headers["idempotency-key"] == "key-1"
 
 
-def test_a_malformed_traceparent_starts_a_new_trace() -> None:
-    headers = trace_headers({"traceparent": "00-not-a-trace-01"}, None)
-    assert TRACEPARENT.match(headers["traceparent"])
+@pytest.mark.parametrize(
+    "incoming",
+    [
+        "00-not-a-trace-01",
+        "00-" + "0" * 32 + "-00f067aa0ba902b7-01",  # all-zero trace id: invalid
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-" + "0" * 16 + "-01",  # all-zero parent id
+    ],
+)
+def test_an_invalid_traceparent_starts_a_new_trace(incoming: str) -> None:
+    headers = trace_headers({"traceparent": incoming}, None)
+    match = TRACEPARENT.match(headers["traceparent"])
+    assert match and match.group(1) not in incoming
     assert "idempotency-key" not in headers
 
 
