@@ -3,7 +3,8 @@
 Kafka and Redis run as local processes under `.tributary-test/` on their own ports,
 so a developer's `tributary up` stack is never touched. Services found running are
 reused and left running; services this session started are stopped at its end.
-Each session gets its own namespace (topics, groups, ClickHouse database).
+Each session gets its own namespace (topics, groups, ClickHouse database); its topics are
+deleted at the end, so a reused test broker does not pile up partitions.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ TEST_DATA = ROOT / ".tributary-test"
 PORT_OFFSET = int(os.environ.get("TRIBUTARY_TEST_PORT_OFFSET", "0"))
 
 
+# Every namespace this session made: their topics are deleted at its end (`services`).
+SESSION_NAMESPACES: set[str] = set()
+
+
 def make_settings(**overrides: object) -> Settings:
     """Settings for a test stack: test ports, a fresh namespace, free ports for our processes."""
     namespace = f"t{uuid.uuid4().hex[:10]}"
@@ -50,7 +55,9 @@ def make_settings(**overrides: object) -> Settings:
         "log_level": "INFO",
     }
     values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
+    settings = Settings(**values)  # type: ignore[arg-type]
+    SESSION_NAMESPACES.add(settings.namespace)
+    return settings
 
 
 @pytest.fixture(scope="session")
@@ -64,6 +71,11 @@ def services() -> Iterator[Settings]:
         print(module.start(settings))
     kafka.ensure_topics(settings)
     yield settings
+    try:
+        deleted = kafka.delete_namespaces(settings, SESSION_NAMESPACES)
+        print(f"deleted this session's {len(deleted)} topics")
+    except Exception as exc:  # a broker gone at teardown must not fail the run
+        print(f"could not delete this session's topics: {exc!r}")
     for module in reversed(started):
         module.stop(settings)
 

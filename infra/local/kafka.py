@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 
@@ -211,6 +212,26 @@ async def _ensure_topics(settings: Settings) -> list[str]:
                 await admin.create_topics(wanted)
             await _visible(admin, set(topics), timeout_s=30)
         return [spec.physical(settings.namespace) for spec in REGISTRY]
+    finally:
+        await admin.close()
+
+
+def delete_namespaces(settings: Settings, namespaces: Iterable[str]) -> list[str]:
+    """Delete every topic of `namespaces` (`<namespace>.…` and `<namespace>-…`); return
+    their names. Test sessions clean up with it: a reused broker that keeps every session's
+    partitions starts slower each time (12,000 partitions here took it past 90 s)."""
+    return asyncio.run(_delete_namespaces(settings.kafka_bootstrap, tuple(namespaces)))
+
+
+async def _delete_namespaces(bootstrap: str, namespaces: tuple[str, ...]) -> list[str]:
+    prefixes = tuple(f"{ns}{sep}" for ns in namespaces for sep in ".-")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        doomed = sorted(t for t in await admin.list_topics() if t.startswith(prefixes))
+        if doomed:
+            await admin.delete_topics(doomed, timeout_ms=60_000)
+        return doomed
     finally:
         await admin.close()
 
