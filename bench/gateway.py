@@ -271,6 +271,7 @@ def wrk_on_asgi(
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", app, "--port", str(port)]
     flags = ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+    flags += ["--no-proxy-headers", "--no-server-header"]
     proc = subprocess.Popen([*argv, *flags], env=env)
     try:
         url = f"http://127.0.0.1:{port}"
