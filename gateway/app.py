@@ -15,6 +15,7 @@ from gateway.fast_events import FastEvents
 from gateway.idempotency import Idempotency
 from gateway.limiter import Policy, RateLimiter
 from gateway.producer import EventProducer
+from gateway.request_metrics import RequestMetrics
 from gateway.routes import events, jobs, push
 from tributary import redis_client
 from tributary.limits import parse_windows
@@ -49,11 +50,13 @@ def settle_heap() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI | FastEvents:
+def create_app(settings: Settings | None = None) -> RequestMetrics:
     """What uvicorn serves for `settings` (default: from the environment): the API, with
-    the fast path for the plain `POST /v1/events` in front of it unless turned off."""
+    the fast path for the plain `POST /v1/events` in front of it unless turned off, and
+    every request timed (`tributary_gateway_request_seconds`)."""
     api = create_api(settings or get_settings())
-    return FastEvents(api, api.state) if api.state.settings.gateway_fast_events else api
+    fast = api.state.settings.gateway_fast_events
+    return RequestMetrics(FastEvents(api, api.state) if fast else api, api.state)
 
 
 def create_api(settings: Settings) -> FastAPI:

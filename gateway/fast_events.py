@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import orjson
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from starlette.datastructures import Headers, State
 from starlette.requests import HTTPConnection
@@ -27,11 +28,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.content_type import is_json
 from gateway.errors import ApiError, body_of
 from gateway.metrics import FAST_PATH
-from gateway.routes.events import produce_event, to_event
+from gateway.routes.events import produce_event, router, to_event
 from gateway.tracing import trace_headers
 from schemas.api import EventIn
 
 PATH = "/v1/events"
+ROUTE = next(  # the FastAPI route whose plain requests this layer serves
+    r
+    for r in router.routes
+    if isinstance(r, APIRoute) and r.path == PATH and "POST" in (r.methods or ())
+)
 # Children looked up once: `labels()` per request showed in the profile.
 _SERVED, _REFUSED, _PASSED = (FAST_PATH.labels(outcome=o) for o in ("served", "refused", "passed"))
 
@@ -58,6 +64,7 @@ class FastEvents:
         if body is None:  # the client went away
             return
         state = self.state
+        scope["route"] = ROUTE  # as routing would set it: request metrics label by it
         try:
             principal = await state.auth(connection)
             try:

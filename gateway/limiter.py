@@ -8,6 +8,7 @@ script call decides all of them, in the order they arrived (`gateway.coalesce`).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -15,6 +16,7 @@ from redis.exceptions import RedisError
 
 from gateway.coalesce import Coalescer
 from gateway.errors import ApiError, DependencyUnavailable
+from gateway.metrics import RATE_LIMIT_SECONDS
 from tributary.limits import Decision, Window
 
 # Mirrors tributary.limits.decide; TATs in units of 1/limit ms (integers, exact in doubles).
@@ -134,7 +136,11 @@ class RateLimiter:
             args += [check.now_ms, check.cost, len(windows)]
             for window in windows:
                 args += [window.limit, window.period_ms]
-        flat = await self._script(keys=keys, args=args)
+        started = time.perf_counter()
+        try:
+            flat = await self._script(keys=keys, args=args)
+        finally:
+            RATE_LIMIT_SECONDS.observe(time.perf_counter() - started)
         return [
             Decision(bool(ok), int(limit), int(remaining), int(reset), int(retry))
             for ok, limit, remaining, reset, retry in zip(*[iter(flat)] * 5, strict=True)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from gateway.errors import DependencyUnavailable
+from gateway.metrics import KAFKA_ACK_SECONDS
 from gateway.record_batches import Record, RecordBatcher
 from schemas.api import Accepted
 from schemas.envelope import CloudEvent, to_kafka
@@ -95,6 +97,7 @@ class EventProducer:
         producer = self._producer
         if producer is None:
             raise DependencyUnavailable("broker", "Kafka is not reachable; retry later.")
+        started = time.perf_counter()
         try:
             # The timeout covers the enqueue too: `send` waits while the buffer is full.
             async with asyncio.timeout(self._timeout_s):
@@ -107,6 +110,8 @@ class EventProducer:
                 metas = await asyncio.gather(*futures)
         except (TimeoutError, KafkaError) as exc:
             raise self._unacknowledged(exc) from exc
+        finally:
+            KAFKA_ACK_SECONDS.observe(time.perf_counter() - started)
         return [
             Accepted(id=e.id, topic=topic, partition=m.partition, offset=m.offset)
             for e, m in zip(events, metas, strict=True)

@@ -15,6 +15,7 @@ flush at a time, and the producer is idempotent: a user's order holds.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import RecordMetadata
 
 from gateway.coalesce import Coalescer
+from gateway.metrics import KAFKA_ACK_SECONDS
 from schemas.envelope import Headers
 
 
@@ -105,11 +107,15 @@ class RecordBatcher:
         queued: list[_Queued],
         slots: dict[int, _Slot],
     ) -> None:
+        started = time.perf_counter()
         try:
             sent = await self._producer.send_batch(batch, topic, partition=partition)
         except KafkaError as exc:  # this batch's members fail; the other batches go on
             ack = _failed(exc)
         else:
+            sent.add_done_callback(
+                lambda _: KAFKA_ACK_SECONDS.observe(time.perf_counter() - started)
+            )
             # Members are in arrival order: the first one's deadline is the earliest.
             ack = with_deadline(sent, queued[members[0][0]].deadline)
         for index, relative_offset in members:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.app import create_app
 from infra.local.process import free_port
@@ -154,3 +155,47 @@ def test_a_draining_gateway_refuses_new_events(client: TestClient, path: str, bo
     finally:
         client.app.state.draining = False  # type: ignore[attr-defined]
     assert (response.status_code, response.json()["error"]) == (503, "shutting_down")
+
+
+def _counts(client: TestClient) -> dict[tuple[str, ...], float]:
+    """The `_count` samples of the gateway's latency histograms, keyed by their labels."""
+    text = client.get("/metrics").text
+    counts: dict[tuple[str, ...], float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name not in ("tributary_gateway_request_seconds", DEPENDENCY):
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_count"):
+                key = tuple(
+                    sample.labels[k]
+                    for k in ("route", "method", "status", "call")
+                    if k in sample.labels
+                )
+                counts[key] = sample.value
+    return counts
+
+
+DEPENDENCY = "tributary_gateway_dependency_seconds"
+
+
+def test_requests_are_timed_by_route_template_method_and_status(client: TestClient) -> None:
+    before = _counts(client)
+    assert client.post("/v1/events", json=EVENT).status_code == 202  # served by the fast path
+    assert client.post("/v1/events", json={**EVENT, "type": "a b"}).status_code == 422  # route
+    assert client.get("/v1/jobs/no-such-job").status_code == 404
+    assert client.get("/v1/no/such/path/x1").status_code == 404
+    assert client.request("BREW", "/v1/events").status_code == 405
+    after = _counts(client)
+
+    def added(*key: str) -> float:
+        return after.get(key, 0) - before.get(key, 0)
+
+    assert added("/v1/events", "POST", "202") == 1
+    assert added("/v1/events", "POST", "422") == 1
+    assert added("/v1/jobs/{job_id}", "GET", "404") == 1  # the template, not the id
+    assert added("unmatched", "GET", "404") == 1  # no series per unknown path
+    assert added("/v1/events", "other", "405") == 1  # no series per made-up method
+    assert not [key for key in after if "/v1/no/such/path/x1" in key or "BREW" in key]
+    # Only the 202 got as far as the limit check and the broker.
+    assert added("rate_limit") == 1
+    assert added("kafka_ack") == 1
