@@ -217,9 +217,11 @@ async def _ensure_topics(settings: Settings) -> list[str]:
 
 
 def delete_namespaces(settings: Settings, namespaces: Iterable[str]) -> list[str]:
-    """Delete every topic of `namespaces` (`<namespace>.…` and `<namespace>-…`); return
-    their names. Test sessions clean up with it: a reused broker that keeps every session's
-    partitions starts slower each time (12,000 partitions here took it past 90 s)."""
+    """Delete every topic named `<namespace>.…` or `<namespace>-…` (the changelogs) for each
+    of `namespaces`; return their names. A namespace `<namespace>-x` goes with it: meant for
+    test namespaces (random, with their derived ones), not a shared broker's. Test sessions
+    clean up with it: a reused broker that keeps every session's partitions starts slower
+    each time (12,000 partitions here took it past 90 s)."""
     return asyncio.run(_delete_namespaces(settings.kafka_bootstrap, tuple(namespaces)))
 
 
