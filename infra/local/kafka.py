@@ -174,13 +174,14 @@ def is_ready(settings: Settings) -> bool:
     if not port_in_use(settings.kafka_host, settings.kafka_port):
         return False
     try:
-        asyncio.run(_list_topics(settings.kafka_bootstrap))
+        asyncio.run(list_topics(settings.kafka_bootstrap))
     except (TimeoutError, KafkaError, OSError):
         return False
     return True
 
 
-async def _list_topics(bootstrap: str) -> list[str]:
+async def list_topics(bootstrap: str) -> list[str]:
+    """The broker's topic names (within ~5 s, else `TimeoutError`)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
     await asyncio.wait_for(admin.start(), 5)
     try:

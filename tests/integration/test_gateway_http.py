@@ -157,12 +157,16 @@ def test_a_draining_gateway_refuses_new_events(client: TestClient, path: str, bo
     assert (response.status_code, response.json()["error"]) == (503, "shutting_down")
 
 
+REQUESTS = "tributary_gateway_request_seconds"
+DEPENDENCY = "tributary_gateway_dependency_seconds"
+
+
 def _counts(client: TestClient) -> dict[tuple[str, ...], float]:
     """The `_count` samples of the gateway's latency histograms, keyed by their labels."""
     text = client.get("/metrics").text
     counts: dict[tuple[str, ...], float] = {}
     for family in text_string_to_metric_families(text):
-        if family.name not in ("tributary_gateway_request_seconds", DEPENDENCY):
+        if family.name not in (REQUESTS, DEPENDENCY):
             continue
         for sample in family.samples:
             if sample.name.endswith("_count"):
@@ -173,9 +177,6 @@ def _counts(client: TestClient) -> dict[tuple[str, ...], float]:
                 )
                 counts[key] = sample.value
     return counts
-
-
-DEPENDENCY = "tributary_gateway_dependency_seconds"
 
 
 def test_requests_are_timed_by_route_template_method_and_status(client: TestClient) -> None:

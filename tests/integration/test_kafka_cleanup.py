@@ -11,12 +11,12 @@ from tributary.settings import Settings
 
 
 def _topics(settings: Settings) -> set[str]:
-    return set(asyncio.run(kafka._list_topics(settings.kafka_bootstrap)))
+    return set(asyncio.run(kafka.list_topics(settings.kafka_bootstrap)))
 
 
 def test_deleting_a_namespace_removes_its_topics_and_no_others(services: Settings) -> None:
     doomed, kept = make_settings(), make_settings()
-    # The same prefix and a separator other than the namespace's own: not to be touched.
+    # Another namespace whose name starts with the doomed one's: not to be touched.
     lookalike = make_settings(namespace=f"{doomed.namespace}x")
     for settings in (doomed, kept, lookalike):
         kafka.ensure_topics(settings)
