@@ -133,7 +133,7 @@ def start(settings: Settings, timeout_s: float = 90.0) -> str:
                 "kafka.tools.StorageTool",
                 "format",
                 "-t",
-                _cluster_id(),
+                cluster_id(),
                 "-c",
                 str(props),
             ],
@@ -164,9 +164,17 @@ def start(settings: Settings, timeout_s: float = 90.0) -> str:
     return f"kafka {settings.kafka_version} (KRaft) listening on {settings.kafka_bootstrap}"
 
 
-def _cluster_id() -> str:
-    # KRaft wants a base64url UUID, which is what StorageTool random-uuid prints.
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+def cluster_id() -> str:
+    """A KRaft cluster id: a base64url UUID, as `kafka-storage random-uuid` prints.
+
+    Never one that starts with '-' (1 in 64 of them would): StorageTool's argument parser
+    reads `-t -abc…` as an option and fails with "argument --cluster-id/-t: expected one
+    argument". Kafka's own `Uuid.randomUuid()` draws again in that case too.
+    """
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
 
 
 def is_ready(settings: Settings) -> bool:
