@@ -14,6 +14,8 @@
 The broker is a JVM: it is warmed up (an unmeasured raw run, a wrk warm-up) before rows 1
 and 2 are measured, so neither pays for its JIT. Rows 1 and 2 also print the CPU each
 process spent per event (`bench.cpu`): on shared cores, that is where the ratio comes from.
+Row 3 prints it too: at half the rate, fewer requests share each Redis call and each record
+batch, so each one costs the gateway more.
 
 Needs `tributary up` (broker, Redis), `wrk` (`apt-get install wrk`) and the bench extras:
     .venv/bin/python -m bench.gateway
@@ -214,7 +216,9 @@ def main(
     with running_gateway(settings) as (url, key, pid):
         (rate, p50, p99), gateway_cpu = measure_wrk(url, key, pid, seconds, connections)
         half = rate / 2
-        h50, h99, errors = asyncio.run(open_loop(url, key, half, seconds))
+        with cpu_spent({"gateway": pid, **service_pids()}) as spent:
+            h50, h99, errors = asyncio.run(open_loop(url, key, half, seconds))
+        half_cpu = per_event_us(spent, int(half * seconds))
         batch = {"events": [BODY] * BATCH}
         b_rate, b50, b99 = run_wrk(url, key, seconds, 8, "/v1/events/batch", batch)
     c_rate, c50, c99 = ceiling(seconds, connections)
@@ -238,12 +242,21 @@ def main(
     )
     if errors:
         print(f"({errors} non-202 answers in the open-loop run)")
-    print(cpu_table({"raw aiokafka (the bench process)": raw_cpu, "gateway, wrk": gateway_cpu}))
+    print(
+        cpu_table(
+            {
+                "raw aiokafka (the bench process)": raw_cpu,
+                "gateway, wrk": gateway_cpu,
+                "gateway, open loop at half rate (the client in the bench process)": half_cpu,
+            }
+        )
+    )
 
 
 def cpu_table(rows: dict[str, dict[str, float]]) -> str:
     """CPU µs per event by process, one row per run; the bench process column holds the
-    raw producer in the raw row and the load generator (wrk) in the gateway rows."""
+    raw producer in the raw row and the load generator (wrk, or the open-loop client) in
+    the gateway rows."""
     lines = [
         "\n| CPU µs per event | " + " | ".join(PROCESSES) + " | total |",
         "|---|" + "---|" * (len(PROCESSES) + 1),
