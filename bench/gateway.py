@@ -14,8 +14,9 @@
 The broker is a JVM: it is warmed up (an unmeasured raw run, a wrk warm-up) before rows 1
 and 2 are measured, so neither pays for its JIT. Rows 1 and 2 also print the CPU each
 process spent per event (`bench.cpu`): on shared cores, that is where the ratio comes from.
-Row 3 prints it too: at half the rate, fewer requests share each Redis call and each record
-batch, so each one costs the gateway more.
+Rows 3 and 5 print it too, and row 5 is also run open loop at the gateway's half rate: a
+saturated event loop and one that wakes up for every request pay differently per request,
+the bare app as well as the gateway (bench/RESULTS.md, issue 4, ninth session).
 
 Needs `tributary up` (broker, Redis), `wrk` (`apt-get install wrk`) and the bench extras:
     .venv/bin/python -m bench.gateway
@@ -221,7 +222,7 @@ def main(
         half_cpu = per_event_us(spent, int(half * seconds))
         batch = {"events": [BODY] * BATCH}
         b_rate, b50, b99 = run_wrk(url, key, seconds, 8, "/v1/events/batch", batch)
-    c_rate, c50, c99 = ceiling(seconds, connections)
+    (c_rate, c50, c99), ceiling_cpu, ceiling_half_cpu = ceiling(seconds, connections, half)
     print("\n| path | events/s | p50 ms | p99 ms | vs raw |\n|---|---|---|---|---|")
     print(f"| raw aiokafka, one process, pipelined (baseline) | {raw_rate:,.0f} | | | 1.00 |")
     print(
@@ -248,6 +249,10 @@ def main(
                 "raw aiokafka (the bench process)": raw_cpu,
                 "gateway, wrk": gateway_cpu,
                 "gateway, open loop at half rate (the client in the bench process)": half_cpu,
+                "ceiling app (in the gateway column), wrk": ceiling_cpu,
+                f"ceiling app, open loop at the gateway's half rate ({half:,.0f}/s)": (
+                    ceiling_half_cpu
+                ),
             }
         )
     )
@@ -272,15 +277,36 @@ def cpu_cell(cpu: dict[str, float], name: str) -> str:
     return f"{cpu[name]:,.0f}" if name in cpu else ""
 
 
-def ceiling(seconds: int, connections: int) -> tuple[float, float, float]:
-    """Row 5: the same wrk load on `bench.asgi_ceiling`, served the way the gateway is."""
-    return wrk_on_asgi("bench.asgi_ceiling:app", "-", seconds, connections)
+def ceiling(
+    seconds: int, connections: int, half: float
+) -> tuple[tuple[float, float, float], dict[str, float], dict[str, float]]:
+    """Row 5: the same wrk load on `bench.asgi_ceiling`, served the way the gateway is; then
+    the open loop at the gateway's half rate on it. ((events/s, p50, p99), CPU µs per
+    request under wrk, CPU µs per request at `half`); its CPU goes in the gateway column."""
+    with serving_asgi("bench.asgi_ceiling:app") as (url, pid):
+        run_wrk(url, "-", 2, connections)  # warm-up
+        with cpu_spent({"gateway": pid}) as spent:
+            started = time.perf_counter()
+            result = run_wrk(url, "-", seconds, connections)
+            elapsed = time.perf_counter() - started
+        saturated = per_event_us(spent, result[0] * elapsed)
+        with cpu_spent({"gateway": pid}) as spent:
+            asyncio.run(open_loop(url, "-", half, seconds))
+        return result, saturated, per_event_us(spent, int(half * seconds))
 
 
 def wrk_on_asgi(
     app: str, key: str, seconds: int, connections: int, env: dict[str, str] | None = None
 ) -> tuple[float, float, float]:
     """wrk on the ASGI app `module:name`, run by uvicorn with the gateway's flags."""
+    with serving_asgi(app, env) as (url, _):
+        run_wrk(url, key, 2, connections)  # warm-up
+        return run_wrk(url, key, seconds, connections)
+
+
+@contextmanager
+def serving_asgi(app: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
+    """The ASGI app `module:name` run by uvicorn with the gateway's flags: (url, pid)."""
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", app, "--port", str(port)]
     flags = ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
@@ -293,8 +319,7 @@ def wrk_on_asgi(
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError(f"{app} did not start")
             time.sleep(0.1)
-        run_wrk(url, key, 2, connections)  # warm-up
-        return run_wrk(url, key, seconds, connections)
+        yield url, proc.pid
     finally:
         proc.terminate()
         proc.wait(10)
