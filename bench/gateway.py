@@ -200,11 +200,27 @@ def measure_wrk(
 ) -> tuple[tuple[float, float, float], dict[str, float]]:
     """Row 2 after a warm-up: ((events/s, p50, p99), CPU µs per event by process)."""
     run_wrk(url, key, WARM_UP_S, connections)
-    with cpu_spent({"gateway": pid, **service_pids()}) as spent:
+    return wrk_with_cpu(url, key, {"gateway": pid, **service_pids()}, seconds, connections)
+
+
+def wrk_with_cpu(
+    url: str, key: str, pids: dict[str, int | None], seconds: int, connections: int
+) -> tuple[tuple[float, float, float], dict[str, float]]:
+    """`run_wrk`, and the CPU µs per event of the processes in `pids` meanwhile."""
+    with cpu_spent(pids) as spent:
         started = time.perf_counter()
         result = run_wrk(url, key, seconds, connections)
         elapsed = time.perf_counter() - started
     return result, per_event_us(spent, result[0] * elapsed)
+
+
+def open_loop_with_cpu(
+    url: str, key: str, pids: dict[str, int | None], rate: float, seconds: int
+) -> tuple[tuple[float, float, int], dict[str, float]]:
+    """`open_loop`, and the CPU µs per event of the processes in `pids` meanwhile."""
+    with cpu_spent(pids) as spent:
+        result = asyncio.run(open_loop(url, key, rate, seconds))
+    return result, per_event_us(spent, int(rate * seconds))
 
 
 def main(
@@ -217,9 +233,8 @@ def main(
     with running_gateway(settings) as (url, key, pid):
         (rate, p50, p99), gateway_cpu = measure_wrk(url, key, pid, seconds, connections)
         half = rate / 2
-        with cpu_spent({"gateway": pid, **service_pids()}) as spent:
-            h50, h99, errors = asyncio.run(open_loop(url, key, half, seconds))
-        half_cpu = per_event_us(spent, int(half * seconds))
+        pids = {"gateway": pid, **service_pids()}
+        (h50, h99, errors), half_cpu = open_loop_with_cpu(url, key, pids, half, seconds)
         batch = {"events": [BODY] * BATCH}
         b_rate, b50, b99 = run_wrk(url, key, seconds, 8, "/v1/events/batch", batch)
     (c_rate, c50, c99), ceiling_cpu, ceiling_half_cpu = ceiling(seconds, connections, half)
@@ -285,14 +300,9 @@ def ceiling(
     request under wrk, CPU µs per request at `half`); its CPU goes in the gateway column."""
     with serving_asgi("bench.asgi_ceiling:app") as (url, pid):
         run_wrk(url, "-", 2, connections)  # warm-up
-        with cpu_spent({"gateway": pid}) as spent:
-            started = time.perf_counter()
-            result = run_wrk(url, "-", seconds, connections)
-            elapsed = time.perf_counter() - started
-        saturated = per_event_us(spent, result[0] * elapsed)
-        with cpu_spent({"gateway": pid}) as spent:
-            asyncio.run(open_loop(url, "-", half, seconds))
-        return result, saturated, per_event_us(spent, int(half * seconds))
+        result, saturated = wrk_with_cpu(url, "-", {"gateway": pid}, seconds, connections)
+        _, at_half = open_loop_with_cpu(url, "-", {"gateway": pid}, half, seconds)
+        return result, saturated, at_half
 
 
 def wrk_on_asgi(
