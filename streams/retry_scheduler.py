@@ -69,9 +69,10 @@ class RetryScheduler:
         producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap, enable_idempotence=True, acks="all"
         )
-        await consumer.start()
-        await producer.start()
         try:
+            # Inside the try: if the producer cannot start, the consumer still leaves its group.
+            await consumer.start()
+            await producer.start()
             while not stop.is_set():
                 self._resume_due(consumer)
                 batch = await consumer.getmany(timeout_ms=200, max_records=500)
