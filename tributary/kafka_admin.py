@@ -55,8 +55,10 @@ async def read_partitions(
         # finishes after our seek, the reader sits at the end and reads nothing.
         auto_offset_reset="earliest",
     )
-    await consumer.start()
     try:
+        # Inside the try: a reader cancelled while it connects (a sibling restore failed)
+        # still closes its consumer.
+        await consumer.start()
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)  # read_committed: the last stable offsets
         begins = await consumer.beginning_offsets(tps)
