@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+from aiokafka.admin import RecordsToDelete
 
 from schemas.envelope import header_value
 from schemas.topics import DLQ
-from tributary.kafka_admin import partitions, read_to_end
+from tributary.kafka_admin import admin_client, partitions, read_to_end
 from tributary.settings import Settings
 
 RETRIED_FROM = "x-tributary-retried-from"
@@ -100,10 +100,6 @@ async def purge(settings: Settings) -> int:
         await consumer.stop()
     end_of = {tp.partition: end for tp, end in ends.items()}
     count = sum(1 for letter in await read(settings) if letter.offset < end_of[letter.partition])
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
+    async with admin_client(settings.kafka_bootstrap) as admin:
         await admin.delete_records({tp: RecordsToDelete(ends[tp]) for tp in tps if ends[tp]})
-    finally:
-        await admin.close()
     return count

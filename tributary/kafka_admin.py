@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -20,14 +23,24 @@ COMMITS_REFUSED = Counter(
 )
 
 
-async def partitions(bootstrap: str, topic: str) -> list[int]:
-    """The partition ids of `topic`; raises RuntimeError if the topic does not exist."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
+@asynccontextmanager
+async def admin_client(
+    bootstrap: str, start_timeout_s: float | None = None, **options: Any
+) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started admin client, closed on the way out, also when its start failed or timed
+    out (a start abandoned half-way leaves a connection open otherwise)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **options)
     try:
-        described = await admin.describe_topics([topic])
+        await asyncio.wait_for(admin.start(), start_timeout_s)
+        yield admin
     finally:
         await admin.close()
+
+
+async def partitions(bootstrap: str, topic: str) -> list[int]:
+    """The partition ids of `topic`; raises RuntimeError if the topic does not exist."""
+    async with admin_client(bootstrap) as admin:
+        described = await admin.describe_topics([topic])
     if not described or described[0].get("error_code"):
         raise RuntimeError(f"topic {topic} does not exist")
     return [p["partition"] for p in described[0]["partitions"]]

@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from infra.local.process import Managed, ServiceError, port_in_use, wait_until
 from schemas.topics import REGISTRY
 from streams.tables import changelog_topics
+from tributary.kafka_admin import admin_client
 from tributary.settings import Settings
 
 READY_MARKER = ".complete"
@@ -190,12 +191,8 @@ def is_ready(settings: Settings) -> bool:
 
 async def list_topics(bootstrap: str) -> list[str]:
     """The broker's topic names (within ~5 s, else `TimeoutError`)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
-    await asyncio.wait_for(admin.start(), 5)
-    try:
+    async with admin_client(bootstrap, start_timeout_s=5, request_timeout_ms=3000) as admin:
         return list(await asyncio.wait_for(admin.list_topics(), 5))
-    finally:
-        await admin.close()
 
 
 def ensure_topics(settings: Settings) -> list[str]:
@@ -204,9 +201,7 @@ def ensure_topics(settings: Settings) -> list[str]:
 
 
 async def _ensure_topics(settings: Settings) -> list[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
+    async with admin_client(settings.kafka_bootstrap) as admin:
         existing = set(await admin.list_topics())
         topics = {spec.physical(settings.namespace): spec.config() for spec in REGISTRY}
         topics.update(changelog_topics(settings.namespace, settings.dedup_ttl_s))
@@ -221,8 +216,6 @@ async def _ensure_topics(settings: Settings) -> list[str]:
                 await admin.create_topics(wanted)
             await _visible(admin, set(topics), timeout_s=30)
         return [spec.physical(settings.namespace) for spec in REGISTRY]
-    finally:
-        await admin.close()
 
 
 def delete_namespaces(settings: Settings, namespaces: Iterable[str]) -> list[str]:
@@ -236,15 +229,11 @@ def delete_namespaces(settings: Settings, namespaces: Iterable[str]) -> list[str
 
 async def _delete_namespaces(bootstrap: str, namespaces: tuple[str, ...]) -> list[str]:
     prefixes = tuple(f"{ns}{sep}" for ns in namespaces for sep in ".-")
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with admin_client(bootstrap) as admin:
         doomed = sorted(t for t in await admin.list_topics() if t.startswith(prefixes))
         if doomed:
             await admin.delete_topics(doomed, timeout_ms=60_000)
         return doomed
-    finally:
-        await admin.close()
 
 
 async def _visible(admin: AIOKafkaAdminClient, names: set[str], timeout_s: float) -> None:
