@@ -55,9 +55,13 @@ class EventProducer:
             )
             try:
                 await producer.start()
-            except (KafkaError, OSError) as exc:
+            except BaseException as exc:
+                # Stopped also when cancelled (the gateway shutting down while it connects):
+                # a start that got past the bootstrap leaves connections open otherwise.
                 with contextlib.suppress(Exception):
                     await producer.stop()
+                if not isinstance(exc, (KafkaError, OSError)):
+                    raise
                 log.warning("kafka producer not connected; retrying", error=str(exc), in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

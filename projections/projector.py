@@ -72,10 +72,12 @@ class Projector:
     async def run(self, stop: asyncio.Event) -> None:
         """Project until `stop` is set; then flush what is batched and leave the group."""
         self.consumer.subscribe(list(self.by_topic), listener=_ResumeFromClickHouse(self))
-        await self.consumer.start()
-        self.ready = True
-        watcher = asyncio.create_task(self._watch(stop), name="projector-progress")
+        watcher: asyncio.Task[None] | None = None
         try:
+            # Inside the try: a start that fails half-way is stopped too.
+            await self.consumer.start()
+            self.ready = True
+            watcher = asyncio.create_task(self._watch(stop), name="projector-progress")
             while not stop.is_set():
                 records = await self.consumer.getmany(timeout_ms=100, max_records=10_000)
                 for tp, messages in records.items():
@@ -90,7 +92,8 @@ class Projector:
             await self._flushed()
         finally:
             self.ready = False
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
             if self._flushing is not None and not self._flushing.done():
                 self._flushing.cancel()  # a retried insert carries the same token: no harm
             await self.consumer.stop()

@@ -37,8 +37,9 @@ class PushProjector:
         )
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.consumer.start()
         try:
+            # Inside the try: a start that fails half-way is stopped, and Redis closed, too.
+            await self.consumer.start()
             while not stop.is_set():
                 batch = await self.consumer.getmany(timeout_ms=100, max_records=5000)
                 if not batch:

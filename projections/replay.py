@@ -25,6 +25,7 @@ from projections.migrations import rollups_of
 from projections.projector import Projector
 from projections.tables import UNREADABLE, Projection, for_topic
 from tributary.kafka_admin import partitions as kafka_partitions
+from tributary.kafka_admin import started
 
 log = structlog.get_logger(__name__)
 
@@ -125,11 +126,8 @@ class Replay:
             enable_auto_commit=False,
             isolation_level="read_committed",
         )
-        await consumer.start()
-        try:
+        async with started(consumer):
             ends = await self._read(consumer)
-        finally:
-            await consumer.stop()
         _, rows = await asyncio.to_thread(
             self.ch.query, f"SELECT count() FROM {db}.{self.new_table}"
         )

@@ -123,8 +123,9 @@ class StatusProjector:
         )
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.consumer.start()
         try:
+            # Inside the try: a start that fails half-way is stopped, and Redis closed, too.
+            await self.consumer.start()
             while not stop.is_set():
                 batch = await self.consumer.getmany(timeout_ms=100, max_records=2000)
                 if not batch:

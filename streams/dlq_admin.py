@@ -16,7 +16,7 @@ from aiokafka.admin import RecordsToDelete
 
 from schemas.envelope import header_value
 from schemas.topics import DLQ
-from tributary.kafka_admin import admin_client, partitions, read_to_end
+from tributary.kafka_admin import admin_client, partitions, read_to_end, started
 from tributary.settings import Settings
 
 RETRIED_FROM = "x-tributary-retried-from"
@@ -68,8 +68,7 @@ async def retry(settings: Settings, letters: list[DeadLetter]) -> list[str]:
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True, acks="all"
     )
-    await producer.start()
-    try:
+    async with started(producer):
         placed = []
         for letter in letters:
             headers = [
@@ -81,8 +80,6 @@ async def retry(settings: Settings, letters: list[DeadLetter]) -> list[str]:
             )
             placed.append(f"{letter.position} -> {meta.topic}:{meta.partition}:{meta.offset}")
         return placed
-    finally:
-        await producer.stop()
 
 
 async def purge(settings: Settings) -> int:
@@ -92,12 +89,9 @@ async def purge(settings: Settings) -> int:
     commit markers, which take offsets too."""
     topic = DLQ.physical(settings.namespace)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
-    await consumer.start()
-    try:
+    async with started(consumer):
         tps = [TopicPartition(topic, p) for p in await partitions(settings.kafka_bootstrap, topic)]
         ends = await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
     end_of = {tp.partition: end for tp, end in ends.items()}
     count = sum(1 for letter in await read(settings) if letter.offset < end_of[letter.partition])
     async with admin_client(settings.kafka_bootstrap) as admin:

@@ -145,8 +145,10 @@ class TransactionalLoop:
         consumer.subscribe([self.processor.source], listener=_Listener(self, consumer))
         self._consumer = consumer
         self._assign_failed = None
-        await consumer.start()
         try:
+            # Inside the try: run() retries a failed start every second, and a start that
+            # failed after the bootstrap would otherwise leave its connections open each time.
+            await consumer.start()
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=200, max_records=2000)
                 if self._assign_failed is not None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
@@ -21,6 +21,20 @@ COMMITS_REFUSED = Counter(
     "Offset commits the consumer group refused (rebalancing, member expired)",
     ["group"],
 )
+
+Client = TypeVar("Client", AIOKafkaConsumer, AIOKafkaProducer)
+
+
+@asynccontextmanager
+async def started(client: Client) -> AsyncIterator[Client]:
+    """`client` started, and stopped on the way out, also when its start failed or was
+    cancelled half-way: a start that got past the bootstrap leaves connections and a
+    metadata task behind otherwise (and a loop that retries the start leaks one per try)."""
+    try:
+        await client.start()
+        yield client
+    finally:
+        await client.stop()
 
 
 @asynccontextmanager
@@ -68,10 +82,9 @@ async def read_partitions(
         # finishes after our seek, the reader sits at the end and reads nothing.
         auto_offset_reset="earliest",
     )
-    try:
-        # Inside the try: a reader cancelled while it connects (a sibling restore failed)
-        # still closes its consumer.
-        await consumer.start()
+    # started(): a reader cancelled while it connects (a sibling restore failed) still
+    # closes its consumer.
+    async with started(consumer):
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)  # read_committed: the last stable offsets
         begins = await consumer.beginning_offsets(tps)
@@ -85,8 +98,6 @@ async def read_partitions(
             for tp in list(pending):
                 if await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)
-    finally:
-        await consumer.stop()
 
 
 async def commit_or_log(

@@ -9,6 +9,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from schemas.envelope import CloudEvent, to_kafka
+from tributary.kafka_admin import started
 
 
 async def produce_all(
@@ -24,9 +25,8 @@ async def produce_all(
     Returns how many were produced; every one was acknowledged when it returns.
     """
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options)
-    await producer.start()
     produced = 0
-    try:
+    async with started(producer):
         pending = []
         for event in events:
             key, value, headers = to_kafka(event)
@@ -37,5 +37,3 @@ async def produce_all(
                 pending.clear()
         await asyncio.gather(*pending)
         return produced
-    finally:
-        await producer.stop()

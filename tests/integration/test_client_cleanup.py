@@ -1,0 +1,156 @@
+"""Kafka clients are stopped when their start fails or is cancelled half-way.
+
+A start that got past the bootstrap holds broker connections and a metadata task; a
+client left like that is found only as "Unclosed AIOKafka…" at exit, or, in a loop that
+retries its start, as one leak per try. Each test makes the start fail or hang after a
+real bootstrap against the real broker, then checks that `stop()` ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaConnectionError
+
+from gateway import producer as gateway_producer
+from infra.local import kafka
+from streams import transactional
+from streams.agents.counter import Counter as CounterAgent
+from tests.conftest import make_settings
+from tributary import kafka_admin
+from tributary.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+class Made:
+    """Records the clients a patched class makes; `made` is set once there is one."""
+
+    def __init__(self) -> None:
+        self.clients: list[Any] = []
+        self.made = asyncio.Event()
+
+    def add(self, client: Any) -> None:
+        self.clients.append(client)
+        self.made.set()
+
+    def all_closed(self) -> bool:
+        return all(c._closed for c in self.clients)
+
+
+def hanging(base: type, made: Made) -> type:
+    """`base` whose start bootstraps for real, then never returns (a slow group join)."""
+
+    class Hanging(base):  # type: ignore[misc, valid-type]
+        async def start(self) -> None:
+            made.add(self)
+            await super().start()
+            await asyncio.Event().wait()
+
+    return Hanging
+
+
+def failing_once(base: type, made: Made) -> type:
+    """`base` whose first instance's start bootstraps for real, then raises."""
+
+    class FailingOnce(base):  # type: ignore[misc, valid-type]
+        async def start(self) -> None:
+            made.add(self)
+            await super().start()
+            if len(made.clients) == 1:
+                raise KafkaConnectionError("injected: failed after the bootstrap")
+
+    return FailingOnce
+
+
+async def cancel_once_made(made: Made, task: asyncio.Task[Any]) -> None:
+    await made.made.wait()
+    await asyncio.sleep(0.5)  # into the bootstrap, or past it
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def test_a_reader_cancelled_while_connecting_closes_its_consumer(
+    services: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = Made()
+    monkeypatch.setattr(kafka_admin, "AIOKafkaConsumer", hanging(AIOKafkaConsumer, made))
+
+    async def read() -> None:
+        tps = [TopicPartition(f"{services.namespace}.absent", 0)]
+        async for _ in kafka_admin.read_partitions(services.kafka_bootstrap, tps):
+            pass
+
+    async def main() -> None:
+        await cancel_once_made(made, asyncio.create_task(read()))
+
+    asyncio.run(main())
+
+    assert len(made.clients) == 1
+    assert made.all_closed()  # before the fix start() was outside the try
+
+
+def test_started_stops_a_client_whose_start_fails(services: Settings) -> None:
+    made = Made()
+
+    async def main() -> None:
+        producer = failing_once(AIOKafkaProducer, made)(bootstrap_servers=services.kafka_bootstrap)
+        with pytest.raises(KafkaConnectionError, match="injected"):
+            async with kafka_admin.started(producer):
+                pytest.fail("a failed start must not enter the block")
+
+    asyncio.run(main())
+
+    assert len(made.clients) == 1
+    assert made.all_closed()
+
+
+def test_the_gateway_producer_is_closed_when_shut_down_while_connecting(
+    services: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = Made()
+    monkeypatch.setattr(gateway_producer, "AIOKafkaProducer", hanging(AIOKafkaProducer, made))
+
+    async def main() -> None:
+        producer = gateway_producer.EventProducer(services.kafka_bootstrap, timeout_s=5)
+        producer.start()
+        await made.made.wait()
+        await asyncio.sleep(0.5)
+        await producer.stop()  # the gateway's shutdown, while the start still hangs
+        assert not producer.connected
+
+    asyncio.run(main())
+
+    assert len(made.clients) == 1
+    assert made.all_closed()  # before the fix only Kafka and OS errors stopped it
+
+
+def test_a_transactional_loop_retrying_its_start_leaves_no_consumer_open(
+    services: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings()
+    kafka.ensure_topics(settings)
+    made = Made()
+    monkeypatch.setattr(transactional, "AIOKafkaConsumer", failing_once(AIOKafkaConsumer, made))
+    loop = transactional.TransactionalLoop(settings, CounterAgent(settings))
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(loop.run(stop))
+        try:
+            async with asyncio.timeout(60):
+                while not loop.ready:  # joined with its second consumer
+                    assert not task.done(), "the loop ended"
+                    await asyncio.sleep(0.1)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+
+    asyncio.run(main())
+
+    assert len(made.clients) == 2  # the injected failure happened, and the loop retried
+    assert made.all_closed()  # before the fix the first was never stopped
