@@ -38,6 +38,7 @@ def test_values_round_trip_exactly(ch: ClickHouse) -> None:
     assert [r[8] for r in back] == [0, 2**64 - 1]
     assert back[0][7] == 65535
     # DateTime64(3, 'UTC'): the instant, to the millisecond, in UTC.
+    assert isinstance(back[0][4], datetime)
     assert back[0][4].replace(tzinfo=UTC) == datetime(2026, 11, 25, 8, 58, 24, 750000, tzinfo=UTC)
     assert back[0][5] == '{"k": "v"}'
 

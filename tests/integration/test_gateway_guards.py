@@ -88,7 +88,8 @@ def test_api_key_sets_the_user(guarded: tuple[TestClient, Settings]) -> None:
 async def _stored_hashes(settings: Settings) -> list[bytes]:
     client = aioredis.from_url(settings.redis_dsn)
     try:
-        return list(await client.hkeys(f"{settings.namespace}:apikeys"))
+        keys = await client.hkeys(f"{settings.namespace}:apikeys")
+        return [k.encode() if isinstance(k, str) else k for k in keys]
     finally:
         await client.aclose()
 

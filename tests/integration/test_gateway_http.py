@@ -75,7 +75,8 @@ def test_accepted_event_is_on_the_topic_in_binary_mode(
     assert header_value(record.headers, "ce_type") == "test.click"
     event = from_kafka(record.value, record.headers)
     assert (event.id, event.subject, event.data) == ("evt-1", "user-1", {"n": 1})
-    assert header_value(record.headers, "traceparent").startswith("00-")
+    traceparent = header_value(record.headers, "traceparent")
+    assert traceparent is not None and traceparent.startswith("00-")
 
 
 def test_one_users_events_share_a_partition(client: TestClient) -> None:

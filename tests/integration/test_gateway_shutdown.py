@@ -31,7 +31,11 @@ async def hammer(url: str, run: str, stop_at: float) -> list[tuple[int | None, s
         async with httpx.AsyncClient(timeout=10) as client:
             i = 0
             while time.monotonic() < stop_at:
-                body = {"source": f"tests/{run}", "type": "t.shutdown", "subject": f"u{n}"}
+                body: dict[str, object] = {
+                    "source": f"tests/{run}",
+                    "type": "t.shutdown",
+                    "subject": f"u{n}",
+                }
                 body["data"] = {"i": i}
                 i += 1
                 try:

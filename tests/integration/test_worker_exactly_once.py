@@ -17,6 +17,7 @@ import signal
 import sys
 import time
 from collections import Counter, defaultdict
+from functools import partial
 
 import orjson
 import pytest
@@ -61,9 +62,7 @@ def test_stop_a_worker_mid_stream(services: Settings, sig: signal.Signals) -> No
             )
         for settings, proc in ((one, proc_one), (two, proc_two)):
             wait_until(
-                lambda s=settings: stack.url_ok(
-                    f"http://127.0.0.1:{s.worker_web_port}/healthz/live"
-                ),
+                partial(stack.url_ok, f"http://127.0.0.1:{settings.worker_web_port}/healthz/live"),
                 "worker",
                 90,
                 proc,

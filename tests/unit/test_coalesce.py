@@ -106,7 +106,7 @@ def test_a_flush_returning_the_wrong_number_of_results_is_an_error() -> None:
 
 
 def test_with_deadline_passes_the_outcome_on_or_times_out() -> None:
-    async def scenario() -> tuple[object, object, float]:
+    async def scenario() -> tuple[list[object], BaseException | None, float]:
         loop = asyncio.get_running_loop()
         ok, failing, silent = loop.create_future(), loop.create_future(), loop.create_future()
         acks = [with_deadline(f, loop.time() + 0.2) for f in (ok, failing, silent)]
