@@ -174,6 +174,11 @@ def service_pids() -> dict[str, int | None]:
     return {"broker": kafka.managed(env).pid(), "redis": redis.managed(env).pid()}
 
 
+def path_pids(gateway: int | None) -> dict[str, int | None]:
+    """The processes an event through the gateway costs CPU in (the load generator aside)."""
+    return {"gateway": gateway, **service_pids()}
+
+
 def measure_raw(settings: Settings, events: int) -> tuple[float, dict[str, float]]:
     """Row 1 after an unmeasured warm-up run: (events/s, CPU µs per event by process)."""
     asyncio.run(raw_producer(settings, max(1, events // 5)))
@@ -200,7 +205,7 @@ def measure_wrk(
 ) -> tuple[tuple[float, float, float], dict[str, float]]:
     """Row 2 after a warm-up: ((events/s, p50, p99), CPU µs per event by process)."""
     run_wrk(url, key, WARM_UP_S, connections)
-    return wrk_with_cpu(url, key, {"gateway": pid, **service_pids()}, seconds, connections)
+    return wrk_with_cpu(url, key, path_pids(pid), seconds, connections)
 
 
 def wrk_with_cpu(
@@ -233,8 +238,7 @@ def main(
     with running_gateway(settings) as (url, key, pid):
         (rate, p50, p99), gateway_cpu = measure_wrk(url, key, pid, seconds, connections)
         half = rate / 2
-        pids = {"gateway": pid, **service_pids()}
-        (h50, h99, errors), half_cpu = open_loop_with_cpu(url, key, pids, half, seconds)
+        (h50, h99, errors), half_cpu = open_loop_with_cpu(url, key, path_pids(pid), half, seconds)
         batch = {"events": [BODY] * BATCH}
         b_rate, b50, b99 = run_wrk(url, key, seconds, 8, "/v1/events/batch", batch)
     (c_rate, c50, c99), ceiling_cpu, ceiling_half_cpu = ceiling(seconds, connections, half)
