@@ -161,7 +161,12 @@ class TransactionalLoop:
         finally:
             async with self._lock:
                 await self._release(list(self._owned))
+            # stop() lets a rebalance under way finish first: a takeover that was waiting
+            # for the lock runs now and owns producers again. Nothing can take over after it.
             await consumer.stop()
+            async with self._lock:
+                await self._release(list(self._owned))
+            self.assigned = False
             self._consumer = None
 
     async def _process(
@@ -257,17 +262,19 @@ class TransactionalLoop:
     async def _assign(self, consumer: AIOKafkaConsumer, partitions: list[int]) -> None:
         started = time.monotonic()
         new = [p for p in partitions if p not in self._owned]
-        outcomes = await asyncio.gather(*(self._producer(p) for p in new), return_exceptions=True)
-        producers = [p for p in outcomes if isinstance(p, AIOKafkaProducer)]
+        producers = [self._producer(p) for p in new]
         try:
-            for outcome in outcomes:
-                if isinstance(outcome, BaseException):
-                    raise outcome
+            # InitProducerId fences the previous owner of each partition. One start fails:
+            # the others are cancelled.
+            async with asyncio.TaskGroup() as starts:
+                for producer in producers:
+                    starts.create_task(producer.start())
             tps = [TopicPartition(self.processor.source, p) for p in new]
             async with asyncio.TaskGroup() as restores:  # one fails: the others are cancelled
                 tasks = [restores.create_task(self._restore_to(consumer, tp)) for tp in tps]
             results = [task.result() for task in tasks]
         except BaseException:
+            # Every one, started, half-started or cancelled: each holds broker connections.
             await asyncio.gather(*(p.stop() for p in producers), return_exceptions=True)
             raise
         restored = dict(zip(new, results, strict=True))
@@ -309,15 +316,14 @@ class TransactionalLoop:
             f"committed offset {committed}"
         )
 
-    async def _producer(self, partition: int) -> AIOKafkaProducer:
-        producer = AIOKafkaProducer(
+    def _producer(self, partition: int) -> AIOKafkaProducer:
+        """The partition's transactional producer, not started yet."""
+        return AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap,
             transactional_id=f"{self.group}-{partition}",
             acks="all",
             enable_idempotence=True,
         )
-        await producer.start()  # InitProducerId: fences the previous owner of the partition
-        return producer
 
     async def _restore(self, partition: int) -> state.Tables:
         """The partition's tables as its changelogs hold them (committed records only)."""

@@ -9,6 +9,7 @@ real bootstrap against the real broker, then checks that `stop()` ran.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -32,6 +33,7 @@ class Made:
     def __init__(self) -> None:
         self.clients: list[Any] = []
         self.made = asyncio.Event()
+        self.failures = 0  # starts that failed_once made fail
 
     def add(self, client: Any) -> None:
         self.clients.append(client)
@@ -59,11 +61,24 @@ def failing_once(base: type, made: Made) -> type:
     class FailingOnce(base):  # type: ignore[misc, valid-type]
         async def start(self) -> None:
             made.add(self)
+            first = len(made.clients) == 1  # decided now: several may start at once
             await super().start()
-            if len(made.clients) == 1:
+            if first:
+                made.failures += 1
                 raise KafkaConnectionError("injected: failed after the bootstrap")
 
     return FailingOnce
+
+
+def recorded(base: type, made: Made) -> type:
+    """`base`, each instance recorded when made."""
+
+    class Recorded(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.add(self)
+
+    return Recorded
 
 
 async def cancel_once_made(made: Made, task: asyncio.Task[Any]) -> None:
@@ -72,6 +87,20 @@ async def cancel_once_made(made: Made, task: asyncio.Task[Any]) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def run_until(loop: transactional.TransactionalLoop, done: Callable[[], bool]) -> None:
+    """Run `loop` until `done()`, then stop it."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
+    try:
+        async with asyncio.timeout(60):
+            while not done():
+                assert not task.done(), "the loop ended"
+                await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
 
 
 def test_a_reader_cancelled_while_connecting_closes_its_consumer(
@@ -105,6 +134,7 @@ def test_started_stops_a_client_whose_start_fails(services: Settings) -> None:
 
     asyncio.run(main())
 
+    assert made.failures == 1
     assert len(made.clients) == 1
     assert made.all_closed()
 
@@ -138,20 +168,67 @@ def test_a_transactional_loop_retrying_its_start_leaves_no_consumer_open(
     monkeypatch.setattr(transactional, "AIOKafkaConsumer", failing_once(AIOKafkaConsumer, made))
     loop = transactional.TransactionalLoop(settings, CounterAgent(settings))
 
+    # Joined with its second consumer (the first may join too before it fails).
+    asyncio.run(run_until(loop, lambda: len(made.clients) == 2 and loop.ready))
+
+    assert made.failures == 1 and len(made.clients) == 2  # failed, and the loop retried
+    assert made.all_closed()  # before the fix the first was never stopped
+
+
+def test_a_takeover_whose_producer_fails_to_start_leaves_no_producer_open(
+    services: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings()
+    kafka.ensure_topics(settings)
+    made = Made()
+    monkeypatch.setattr(transactional, "AIOKafkaProducer", failing_once(AIOKafkaProducer, made))
+    loop = transactional.TransactionalLoop(settings, CounterAgent(settings))
+
+    # The first takeover fails (the others of its starts are cancelled); the loop rejoins.
+    asyncio.run(run_until(loop, lambda: len(made.clients) > 1 and loop.ready))
+
+    assert made.failures == 1
+    assert made.all_closed()  # before the fix the producer whose start failed stayed open
+
+
+def test_a_takeover_that_finishes_while_the_loop_stops_leaves_no_producer_open(
+    services: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The consumer's stop() lets a rebalance under way finish: a takeover that waited for
+    its turn then makes a transactional producer per partition, after the loop released
+    what it owned. Before the fix those producers stayed open (found as "Unclosed
+    AIOKafkaProducer" in a worker's log after a SIGTERM during a rebalance)."""
+    settings = make_settings()
+    kafka.ensure_topics(settings)
+    made = Made()
+    monkeypatch.setattr(transactional, "AIOKafkaProducer", recorded(AIOKafkaProducer, made))
+
+    class GatedTakeover(transactional.TransactionalLoop):
+        def __init__(self) -> None:
+            super().__init__(settings, CounterAgent(settings))
+            self.waiting = asyncio.Event()
+            self.gate = asyncio.Event()
+
+        async def assigned_to(self, consumer: AIOKafkaConsumer, partitions: list[int]) -> None:
+            self.waiting.set()
+            await self.gate.wait()
+            await super().assigned_to(consumer, partitions)
+
+    loop = GatedTakeover()
+
     async def main() -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(loop.run(stop))
-        try:
-            async with asyncio.timeout(60):
-                # Joined with its second consumer (the first may join too before it fails).
-                while not (len(made.clients) == 2 and loop.ready):
-                    assert not task.done(), "the loop ended"
-                    await asyncio.sleep(0.1)
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 30)
+        async with asyncio.timeout(60):
+            await loop.waiting.wait()  # the first takeover waits at the gate
+        stop.set()
+        await asyncio.sleep(1)  # the loop has left its fetch loop and is in consumer.stop()
+        assert not task.done()  # stop() waits for the takeover
+        loop.gate.set()
+        await asyncio.wait_for(task, 60)
 
     asyncio.run(main())
 
-    assert len(made.clients) == 2  # the injected failure happened, and the loop retried
-    assert made.all_closed()  # before the fix the first was never stopped
+    assert made.clients  # the takeover ran after the release, and made producers
+    assert made.all_closed()
+    assert not loop.ready
