@@ -11,6 +11,8 @@ import io
 import os
 import shutil
 import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import docker
 from docker.errors import DockerException, ImageNotFound
@@ -26,13 +28,25 @@ def managed(settings: Settings) -> Managed:
     return Managed("dockerd", settings.data_dir.resolve() / "run")
 
 
-def _client(settings: Settings) -> docker.DockerClient:
-    return docker.DockerClient(base_url=settings.docker_dsn, timeout=10)
+@contextmanager
+def client(settings: Settings) -> Iterator[docker.DockerClient]:
+    """A client of the engine, closed on the way out (it holds a unix socket open)."""
+    engine = docker.DockerClient(base_url=settings.docker_dsn, timeout=10)
+    try:
+        yield engine
+    finally:
+        engine.close()
 
 
 def is_ready(settings: Settings) -> bool:
+    dsn = settings.docker_dsn
+    if dsn.startswith("unix://") and not os.path.exists(dsn.removeprefix("unix://")):
+        # Not up yet. (Asking anyway would leak a socket per poll: docker-py does not close
+        # the socket of a unix connect that fails.)
+        return False
     try:
-        return bool(_client(settings).ping())
+        with client(settings) as engine:
+            return bool(engine.ping())
     except DockerException:
         return False
 
@@ -75,10 +89,11 @@ def stop(settings: Settings) -> bool:
     if proc.pid() is None:
         return False
     try:
-        for container in _client(settings).containers.list(
-            all=True, filters={"label": "tributary.container"}
-        ):
-            container.remove(force=True)
+        with client(settings) as engine:
+            for container in engine.containers.list(
+                all=True, filters={"label": "tributary.container"}
+            ):
+                container.remove(force=True)
     except DockerException:
         pass  # the engine is already going; stopping it is all that is left
     return proc.stop(timeout_s=30)
@@ -86,23 +101,23 @@ def stop(settings: Settings) -> bool:
 
 def ensure_base_image(settings: Settings) -> None:
     """`docker import` a busybox rootfs as the base image, once."""
-    client = _client(settings)
-    try:
-        client.images.get(settings.docker_base_image)
-        return
-    except ImageNotFound:
-        pass
-    if not os.path.exists(BUSYBOX):
-        raise ServiceError("busybox is not installed: apt-get install busybox-static")
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.add(BUSYBOX, arcname="bin/busybox")
-        for applet in APPLETS:
-            link = tarfile.TarInfo(f"bin/{applet}")
-            link.type = tarfile.SYMTYPE
-            link.linkname = "busybox"
-            tar.addfile(link)
-    repository, tag = settings.docker_base_image.rsplit(":", 1)
-    client.images.client.api.import_image_from_data(
-        buffer.getvalue(), repository=repository, tag=tag
-    )
+    with client(settings) as engine:
+        try:
+            engine.images.get(settings.docker_base_image)
+            return
+        except ImageNotFound:
+            pass
+        if not os.path.exists(BUSYBOX):
+            raise ServiceError("busybox is not installed: apt-get install busybox-static")
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            tar.add(BUSYBOX, arcname="bin/busybox")
+            for applet in APPLETS:
+                link = tarfile.TarInfo(f"bin/{applet}")
+                link.type = tarfile.SYMTYPE
+                link.linkname = "busybox"
+                tar.addfile(link)
+        repository, tag = settings.docker_base_image.rsplit(":", 1)
+        engine.images.client.api.import_image_from_data(
+            buffer.getvalue(), repository=repository, tag=tag
+        )

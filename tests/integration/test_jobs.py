@@ -48,9 +48,11 @@ def jobs_stack(services: Settings) -> Iterator[tuple[Settings, dict[str, str]]]:
         }
     )
     ours = dockerd.managed(settings).pid() is None and not dockerd.is_ready(settings)
-    print(dockerd.start(settings))
-    print(triton.start(settings))
     try:
+        # Inside the try: a Triton that is not ready in time is stopped, not left holding
+        # its ports for the next start.
+        print(dockerd.start(settings))
+        print(triton.start(settings))
         for app in stack.APPS:
             print(stack.start_app(settings, app))
         keys = asyncio.run(api_keys(settings, ["alice", "bob"]))
@@ -91,10 +93,6 @@ def wait_for_job(
     raise AssertionError(f"job {job_id} never reached {states}; last seen {body}")
 
 
-def engine(settings: Settings) -> docker.DockerClient:
-    return docker.DockerClient(base_url=settings.docker_dsn)
-
-
 def test_inference_job_completes_with_embeddings(jobs_stack: tuple[Settings, dict]) -> None:
     settings, keys = jobs_stack
     texts = [f"sentence number {i}" for i in range(20)]
@@ -120,7 +118,8 @@ def test_container_starts_on_the_engine_and_stops(jobs_stack: tuple[Settings, di
     container_id = response.json()["container_id"]
     job = wait_for_job(settings, keys["alice"], container_id, {"completed", "dead_lettered"})
     assert job["state"] == "completed", job
-    running = engine(settings).containers.get(container_name(settings.namespace, container_id))
+    with dockerd.client(settings) as engine:
+        running = engine.containers.get(container_name(settings.namespace, container_id))
     assert running.status == "running"
     assert running.attrs["HostConfig"]["Init"] is True
     assert running.labels["tributary.user"] == "alice"
@@ -130,8 +129,8 @@ def test_container_starts_on_the_engine_and_stops(jobs_stack: tuple[Settings, di
     stop = call(settings, keys["alice"], "DELETE", f"/v1/containers/{container_id}")
     assert stop.status_code == 202, stop.text
     wait_for_job(settings, keys["alice"], stop.json()["job_id"], {"completed"})
-    with pytest.raises(docker.errors.NotFound):
-        engine(settings).containers.get(container_name(settings.namespace, container_id))
+    with dockerd.client(settings) as engine, pytest.raises(docker.errors.NotFound):
+        engine.containers.get(container_name(settings.namespace, container_id))
     view = call(settings, keys["alice"], "GET", f"/v1/containers/{container_id}").json()
     assert view["state"] == "stopped"
 
