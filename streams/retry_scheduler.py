@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from schemas.topics import RETRY
-from tributary.kafka_admin import commit_or_log
+from tributary.kafka_admin import commit_or_log, started
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -69,18 +69,13 @@ class RetryScheduler:
         producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap, enable_idempotence=True, acks="all"
         )
-        try:
-            # Inside the try: if the producer cannot start, the consumer still leaves its group.
-            await consumer.start()
-            await producer.start()
+        # If the producer cannot start, the consumer still leaves its group.
+        async with started(consumer), started(producer):
             while not stop.is_set():
                 self._resume_due(consumer)
                 batch = await consumer.getmany(timeout_ms=200, max_records=500)
                 for tp, records in batch.items():
                     await self._forward(consumer, producer, tp, records)
-        finally:
-            await consumer.stop()
-            await producer.stop()
 
     def _resume_due(self, consumer: AIOKafkaConsumer) -> None:
         now = time.time()
