@@ -9,13 +9,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from gateway.responses import json_response
+from tributary import liveness
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz/live", summary="The process is up and serving.")
-async def live() -> dict[str, str]:
-    return {"status": "up"}
+@router.get("/healthz/live", summary="The process is up and its memory under the limit.")
+async def live(request: Request) -> Response:
+    alive, body = liveness.check(request.app.state.settings.live_max_rss_mb)
+    return json_response(body, status=200 if alive else 503)
 
 
 @router.get("/healthz/ready", summary="Can take traffic: broker connected, Redis up, disk ok.")

@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from projections.projector import Projector
 from projections.replay import Replay
+from tributary import liveness
 
 READ_ONLY = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", re.IGNORECASE)
 
@@ -44,7 +45,8 @@ def build(projector: Projector) -> web.Application:
     tasks: set[asyncio.Task[object]] = set()
 
     async def live(_: web.Request) -> web.Response:
-        return _json({"status": "up"})
+        alive, body = liveness.check(projector.settings.projector_live_max_rss_mb)
+        return _json(body, 200 if alive else 503)
 
     async def ready(_: web.Request) -> web.Response:
         ok = projector.ready and not projector.stalled

@@ -54,7 +54,7 @@ def create_app(settings: Settings) -> faust.App:
         TransactionalLoop(settings, Counter(settings)),
         TransactionalLoop(settings, Commands(settings)),
     ]
-    health.install(app, settings.stall_after_s, loops)
+    health.install(app, settings.stall_after_s, loops, settings.live_max_rss_mb)
     executor.install(app, settings)
     stop = asyncio.Event()
     running: list[asyncio.Task[None]] = []

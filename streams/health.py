@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.metrics import STALLED
 from streams.transactional import TransactionalLoop
+from tributary import liveness
 from tributary.progress import ProgressWatch
 
 log = structlog.get_logger(__name__)
@@ -25,7 +26,9 @@ def ready(app: faust.App, loops: list[TransactionalLoop]) -> bool:
     return bool(faust_ready and all(loop.ready for loop in loops))
 
 
-def install(app: faust.App, stall_after_s: float, loops: list[TransactionalLoop]) -> None:
+def install(
+    app: faust.App, stall_after_s: float, loops: list[TransactionalLoop], max_rss_mb: int
+) -> None:
     progress: ProgressWatch[Any] = ProgressWatch(stall_after_s)
     stalled: list[str] = []
 
@@ -51,7 +54,8 @@ def install(app: faust.App, stall_after_s: float, loops: list[TransactionalLoop]
     app.timer(5.0, name="progress-watch")(watch_progress)
 
     async def live(self: Any, request: Any) -> Any:
-        return self.json({"status": "up"})
+        alive, body = liveness.check(max_rss_mb)
+        return self.json(body, status=200 if alive else 503)
 
     async def readiness(self: Any, request: Any) -> Any:
         ok = ready(app, loops)

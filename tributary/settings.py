@@ -66,11 +66,15 @@ class Settings(BaseSettings):
     idempotency_ttl_s: int = 24 * 60 * 60
     max_batch_events: int = Field(default=1000, ge=1)
     ready_max_disk_used: float = 0.9
+    # `/healthz/live` answers 503 above this resident memory (gateway and worker).
+    live_max_rss_mb: int = Field(default=1024, ge=1)
 
     projector_host: str = "127.0.0.1"
     projector_port: int = 8124
     projector_batch_rows: int = 50_000
     projector_batch_ms: int = 1_000
+    # The projector's `/healthz/live` limit: embedded chDB runs ClickHouse in its process.
+    projector_live_max_rss_mb: int = Field(default=4096, ge=1)
 
     worker_name: str = Field(default="worker-1", pattern=r"^[a-z0-9-]{1,40}$")
     # Standby copies of other workers' table partitions. 0 by default: with exactly_once,

@@ -58,6 +58,20 @@ def test_thousand_events_from_ten_users_arrive_once_and_in_order(apps: Settings)
     assert ingested == [[1000, 1000]]
 
 
+def test_every_process_reports_its_memory_on_liveness(apps: Settings) -> None:
+    pages = {
+        "gateway": (apps.gateway_url, apps.live_max_rss_mb),
+        "worker": (f"http://127.0.0.1:{apps.worker_web_port}", apps.live_max_rss_mb),
+        "projector": (apps.projector_url, apps.projector_live_max_rss_mb),
+    }
+    for name, (url, limit) in pages.items():
+        response = httpx.get(f"{url}/healthz/live")
+        assert response.status_code == 200, name
+        body = response.json()
+        assert body["status"] == "up", name
+        assert 0 < body["rss_mb"] < body["max_rss_mb"] == limit, name
+
+
 def test_query_endpoint_refuses_writes(apps: Settings) -> None:
     response = httpx.post(f"{apps.projector_url}/query", json={"sql": "DROP DATABASE x"})
     assert response.status_code == 400

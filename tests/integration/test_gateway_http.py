@@ -146,6 +146,19 @@ def test_broker_down_is_503_not_a_hang(services: Settings) -> None:
         assert dead_client.get("/healthz/live").status_code == 200
 
 
+def test_liveness_fails_over_the_memory_limit(services: Settings) -> None:
+    live = TestClient(create_app(services)).get("/healthz/live")
+    assert live.status_code == 200
+    assert live.json()["status"] == "up"
+    assert 0 < live.json()["rss_mb"] < services.live_max_rss_mb
+    bloated = create_app(services.model_copy(update={"live_max_rss_mb": 1}))
+    response = TestClient(bloated).get("/healthz/live")
+    assert response.status_code == 503
+    body = response.json()
+    assert (body["status"], body["max_rss_mb"]) == ("down", 1)
+    assert body["rss_mb"] > 1
+
+
 @pytest.mark.parametrize(
     ("path", "body"), [("/v1/events", EVENT), ("/v1/events/batch", {"events": [EVENT]})]
 )
