@@ -8,12 +8,16 @@ the topics are the constants below; the `data` of each is one of these models.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 Priority = Literal["high", "normal"]
 IMAGE_PATTERN = r"^[a-z0-9][a-z0-9._/-]{0,127}(:[A-Za-z0-9._-]{1,64})?$"
+# One argument of a container's command, one text to embed (MiniLM reads the first 256
+# word pieces of a text; far longer ones are client bugs, refused with 422 by name).
+Argument = Annotated[str, Field(max_length=1024)]
+Text = Annotated[str, Field(max_length=8192)]
 
 # Event types on `commands`.
 CONTAINER_START = "container.start"
@@ -49,7 +53,9 @@ class ContainerIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     image: str = Field(pattern=IMAGE_PATTERN, examples=["tributary/busybox:local"])
-    command: list[str] = Field(default_factory=list, max_length=32, examples=[["sleep", "3600"]])
+    command: list[Argument] = Field(
+        default_factory=list, max_length=32, examples=[["sleep", "3600"]]
+    )
     cpus: float = Field(default=0.5, gt=0, le=4)
     memory_mb: int = Field(default=128, ge=16, le=4096)
     priority: Priority = "normal"
@@ -61,7 +67,7 @@ class InferenceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(default="minilm", pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    inputs: list[str] = Field(min_length=1, max_length=64)
+    inputs: list[Text] = Field(min_length=1, max_length=64)
     priority: Priority = "normal"
     timeout_s: float = Field(default=30.0, gt=0, le=300)
     max_attempts: int = Field(default=3, ge=1, le=10)

@@ -8,6 +8,7 @@ Another user's job or container is 404, not 403: ids are not disclosed.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -21,7 +22,7 @@ from gateway.errors import ApiError, DependencyUnavailable
 from gateway.metrics import EVENTS_ACCEPTED
 from gateway.routes.common import ERRORS, admit, refuse_when_draining, with_idempotency
 from gateway.tracing import trace_headers
-from schemas.envelope import CloudEvent, new_event_id
+from schemas.envelope import USER_ID_PATTERN, CloudEvent, new_event_id
 from schemas.jobs import (
     CONTAINER_START,
     CONTAINER_STOP,
@@ -40,6 +41,7 @@ router = APIRouter(prefix="/v1", tags=["jobs"])
 SOURCE = "tributary/gateway"
 ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
 _ID_NAMESPACE = uuid.UUID("3c0f5f2e-1d7b-4a84-b5a4-0e6e4a9b7c11")
+_USER_ID = re.compile(USER_ID_PATTERN)
 
 
 async def caller(request: Request, principal: Principal | None = Depends(authenticate)) -> str:
@@ -47,8 +49,13 @@ async def caller(request: Request, principal: Principal | None = Depends(authent
     if principal is not None:
         return principal.user_id
     user = request.headers.get("x-tributary-user")
-    if not user:
-        raise ApiError(422, "validation_failed", "X-Tributary-User: required when auth is off.")
+    if not user or not _USER_ID.fullmatch(user):
+        raise ApiError(
+            422,
+            "validation_failed",
+            "X-Tributary-User: required when auth is off, and a user id "
+            f"(pattern {USER_ID_PATTERN}).",
+        )
     return user
 
 
