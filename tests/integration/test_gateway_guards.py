@@ -20,7 +20,8 @@ from gateway.app import create_app
 from gateway.errors import ApiError, DependencyUnavailable
 from gateway.limiter import Policy, RateLimiter
 from infra.local.process import free_port
-from tests.integration.test_gateway_http import wait_ready
+from schemas.envelope import header_value
+from tests.integration.test_gateway_http import read_record, wait_ready
 from tributary.demo import api_keys
 from tributary.limits import Decision, Window, decide
 from tributary.settings import Settings
@@ -263,6 +264,9 @@ def test_idempotency_key_replays_the_first_answer(guarded: tuple[TestClient, Set
     assert first.status_code == second.status_code == 202
     assert first.json() == second.json()  # same id, partition and offset: produced once
     assert second.headers["idempotency-replayed"] == "true"
+    record = asyncio.run(read_record(settings, first.json()["partition"], first.json()["offset"]))
+    assert header_value(record.headers, "idempotency-key") == "order-42"
+    assert record.key == b"idem-user"
     other = client.post("/v1/events", json={**EVENT, "data": {"n": 2}}, headers=headers)
     assert (other.status_code, other.json()["error"]) == (422, "idempotency_key_reused")
 
