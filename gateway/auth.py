@@ -6,6 +6,7 @@ The user id always comes from the credential, never from the request body.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -17,9 +18,11 @@ from redis.exceptions import RedisError
 from starlette.requests import HTTPConnection
 
 from gateway.errors import ApiError, DependencyUnavailable
+from schemas.envelope import USER_ID_PATTERN
 from tributary.settings import Settings
 
 API_KEY_PREFIX = "trb_"
+_USER_ID = re.compile(USER_ID_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ def keys_hash(namespace: str) -> str:
 
 async def create_api_key(client: aioredis.Redis, namespace: str, user_id: str) -> str:
     """Make a new API key for `user_id`; only its hash is stored. Returns the key."""
+    if not _USER_ID.fullmatch(user_id):
+        raise ValueError(f"not a user id: {user_id!r} (pattern {USER_ID_PATTERN})")
     key = API_KEY_PREFIX + secrets.token_urlsafe(32)
     await client.hset(keys_hash(namespace), hash_key(key), user_id)
     return key
@@ -126,7 +131,15 @@ class Authenticator:
             ) from exc
         except jwt.InvalidTokenError as exc:
             raise _unauthenticated("invalid_token", str(exc)) from exc
-        return Principal(str(claims["sub"]), "jwt")
+        user_id = str(claims["sub"])
+        if not _USER_ID.fullmatch(user_id):
+            # Authentic, but not a user id events can be keyed by (e.g. `auth0|123`).
+            raise ApiError(
+                403,
+                "invalid_subject",
+                f"The token's `sub` is not a user id here (pattern {USER_ID_PATTERN}).",
+            )
+        return Principal(user_id, "jwt")
 
 
 async def authenticate(request: Request) -> Principal | None:

@@ -200,7 +200,10 @@ def apikey_create(user_id: str) -> None:
         finally:
             await client.aclose()
 
-    typer.echo(asyncio.run(make()))
+    try:
+        typer.echo(asyncio.run(make()))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="USER_ID") from exc
 
 
 dlq = typer.Typer(help="The dead-letter topic: records no agent could process.")

@@ -128,6 +128,32 @@ def test_token_signed_with_another_secret_is_401(guarded: tuple[TestClient, Sett
     assert client.post("/v1/events", json=EVENT, headers=bearer(forged)).status_code == 401
 
 
+def test_no_api_key_is_made_for_what_is_not_a_user_id(services: Settings) -> None:
+    from gateway.auth import create_api_key
+
+    async def make(user_id: str) -> None:
+        client = aioredis.from_url(services.redis_dsn)
+        try:
+            await create_api_key(client, services.namespace, user_id)
+        finally:
+            await client.aclose()
+
+    with pytest.raises(ValueError, match="not a user id"):
+        asyncio.run(make("auth0|5f1c"))
+
+
+@pytest.mark.parametrize("path", ["/v1/events", "/v1/inference"])
+def test_a_token_whose_sub_is_not_a_user_id_is_403(
+    guarded: tuple[TestClient, Settings], path: str
+) -> None:
+    client, settings = guarded
+    body = EVENT if path == "/v1/events" else {"inputs": ["a"]}
+    for sub in ("auth0|5f1c", "x" * 129):
+        response = client.post(path, json=body, headers=bearer(token(settings, sub)))
+        assert response.status_code == 403, response.text
+        assert response.json()["error"] == "invalid_subject"
+
+
 def test_acting_for_another_user_is_403(guarded: tuple[TestClient, Settings]) -> None:
     client, settings = guarded
     body = {**EVENT, "subject": "someone-else"}
