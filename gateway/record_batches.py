@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import RecordMetadata
 
 from gateway.coalesce import Coalescer
@@ -54,9 +55,10 @@ class _Slot:
 class RecordBatcher:
     """`send(record)` → (partition, offset) once the broker acknowledged it."""
 
-    def __init__(self, producer: AIOKafkaProducer, timeout_s: float) -> None:
+    def __init__(self, producer: AIOKafkaProducer, timeout_s: float, max_record_bytes: int) -> None:
         self._producer = producer
         self._timeout_s = timeout_s
+        self._max_record_bytes = max_record_bytes
         self._partitioner = DefaultPartitioner()
         self._calls: Coalescer[_Queued, _Slot] = Coalescer(self._hand_over)
 
@@ -79,6 +81,13 @@ class RecordBatcher:
             if item.deadline <= now:
                 late = TimeoutError(f"not handed to the producer within {self._timeout_s:g}s")
                 slots[index] = _Slot(_failed(late), 0)
+                continue
+            if (size := _size(record)) > self._max_record_bytes:
+                # Refused here, as aiokafka's own `send` does, not by the broker: batches of
+                # the same partition sent right behind a refused one failed too, with
+                # OutOfOrderSequenceNumber (the idempotent producer's sequence had a gap).
+                too_large = MessageSizeTooLargeError(f"{size} bytes > {self._max_record_bytes}")
+                slots[index] = _Slot(_failed(too_large), 0)
                 continue
             if record.topic not in partitions:
                 partitions[record.topic] = sorted(await self._producer.partitions_for(record.topic))
@@ -120,6 +129,13 @@ class RecordBatcher:
             ack = with_deadline(sent, queued[members[0][0]].deadline)
         for index, relative_offset in members:
             slots[index] = _Slot(ack, relative_offset)
+
+
+def _size(record: Record) -> int:
+    """The record's size in a batch of its own, as aiokafka's `send` estimates it."""
+    return int(
+        DefaultRecordBatchBuilder.estimate_size_in_bytes(record.key, record.value, record.headers)
+    )
 
 
 def _append(batch: Any, record: Record) -> Any:

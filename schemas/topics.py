@@ -10,6 +10,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 DAY_MS = 24 * 60 * 60 * 1000
+# The largest record batch every topic takes (`max.message.bytes`) and every producer may
+# send (`max_request_size`); both default to 1 MiB, less than a 1 MiB body plus its headers.
+# The gateway's body limit is held to half of it, which leaves the agents room for the
+# headers they add on the way (sequence, reasons).
+MAX_RECORD_BYTES = 4 * 1024 * 1024
 
 
 class KeyedBy(StrEnum):
@@ -35,6 +40,7 @@ class TopicSpec:
         return {
             "retention.ms": str(self.retention_ms),
             "cleanup.policy": "compact" if self.compacted else "delete",
+            "max.message.bytes": str(MAX_RECORD_BYTES),
         }
 
 

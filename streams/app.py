@@ -16,6 +16,7 @@ from typing import Any
 
 import faust
 
+from schemas.topics import MAX_RECORD_BYTES
 from streams import health, tables
 from streams.agents import executor
 from streams.agents.commands import Commands
@@ -49,6 +50,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.worker_session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.worker_session_timeout_s / 4),
         broker_commit_interval=settings.worker_commit_interval_s,
+        producer_max_request_size=MAX_RECORD_BYTES,
     )
     loops = [
         TransactionalLoop(settings, Counter(settings)),

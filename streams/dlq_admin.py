@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import RecordsToDelete
 
 from schemas.envelope import header_value
-from schemas.topics import DLQ
+from schemas.topics import DLQ, MAX_RECORD_BYTES
 from tributary.kafka_admin import admin_client, partitions, read_to_end, started
 from tributary.settings import Settings
 
@@ -66,7 +66,10 @@ async def read(settings: Settings) -> list[DeadLetter]:
 async def retry(settings: Settings, letters: list[DeadLetter]) -> list[str]:
     """Send each letter's original record back to its origin topic; return where each went."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True, acks="all"
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        max_request_size=MAX_RECORD_BYTES,
     )
     async with started(producer):
         placed = []

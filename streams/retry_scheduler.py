@@ -21,7 +21,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from schemas.topics import RETRY
+from schemas.topics import MAX_RECORD_BYTES, RETRY
 from tributary.kafka_admin import commit_or_log, started
 from tributary.settings import Settings
 
@@ -67,7 +67,10 @@ class RetryScheduler:
             isolation_level="read_committed",
         )
         producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap, enable_idempotence=True, acks="all"
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            enable_idempotence=True,
+            acks="all",
+            max_request_size=MAX_RECORD_BYTES,
         )
         # If the producer cannot start, the consumer still leaves its group.
         async with started(consumer), started(producer):

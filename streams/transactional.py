@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.structs import ConsumerRecord
 
+from schemas.topics import MAX_RECORD_BYTES
 from streams import state, tables
 from streams.metrics import EVENTS_PROCESSED
 from streams.outputs import Output, dead_lettered
@@ -323,6 +324,7 @@ class TransactionalLoop:
             transactional_id=f"{self.group}-{partition}",
             acks="all",
             enable_idempotence=True,
+            max_request_size=MAX_RECORD_BYTES,
         )
 
     async def _restore(self, partition: int) -> state.Tables:

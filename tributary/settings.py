@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.topics import MAX_RECORD_BYTES
+
 
 class Settings(BaseSettings):
     """Configuration of every Tributary process; env vars are `TRIBUTARY_<FIELD>`."""
@@ -47,7 +49,8 @@ class Settings(BaseSettings):
     # Serve the plain POST /v1/events in a lean ASGI layer (gateway/fast_events.py);
     # off: every request goes through the FastAPI route.
     gateway_fast_events: bool = True
-    max_body_bytes: int = 1024 * 1024
+    # Bodies up to this many bytes (413 above); records can be up to twice that.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=MAX_RECORD_BYTES // 2)
     produce_timeout_s: float = 5.0
 
     # Auth: API keys (hashed in Redis) and/or JWT bearer tokens. Off only for local dev.

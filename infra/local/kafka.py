@@ -18,10 +18,11 @@ from importlib import resources
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from infra.local.process import Managed, ServiceError, port_in_use, wait_until
-from schemas.topics import REGISTRY
+from schemas.topics import MAX_RECORD_BYTES, REGISTRY
 from streams.tables import changelog_topics
 from tributary.kafka_admin import admin_client
 from tributary.settings import Settings
@@ -215,7 +216,35 @@ async def _ensure_topics(settings: Settings) -> list[str]:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
             await _visible(admin, set(topics), timeout_s=30)
-        return [spec.physical(settings.namespace) for spec in REGISTRY]
+        registry = {spec.physical(settings.namespace): spec.config() for spec in REGISTRY}
+        # All of them: one made by a concurrent start may not have been listed yet.
+        await _raise_record_limits(admin, registry)
+        return list(registry)
+
+
+async def _raise_record_limits(
+    admin: AIOKafkaAdminClient, topics: dict[str, dict[str, str]]
+) -> list[str]:
+    """Give registry topics made before their config had `max.message.bytes` the registry's
+    config (the broker's default, ~1 MiB, is less than a 1 MiB body plus its headers); return
+    their names. Topics already at `MAX_RECORD_BYTES` or above are left as they are."""
+    if not topics:
+        return []
+    wanted = {"max.message.bytes": None}
+    [described] = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name, wanted) for name in topics]
+    )
+    low = [
+        name
+        for _, _, _, name, entries in described.resources
+        if any(e[0] == "max.message.bytes" and int(e[1]) < MAX_RECORD_BYTES for e in entries)
+    ]
+    if low:
+        # AlterConfigs sets a topic's whole config: the registry's is all of it.
+        await admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name, topics[name]) for name in low]
+        )
+    return low
 
 
 def delete_namespaces(settings: Settings, namespaces: Iterable[str]) -> list[str]:

@@ -58,6 +58,22 @@ def test_thousand_events_from_ten_users_arrive_once_and_in_order(apps: Settings)
     assert ingested == [[1000, 1000]]
 
 
+def test_an_event_at_the_body_limit_goes_all_the_way(apps: Settings) -> None:
+    """The largest body the gateway takes fits every hop: the ingest topic, the counter's
+    transactional producer, the counted topic, the projector's fetch and ClickHouse."""
+    user = f"big-{uuid.uuid4().hex[:8]}"
+    headers = {"x-api-key": asyncio.run(api_keys(apps, [user]))[user]} if apps.auth_enabled else {}
+    blob = "x" * (apps.max_body_bytes - 200)
+    event = {"source": "tests", "type": "test.big", "subject": user, "data": {"blob": blob}}
+    response = httpx.post(f"{apps.gateway_url}/v1/events", json=event, headers=headers, timeout=30)
+    assert response.status_code == 202, response.text
+    sql = (
+        f"SELECT count() FROM {apps.clickhouse_database}.events_counted "
+        f"WHERE user_id = '{user}' AND length(data) > {len(blob)}"
+    )
+    assert wait_for_count(apps, sql, 1, timeout_s=60) == 1
+
+
 def test_every_process_reports_its_memory_on_liveness(apps: Settings) -> None:
     pages = {
         "gateway": (apps.gateway_url, apps.live_max_rss_mb),

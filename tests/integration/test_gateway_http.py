@@ -214,3 +214,20 @@ def test_requests_are_timed_by_route_template_method_and_status(client: TestClie
     # Only the 202 got as far as the limit check and the broker.
     assert added("rate_limit") == 1
     assert added("kafka_ack") == 1
+
+
+@pytest.mark.parametrize("path", ["/v1/events", "/v1/events/batch"])
+def test_a_body_just_under_the_limit_is_produced(
+    client: TestClient, services: Settings, path: str
+) -> None:
+    """Whatever the body limit lets in, the broker takes: the record (the event's data plus
+    its headers) is never refused as too large, which a client could only retry forever."""
+    blob = "x" * (services.max_body_bytes - 200)
+    event = {**EVENT, "data": {"blob": blob}}
+    body = event if path == "/v1/events" else {"events": [event]}
+    response = client.post(path, json=body)
+    assert response.status_code in (200, 202), response.text
+    accepted = response.json() if path == "/v1/events" else response.json()["results"][0]
+    assert accepted.get("status", 202) == 202, accepted
+    record = asyncio.run(read_record(services, accepted["partition"], accepted["offset"]))
+    assert from_kafka(record.value, record.headers).data == {"blob": blob}

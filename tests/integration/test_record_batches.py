@@ -14,7 +14,7 @@ from gateway.record_batches import Record, RecordBatcher
 from infra.local import kafka
 from schemas.api import Accepted
 from schemas.envelope import CloudEvent, header_value
-from schemas.topics import INGEST
+from schemas.topics import INGEST, MAX_RECORD_BYTES
 from tests.integration.kafka_helpers import read_all
 from tributary.settings import Settings
 
@@ -78,7 +78,7 @@ def test_a_record_past_its_deadline_when_its_turn_comes_is_not_sent(services: Se
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
         await producer.start()
         try:
-            batcher = RecordBatcher(producer, timeout_s=0.0)
+            batcher = RecordBatcher(producer, timeout_s=0.0, max_record_bytes=MAX_RECORD_BYTES)
             record = Record(topic, b"rb0-user", b"{}", [])
             return await asyncio.gather(
                 *(batcher.send(record) for _ in range(5)), return_exceptions=True
@@ -89,3 +89,41 @@ def test_a_record_past_its_deadline_when_its_turn_comes_is_not_sent(services: Se
     outcomes = asyncio.run(scenario())
     assert all(isinstance(o, TimeoutError) for o in outcomes), outcomes
     assert asyncio.run(read_all(settings, topic)) == []
+
+
+def test_a_record_over_the_limit_is_413_and_breaks_nothing_else(services: Settings) -> None:
+    """Refused before it reaches the broker: only that record fails (413, not a 503 to
+    retry forever); records sent with it land, and the producer goes on working."""
+    from gateway.errors import ApiError
+
+    topic = INGEST.physical(services.namespace)
+
+    def event(n: int, size: int = 0) -> CloudEvent:
+        return CloudEvent(source="t", type="t.s", subject="big-u", data={"n": n, "b": "x" * size})
+
+    async def scenario() -> list[Accepted | BaseException]:
+        producer = EventProducer(services.kafka_bootstrap, 10.0, max_record_bytes=64 * 1024)
+        producer.start()
+        for _ in range(200):
+            if producer.connected:
+                break
+            await asyncio.sleep(0.05)
+        try:
+            together = [producer.send(topic, e) for e in (event(0), event(1, 100_000), event(2))]
+            answers = await asyncio.gather(*together, return_exceptions=True)
+            with pytest.raises(ApiError) as batch:  # aiokafka's own check, on the batch path
+                await producer.send_many(topic, [event(3), event(4, 100_000)])
+            answers.append(batch.value)
+            answers.append(await producer.send(topic, event(5)))  # the same partition, after
+            return answers
+        finally:
+            await producer.stop()
+
+    first, big, second, batch, after = asyncio.run(scenario())
+    for refused in (big, batch):
+        assert isinstance(refused, ApiError)
+        assert (refused.status, refused.error) == (413, "record_too_large"), refused.message
+    assert isinstance(first, Accepted) and isinstance(second, Accepted)
+    assert isinstance(after, Accepted)
+    assert first.partition == second.partition == after.partition
+    assert first.offset < second.offset < after.offset
