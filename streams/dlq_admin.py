@@ -4,7 +4,8 @@ A dead letter keeps the original key, value and headers plus `x-tributary-reason
 `x-tributary-error` and `x-tributary-origin` (`topic:partition:offset`). A retry sends
 the original record back to its origin topic with `x-tributary-retried-from`; the
 agents' dedup by event id still applies, so retrying a record that did get through
-has no second effect.
+has no second effect. A letter without a value (`record_too_large`: the value is what did
+not fit) is not retried; the record itself is at its origin.
 """
 
 from __future__ import annotations
@@ -74,6 +75,12 @@ async def retry(settings: Settings, letters: list[DeadLetter]) -> list[str]:
     async with started(producer):
         placed = []
         for letter in letters:
+            if letter.value is None:  # not copied (record_too_large): nothing to send
+                origin = header_value(letter.headers, "x-tributary-origin")
+                placed.append(
+                    f"{letter.position} skipped: no value kept; the record is at {origin}"
+                )
+                continue
             headers = [
                 *letter.original_headers(),
                 (RETRIED_FROM, f"dlq:{letter.position}".encode()),

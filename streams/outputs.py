@@ -5,12 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import structlog
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import ConsumerRecord
 
 from schemas.envelope import CloudEvent, to_kafka
+from schemas.topics import MAX_RECORD_BYTES
 from streams.dlq import dead_letter_headers
 
 log = structlog.get_logger(__name__)
+
+# An input this large cannot be passed on: what a processor writes adds headers (the
+# sequence, reasons) to a record that already fills a batch, and the producer would refuse
+# it on every retry of the partition. (The gateway's records are far smaller.)
+MAX_INPUT_BYTES = MAX_RECORD_BYTES - 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -35,3 +42,21 @@ def dead_lettered(record: ConsumerRecord, topic: str, *, reason: str, error: str
     log.warning("dead-lettered", reason=reason, error=error, origin=origin)
     headers = dead_letter_headers(record.headers or (), origin, reason=reason, error=error)
     return Output(topic, record.value, record.key, headers)
+
+
+def too_large(record: ConsumerRecord, topic: str) -> Output | None:
+    """A dead letter for `record` if it is too large to pass on, else None. The letter
+    keeps the key and headers but not the value, which is what does not fit; the record
+    itself stays at its origin (`x-tributary-origin`)."""
+    size = DefaultRecordBatchBuilder.estimate_size_in_bytes(
+        record.key, record.value, list(record.headers or ())
+    )
+    if size <= MAX_INPUT_BYTES:
+        return None
+    letter = dead_lettered(
+        record,
+        topic,
+        reason="record_too_large",
+        error=f"{size} bytes; at most {MAX_INPUT_BYTES} can be passed on (value not copied)",
+    )
+    return Output(letter.topic, None, letter.key, letter.headers)

@@ -35,7 +35,7 @@ from aiokafka.structs import ConsumerRecord
 from schemas.topics import MAX_RECORD_BYTES
 from streams import state, tables
 from streams.metrics import EVENTS_PROCESSED
-from streams.outputs import Output, dead_lettered
+from streams.outputs import Output, dead_lettered, too_large
 from streams.tables import app_id
 from tributary.kafka_admin import read_partitions
 from tributary.settings import Settings
@@ -207,6 +207,9 @@ class TransactionalLoop:
         owned.next_offset = records[-1].offset + 1
 
     def _process_one(self, record: ConsumerRecord, tables: state.Tables) -> list[Output]:
+        if (letter := too_large(record, self.processor.dlq)) is not None:
+            EVENTS_PROCESSED.labels(agent=self.processor.name, outcome="dead_lettered").inc()
+            return [letter]
         try:
             return self.processor.process(record, tables)
         except Exception as exc:  # a bug of ours must not stop the partition or lose the record

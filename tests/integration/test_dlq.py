@@ -11,11 +11,12 @@ from aiokafka import AIOKafkaProducer
 from typer.testing import CliRunner
 
 from infra.local import kafka, stack
-from schemas.envelope import header_value
-from schemas.topics import COMMANDS, INGEST
+from schemas.envelope import CloudEvent, from_kafka, header_value, to_kafka
+from schemas.topics import COMMANDS, COUNTED, INGEST, MAX_RECORD_BYTES
 from streams import dlq_admin
 from streams.agents.commands import JOB_DUE
 from tests.conftest import make_settings
+from tests.integration.kafka_helpers import read_until
 from tributary import settings as settings_module
 from tributary.cli import cli
 from tributary.demo import query
@@ -156,5 +157,46 @@ def test_a_malformed_job_due_is_dead_lettered_and_the_command_agent_goes_on(
         asyncio.run(produce_due(b"{}"))
         both = letters_when(settings, 2)
         assert [d.value for d in both] == [b"not a job", b"{}"]
+    finally:
+        proc.stop(timeout_s=20)
+
+
+def test_a_record_too_large_to_pass_on_is_dead_lettered_and_the_partition_goes_on(
+    services: Settings,
+) -> None:
+    """A foreign producer's record that fills a batch: the counter cannot add its header
+    and pass it on, so it dead-letters it (without the value) instead of retrying the
+    partition forever, and the same user's next event is counted."""
+    settings = make_settings()
+    kafka.ensure_topics(settings)
+    proc = stack.managed(settings, WORKER)
+    topic = INGEST.physical(settings.namespace)
+
+    async def produce() -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap, max_request_size=MAX_RECORD_BYTES
+        )
+        await producer.start()
+        try:
+            for size in (MAX_RECORD_BYTES - 4096, 10):
+                event = CloudEvent(
+                    source="t", type="t.big", subject="big-u", data={"b": "x" * size}
+                )
+                key, value, headers = to_kafka(event)
+                await producer.send_and_wait(topic, value, key=key, headers=headers)
+        finally:
+            await producer.stop()
+
+    try:
+        stack.start_app(settings, WORKER)
+        asyncio.run(produce())
+        [letter] = letters_when(settings, 1)
+        assert letter.reason == "record_too_large"
+        assert letter.value is None and letter.key == b"big-u"
+        assert letter.origin_topic == topic
+        counted = asyncio.run(read_until(settings, COUNTED.physical(settings.namespace), 1, 60))
+        assert [from_kafka(r.value, r.headers).data["data"] for r in counted] == [{"b": "x" * 10}]
+        [placed] = asyncio.run(dlq_admin.retry(settings, [letter]))
+        assert "skipped" in placed
     finally:
         proc.stop(timeout_s=20)

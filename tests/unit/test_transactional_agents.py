@@ -115,3 +115,28 @@ def test_commands_dead_letter_an_unknown_command_and_keep_state() -> None:
     assert out.topic == commands.dlq
     assert dict(out.headers)["x-tributary-reason"] == b"invalid_command"
     assert list(t.changes()) == []
+
+
+def test_an_input_too_large_to_pass_on_is_dead_lettered_without_its_value() -> None:
+    """The counter would add its sequence header to a record that already fills a batch,
+    and its producer would refuse the output on every retry of the partition."""
+    from schemas.envelope import header_value
+    from streams.outputs import MAX_INPUT_BYTES
+    from streams.transactional import TransactionalLoop
+
+    counter = Counter(SETTINGS)
+    loop = TransactionalLoop(SETTINGS, counter)
+    t = state.Tables(loop.table_names)
+    for size, passed_on in ((MAX_INPUT_BYTES - 2000, True), (MAX_INPUT_BYTES, False)):
+        event = CloudEvent(source="s", type="t", subject="big", data={"b": "x" * size})
+        outputs = loop._process_one(record(event, "unit.events.ingest", 1_000), t)
+        [out] = outputs
+        if passed_on:
+            assert out.topic == counter.counted
+            assert from_kafka(out.value, out.headers).data["data"] == event.data
+        else:
+            assert out.topic == counter.dlq
+            assert out.value is None and out.key == b"big"
+            assert header_value(out.headers, "x-tributary-reason") == "record_too_large"
+            assert header_value(out.headers, "x-tributary-origin") == "unit.events.ingest:0:0"
+    t.discard()
