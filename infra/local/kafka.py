@@ -241,9 +241,12 @@ async def _raise_record_limits(
     ]
     if low:
         # AlterConfigs sets a topic's whole config: the registry's is all of it.
-        await admin.alter_configs(
+        responses = await admin.alter_configs(
             [ConfigResource(ConfigResourceType.TOPIC, name, topics[name]) for name in low]
         )
+        failed = [r for response in responses for r in response.resources if r[0]]
+        if failed:
+            raise RuntimeError(f"could not raise max.message.bytes: {failed}")
     return low
 
 
