@@ -30,13 +30,14 @@ async def ready(request: Request) -> Response:
         redis_up = False
     usage = shutil.disk_usage(settings.data_dir if settings.data_dir.exists() else ".")
     disk_used = 1 - usage.free / usage.total
+    kafka_up = await state.producer.reachable()
     checks = {
-        "kafka": "up" if state.producer.connected else "down",
+        "kafka": "up" if kafka_up else "down",
         "redis": "up" if redis_up else "down",
         "disk": "ok" if disk_used < settings.ready_max_disk_used else f"{disk_used:.0%} used",
         "draining": "yes" if state.draining else "no",
     }
-    ok = checks["kafka"] == "up" and redis_up and checks["disk"] == "ok" and not state.draining
+    ok = kafka_up and redis_up and checks["disk"] == "ok" and not state.draining
     return json_response(
         {"status": "up" if ok else "down", "checks": checks}, status=200 if ok else 503
     )

@@ -40,7 +40,25 @@ class EventProducer:
 
     @property
     def connected(self) -> bool:
+        """Started: the first connection to the broker was made (it may be gone since)."""
         return self._producer is not None
+
+    async def reachable(self, timeout_s: float = 1.0) -> bool:
+        """The broker answers a connection now (an open one, or a new one within
+        `timeout_s`): what readiness asks, so a gateway whose broker went away after
+        start-up leaves the load balancer's rotation, and comes back with the broker."""
+        producer = self._producer
+        if producer is None:
+            return False
+        client = producer.client
+        try:
+            async with asyncio.timeout(timeout_s):
+                for broker in client.cluster.brokers():
+                    if await client.ready(broker.nodeId):
+                        return True
+        except TimeoutError:
+            pass
+        return False
 
     def start(self) -> None:
         """Begin connecting in the background."""
