@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from gateway import errors, health
 from gateway.auth import Authenticator
 from gateway.body_limit import BodyLimitMiddleware
+from gateway.drain import drain_first
 from gateway.fast_events import FastEvents
 from gateway.idempotency import Idempotency
 from gateway.limiter import Policy, RateLimiter
@@ -67,9 +68,10 @@ def create_api(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.producer.start()
+        drain_first(app.state, settings.shutdown_drain_s)
         settle_heap()
         yield
-        # Shutdown: readiness goes false first, then in-flight sends are flushed.
+        # Shutdown (after the drain): in-flight sends are flushed.
         app.state.draining = True
         await app.state.producer.stop()
         await client.aclose()

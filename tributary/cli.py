@@ -92,7 +92,8 @@ def gateway() -> None:
         # wrk answered 10 to 15 % more requests/s without these two (bench/RESULTS.md).
         proxy_headers=False,
         server_header=False,
-        timeout_graceful_shutdown=25,
+        # After the drain (`TRIBUTARY_SHUTDOWN_DRAIN_S`, at most 10 s): exit within 30 s.
+        timeout_graceful_shutdown=20,
     )
 
 

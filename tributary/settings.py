@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     rate_limit_fail_open: bool = True
     rate_limit_containers_fail_open: bool = False
     idempotency_ttl_s: int = 24 * 60 * 60
+    # On SIGTERM the gateway reports not ready and keeps serving this long before it stops
+    # listening (gateway/drain.py); then up to 20 s for in-flight requests.
+    shutdown_drain_s: float = Field(default=5.0, ge=0, le=10)
     max_batch_events: int = Field(default=1000, ge=1)
     ready_max_disk_used: float = 0.9
     # `/healthz/live` answers 503 above this resident memory (gateway and worker).

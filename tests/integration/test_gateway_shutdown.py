@@ -1,4 +1,5 @@
-"""SIGTERM under load: in-flight requests finish, every 202 is on the topic, exit 0 within 30 s."""
+"""SIGTERM under load: readiness goes false while the gateway still serves, in-flight
+requests finish, every 202 is on the topic, exit 0 within 30 s."""
 
 from __future__ import annotations
 
@@ -52,7 +53,9 @@ async def hammer(url: str, run: str, stop_at: float) -> list[tuple[int | None, s
 
 
 def test_sigterm_drains_flushes_and_exits_zero(services: Settings, tmp_path: object) -> None:
-    settings = services.model_copy(update={"gateway_port": free_port(), "auth_enabled": False})
+    settings = services.model_copy(
+        update={"gateway_port": free_port(), "auth_enabled": False, "shutdown_drain_s": 2.0}
+    )
     run = uuid.uuid4().hex[:8]
     log = open(f"{tmp_path}/gateway.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
@@ -66,21 +69,26 @@ def test_sigterm_drains_flushes_and_exits_zero(services: Settings, tmp_path: obj
         warm = {"source": f"tests/{run}-warm", "type": "t.warm", "subject": "u0"}
         assert httpx.post(f"{settings.gateway_url}/v1/events", json=warm, timeout=30).is_success
 
-        async def scenario() -> tuple[list[tuple[int | None, str | None]], float]:
+        async def scenario() -> tuple[list[tuple[int | None, str | None]], httpx.Response, float]:
             load = asyncio.create_task(hammer(settings.gateway_url, run, time.monotonic() + 4))
             await asyncio.sleep(1.5)
             proc.send_signal(signal.SIGTERM)
             signalled = time.monotonic()
+            await asyncio.sleep(0.5)
+            # Still listening, no longer ready: the load balancer's cue.
+            async with httpx.AsyncClient(timeout=5) as client:
+                ready = await client.get(f"{settings.gateway_url}/healthz/ready")
             await asyncio.to_thread(proc.wait, 35)
-            return await load, time.monotonic() - signalled
+            return await load, ready, time.monotonic() - signalled
 
-        results, exit_s = asyncio.run(scenario())
+        results, ready, exit_s = asyncio.run(scenario())
     finally:
         if proc.poll() is None:
             proc.kill()
         log.close()
     assert proc.returncode == 0
-    assert exit_s < 30
+    assert (ready.status_code, ready.json()["checks"]["draining"]) == (503, "yes")
+    assert settings.shutdown_drain_s <= exit_s < 30
     statuses = {status for status, _ in results}
     # Before: 202. While draining: 503 (shutting_down). After: connection refused.
     assert statuses <= {202, 503, None}, statuses
