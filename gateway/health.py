@@ -20,7 +20,7 @@ async def live(request: Request) -> Response:
     return json_response(body, status=200 if alive else 503)
 
 
-@router.get("/healthz/ready", summary="Can take traffic: broker connected, Redis up, disk ok.")
+@router.get("/healthz/ready", summary="Can take traffic: broker reachable, Redis up, disk ok.")
 async def ready(request: Request) -> Response:
     state = request.app.state
     settings = state.settings
