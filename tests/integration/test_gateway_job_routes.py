@@ -38,8 +38,12 @@ def as_new_user(settings: Settings) -> dict[str, str]:
 
 
 def test_the_default_container_limit_is_stricter_in_every_window() -> None:
-    names = ("rate_limits", "rate_limits_containers")
-    names += ("rate_limit_fail_open", "rate_limit_containers_fail_open")
+    names = [
+        "rate_limits",
+        "rate_limits_containers",
+        "rate_limit_fail_open",
+        "rate_limit_containers_fail_open",
+    ]
     # The declared defaults, whatever TRIBUTARY_* variables this environment sets.
     defaults = policies(Settings(**{n: Settings.model_fields[n].default for n in names}))
     events, containers = defaults["events"].windows, defaults["containers"].windows
