@@ -8,6 +8,7 @@ user's events in one partition and therefore in order.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -26,12 +27,26 @@ TYPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 
 
 def _encodable(data: dict[str, Any]) -> dict[str, Any]:
-    """`data` must serialize as we store it: integers within 64 bits, nesting under 255."""
+    """`data` must serialize as we store it: integers within 64 bits, nesting under 255,
+    and no NaN or Infinity (which the JSON parsers here accept, and orjson would store as
+    null without a word)."""
     try:
         orjson.dumps(data)
     except orjson.JSONEncodeError as exc:
         raise ValueError(f"data cannot be stored as JSON: {exc}") from None
+    if not _finite(data):
+        raise ValueError("data cannot be stored as JSON: NaN and Infinity are not JSON numbers")
     return data
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
 
 
 EventData = Annotated[dict[str, Any], AfterValidator(_encodable)]

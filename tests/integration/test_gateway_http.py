@@ -118,6 +118,23 @@ def test_invalid_fields_are_422(client: TestClient, change: dict, field: str) ->
     assert any(d["loc"][-1] == field for d in response.json()["detail"])
 
 
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity"])
+@pytest.mark.parametrize("path", ["/v1/events", "/v1/events/batch"])
+def test_nan_and_infinity_are_422_not_stored_as_null(
+    client: TestClient, path: str, number: bytes
+) -> None:
+    """Python's and pydantic's JSON parsers take them; orjson would store null."""
+    event = b'{"source": "tests", "type": "test.click", "data": {"x": ' + number + b"}}"
+    body = event if path == "/v1/events" else b'{"events": [' + event + b"]}"
+    response = client.post(path, content=body, headers={"content-type": "application/json"})
+    if path == "/v1/events":
+        assert response.status_code == 422
+        assert "NaN and Infinity" in response.json()["message"]
+    else:
+        assert response.json()["results"][0]["status"] == 422
+        assert response.json()["accepted"] == 0
+
+
 def test_wrong_content_type_is_415(client: TestClient) -> None:
     response = client.post("/v1/events", content=b"a=b", headers={"content-type": "text/plain"})
     assert response.status_code == 415

@@ -67,7 +67,13 @@ def test_invalid_user_id_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [{"n": 2**64}, {"n": -(2**63) - 1}, {"deep": json.loads("[" * 300 + "]" * 300)}],
+    [
+        {"n": 2**64},
+        {"n": -(2**63) - 1},
+        {"deep": json.loads("[" * 300 + "]" * 300)},
+        {"x": float("nan")},
+        {"a": [1.5, {"b": float("-inf")}]},
+    ],
 )
 def test_data_that_cannot_be_stored_as_json_is_refused(data: dict) -> None:
     """Found by schemathesis: a 65-bit integer used to pass validation and fail the encode."""
