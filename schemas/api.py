@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.envelope import (
     CONTENT_TYPE,
@@ -44,7 +43,8 @@ class EventIn(BaseModel):
     source: str = Field(min_length=1, max_length=256)
     type: str = Field(pattern=TYPE_PATTERN)
     specversion: str = Field(default=SPECVERSION, pattern=r"^1\.0$")
-    time: datetime | None = None
+    # RFC 3339, as CloudEvents says: with its offset (a time without one is 422).
+    time: AwareDatetime | None = None
     subject: str | None = Field(default=None, pattern=USER_ID_PATTERN)
     datacontenttype: str = Field(default=CONTENT_TYPE, pattern=r"^application/json$")
     data: EventData = Field(default_factory=dict)

@@ -110,6 +110,7 @@ def test_missing_user_id_is_422_naming_the_field(dev_client: TestClient) -> None
         ({"subject": "a b"}, "subject"),
         ({"specversion": "0.3"}, "specversion"),
         ({"data": {"n": 2**64}}, "data"),
+        ({"time": "2026-01-01T00:00:00"}, "time"),
     ],
 )
 def test_invalid_fields_are_422(client: TestClient, change: dict, field: str) -> None:
