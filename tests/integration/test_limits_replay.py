@@ -30,7 +30,12 @@ from tributary.settings import Settings
 pytestmark = pytest.mark.integration
 
 WORKER = next(a for a in stack.APPS if a.name == "worker")
-T0 = 1_790_000_000_000  # a fixed event time: wall-clock independent
+# The event time of the log's first record: the start of the hour before this one. Decisions
+# depend only on times relative to it, not on the wall clock. Not a fixed date: records
+# older than the topics' 7-day retention are deleted by the broker's next retention check
+# (every 5 min), which emptied the commands topic under a worker now and then once the fixed
+# date of before (2026-09-21) was more than 7 days old.
+T0 = (int(time.time()) // 3600 - 1) * 3_600_000
 RATE = "4/s,9/m"
 MAX_IN_FLIGHT = 3
 
