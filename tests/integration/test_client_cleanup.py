@@ -81,6 +81,18 @@ def recorded(base: type, made: Made) -> type:
     return Recorded
 
 
+def loop_settings(
+    monkeypatch: pytest.MonkeyPatch, client: str, wrap: Callable[[type, Made], type]
+) -> tuple[Settings, Made]:
+    """A fresh namespace with its topics, and the transactional loop's `client` class
+    (`AIOKafkaConsumer` or `AIOKafkaProducer`) replaced by `wrap(it, made)`."""
+    settings = make_settings()
+    kafka.ensure_topics(settings)
+    made = Made()
+    monkeypatch.setattr(transactional, client, wrap(getattr(transactional, client), made))
+    return settings, made
+
+
 async def cancel_once_made(made: Made, task: asyncio.Task[Any]) -> None:
     await made.made.wait()
     await asyncio.sleep(0.5)  # into the bootstrap, or past it
@@ -162,10 +174,7 @@ def test_the_gateway_producer_is_closed_when_shut_down_while_connecting(
 def test_a_transactional_loop_retrying_its_start_leaves_no_consumer_open(
     services: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = make_settings()
-    kafka.ensure_topics(settings)
-    made = Made()
-    monkeypatch.setattr(transactional, "AIOKafkaConsumer", failing_once(AIOKafkaConsumer, made))
+    settings, made = loop_settings(monkeypatch, "AIOKafkaConsumer", failing_once)
     loop = transactional.TransactionalLoop(settings, CounterAgent(settings))
 
     # Joined with its second consumer (the first may join too before it fails).
@@ -178,10 +187,7 @@ def test_a_transactional_loop_retrying_its_start_leaves_no_consumer_open(
 def test_a_takeover_whose_producer_fails_to_start_leaves_no_producer_open(
     services: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = make_settings()
-    kafka.ensure_topics(settings)
-    made = Made()
-    monkeypatch.setattr(transactional, "AIOKafkaProducer", failing_once(AIOKafkaProducer, made))
+    settings, made = loop_settings(monkeypatch, "AIOKafkaProducer", failing_once)
     loop = transactional.TransactionalLoop(settings, CounterAgent(settings))
 
     # The first takeover fails (the others of its starts are cancelled); the loop rejoins.
@@ -198,10 +204,7 @@ def test_a_takeover_that_finishes_while_the_loop_stops_leaves_no_producer_open(
     its turn then makes a transactional producer per partition, after the loop released
     what it owned. Before the fix those producers stayed open (found as "Unclosed
     AIOKafkaProducer" in a worker's log after a SIGTERM during a rebalance)."""
-    settings = make_settings()
-    kafka.ensure_topics(settings)
-    made = Made()
-    monkeypatch.setattr(transactional, "AIOKafkaProducer", recorded(AIOKafkaProducer, made))
+    settings, made = loop_settings(monkeypatch, "AIOKafkaProducer", recorded)
 
     class GatedTakeover(transactional.TransactionalLoop):
         def __init__(self) -> None:
