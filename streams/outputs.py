@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
@@ -59,4 +59,4 @@ def too_large(record: ConsumerRecord, topic: str) -> Output | None:
         reason="record_too_large",
         error=f"{size} bytes; at most {MAX_INPUT_BYTES} can be passed on (value not copied)",
     )
-    return Output(letter.topic, None, letter.key, letter.headers)
+    return replace(letter, value=None)
