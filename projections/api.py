@@ -1,36 +1,93 @@
-"""The projector's small HTTP face: health, metrics, read-only SQL, and replays.
+"""The projector's small HTTP face: health, metrics, analyst SQL, and replays.
 
 chDB allows one process per data folder, and the projector is that process, so
 `tributary query` and the demo ask it rather than opening the folder themselves.
+Queries and replays answer only an admin key (`tributary.admin`), checked before the
+request is read any further; health and metrics stay open to probes and scrapers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from projections.analyst_queries import AnalystQueries, QueryError
 from projections.projector import Projector
 from projections.replay import Replay
-from tributary import liveness
+from tributary import admin, liveness
 
-READ_ONLY = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", re.IGNORECASE)
+OPEN_PATHS = frozenset({"/healthz/live", "/healthz/ready", "/metrics"})
+MAX_BODY_BYTES = 256 * 1024
 
 
-def _json(payload: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(payload, default=str), status=status, content_type="application/json"
+def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(payload, default=str),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
     )
+
+
+class AdminOnly:
+    """401 for any path but health and metrics without an admin key (`X-API-Key`, or
+    `Authorization: Bearer`), before the body is read or a route is matched."""
+
+    def __init__(self, app: ASGIApp, hashes: frozenset[str]) -> None:
+        self.app = app
+        self.hashes = hashes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        key = headers.get(b"x-api-key", b"").decode("latin-1") or None
+        authorization = headers.get(b"authorization", b"").decode("latin-1")
+        if key is None and authorization.lower().startswith("bearer "):
+            key = authorization[7:].strip()
+        if admin.accepts(key, self.hashes):
+            await self.app(scope, receive, send)
+            return
+        response = _json(
+            {
+                "error": "unauthenticated" if key is None else "invalid_admin_key",
+                "message": "This API needs an admin key (X-API-Key or Authorization: Bearer).",
+            },
+            401,
+            {"WWW-Authenticate": 'Bearer realm="tributary-admin"'},
+        )
+        await response(scope, receive, send)
+
+
+async def _body(request: Request) -> Any:
+    """The JSON body, at most `MAX_BODY_BYTES`; `QueryError` otherwise."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise QueryError(
+                413, {"error": "body_too_large", "message": f"at most {MAX_BODY_BYTES} bytes"}
+            )
+        chunks.append(chunk)
+    try:
+        return orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError as exc:
+        raise QueryError(400, {"error": "bad_request", "message": f"not JSON: {exc}"}) from exc
 
 
 def _bound(value: object) -> int | datetime | None:
     """A replay bound from JSON: null, an offset, or an ISO-8601 timestamp."""
-    if value is None or isinstance(value, int):
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return value
     if isinstance(value, str):
         moment = datetime.fromisoformat(value)
@@ -38,50 +95,62 @@ def _bound(value: object) -> int | datetime | None:
     raise ValueError(f"bound must be null, an offset or an ISO timestamp, not {value!r}")
 
 
-def build(projector: Projector) -> web.Application:
-    ch = projector.ch
-    app = web.Application()
+def build(projector: Projector, queries: AnalystQueries, admin_hashes: frozenset[str]) -> ASGIApp:
     replays: dict[str, Replay] = {}
     tasks: set[asyncio.Task[object]] = set()
+    running = 0  # analyst queries now; more than `queries.concurrency` are refused
 
-    async def live(_: web.Request) -> web.Response:
+    async def live(_: Request) -> Response:
         alive, body = liveness.check(projector.settings.projector_live_max_rss_mb)
         return _json(body, 200 if alive else 503)
 
-    async def ready(_: web.Request) -> web.Response:
+    async def ready(_: Request) -> Response:
         ok = projector.ready and not projector.stalled
         body = {
             "status": "up" if ok else "down",
-            "backend": ch.backend,
+            "backend": projector.ch.backend,
             "stalled": projector.stalled,
         }
         return _json(body, 200 if ok else 503)
 
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    async def metrics(_: Request) -> Response:
+        return Response(generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    async def query(request: web.Request) -> web.Response:
+    async def query(request: Request) -> Response:
+        nonlocal running
         try:
-            body = await request.json()
-            sql = str(body["sql"])
-        except (ValueError, KeyError, TypeError):
-            return _json({"error": "bad_request", "message": 'POST {"sql": "..."}'}, 400)
-        if not READ_ONLY.match(sql) or ";" in sql.strip().rstrip(";"):
-            return _json(
-                {"error": "read_only", "message": "one SELECT/SHOW/DESCRIBE/EXPLAIN only"}, 400
-            )
-        try:
-            columns, rows = await asyncio.to_thread(ch.query, sql)
-        except Exception as exc:  # ClickHouse reports bad SQL as a generic error
-            return _json({"error": "query_failed", "message": str(exc)[:2000]}, 400)
+            body = await _body(request)
+            sql = body["sql"] if isinstance(body, dict) else None
+            if not isinstance(sql, str) or not sql.strip():
+                return _json({"error": "bad_request", "message": 'POST {"sql": "..."}'}, 400)
+            if running >= queries.concurrency:
+                return _json(
+                    {
+                        "error": "too_many_queries",
+                        "limit": "query_concurrency",
+                        "setting": "TRIBUTARY_QUERY_CONCURRENCY",
+                        "message": f"{queries.concurrency} analyst queries already running",
+                    },
+                    429,
+                    {"Retry-After": "1"},
+                )
+            running += 1
+            try:
+                columns, rows = await asyncio.to_thread(queries.run, sql)
+            finally:
+                running -= 1
+        except QueryError as exc:
+            return _json(exc.body, exc.status)
         return _json({"columns": columns, "rows": rows})
 
-    async def start_replay(request: web.Request) -> web.Response:
+    async def start_replay(request: Request) -> Response:
         try:
-            body = await request.json()
+            body = await _body(request)
             replay = Replay(
                 projector, str(body["topic"]), _bound(body.get("from")), _bound(body.get("to"))
             )
+        except QueryError as exc:
+            return _json(exc.body, exc.status)
         except (ValueError, KeyError, TypeError) as exc:
             return _json({"error": "bad_request", "message": str(exc)}, 400)
         replays[replay.status.id] = replay
@@ -90,20 +159,20 @@ def build(projector: Projector) -> web.Application:
         task.add_done_callback(tasks.discard)
         return _json(replay.status.as_dict(), 202)
 
-    async def replay_status(request: web.Request) -> web.Response:
-        replay = replays.get(request.match_info["id"])
+    async def replay_status(request: Request) -> Response:
+        replay = replays.get(request.path_params["id"])
         if replay is None:
             return _json({"error": "not_found", "message": "no such replay"}, 404)
         return _json(replay.status.as_dict())
 
-    app.add_routes(
-        [
-            web.post("/replays", start_replay),
-            web.get("/replays/{id}", replay_status),
-            web.get("/healthz/live", live),
-            web.get("/healthz/ready", ready),
-            web.get("/metrics", metrics),
-            web.post("/query", query),
+    app = Starlette(
+        routes=[
+            Route("/replays", start_replay, methods=["POST"]),
+            Route("/replays/{id}", replay_status, methods=["GET"]),
+            Route("/healthz/live", live, methods=["GET"]),
+            Route("/healthz/ready", ready, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/query", query, methods=["POST"]),
         ]
     )
-    return app
+    return AdminOnly(app, admin_hashes)

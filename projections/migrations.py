@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from projections.analyst_queries import ANALYST_USER, session_settings
 from projections.clickhouse import ClickHouse
+from tributary.settings import Settings
 
 DEDUP_WINDOW = 10_000
 
@@ -180,6 +182,31 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[str], str]], ...] = (
     (9, "container uptime rollup", _rollup(CONTAINER_UPTIME)),
     (10, "dead_letters table", _dead_letters_table),
 )
+
+
+def analyst_access(settings: Settings) -> list[str]:
+    """With a ClickHouse server: the read-only user analyst queries run as, its limits in a
+    settings profile its queries cannot change (`CONST`, and `readonly = 1`), and SELECT on
+    the Tributary database only. Made again at every start, so changed limits apply."""
+    password = settings.clickhouse_analyst_password
+    if not password:
+        raise ValueError(
+            "TRIBUTARY_CLICKHOUSE_ANALYST_PASSWORD is required with a ClickHouse server: "
+            "analyst queries run as a read-only user of their own"
+        )
+    db = settings.clickhouse_database
+    limits = ", ".join(
+        f"{name} = {value!r} CONST" if isinstance(value, str) else f"{name} = {value} CONST"
+        for name, value in session_settings(settings).items()
+        if name != "readonly"
+    )
+    quoted = password.replace("\\", "\\\\").replace("'", "\\'")
+    return [
+        f"CREATE SETTINGS PROFILE OR REPLACE {ANALYST_USER} SETTINGS {limits}, readonly = 1",
+        f"CREATE USER OR REPLACE {ANALYST_USER} IDENTIFIED WITH sha256_password BY '{quoted}' "
+        f"DEFAULT DATABASE {db} SETTINGS PROFILE '{ANALYST_USER}'",
+        f"GRANT SELECT ON {db}.* TO {ANALYST_USER}",
+    ]
 
 
 def migrate(ch: ClickHouse) -> list[int]:

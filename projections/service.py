@@ -6,15 +6,17 @@ import asyncio
 import signal
 
 import structlog
-from aiohttp import web
 
 from projections import api
+from projections.analyst_queries import AnalystQueries
 from projections.clickhouse import connect
-from projections.migrations import migrate
+from projections.migrations import analyst_access, migrate
 from projections.projector import Projector
 from projections.push import PushProjector
 from projections.status import StatusProjector
+from tributary import admin
 from tributary.gc_tuning import tune_for_throughput
+from tributary.http_edge import listen
 from tributary.logging import configure_logging
 from tributary.settings import Settings
 
@@ -23,15 +25,18 @@ log = structlog.get_logger(__name__)
 
 async def serve(settings: Settings) -> None:
     """Migrate, serve queries and project until SIGTERM/SIGINT; flush before exit."""
+    hashes = admin.server_hashes(settings, settings.projector_host)
     ch = connect(settings)
     applied = migrate(ch)
+    if ch.backend == "server":
+        for statement in analyst_access(settings):
+            ch.command(statement)
     log.info("clickhouse ready", backend=ch.backend, migrations_applied=applied)
     tune_for_throughput()
     projector = Projector(settings, ch)
-    # No access log: health probes and queries would bury the projector's own lines.
-    runner = web.AppRunner(api.build(projector), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, settings.projector_host, settings.projector_port).start()
+    queries = AnalystQueries(settings)
+    app = api.build(projector, queries, hashes)
+    server, serving = await listen(app, settings.projector_host, settings.projector_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -41,7 +46,9 @@ async def serve(settings: Settings) -> None:
     try:
         await asyncio.gather(projector.run(stop), push.run(stop), status.run(stop))
     finally:
-        await runner.cleanup()
+        server.should_exit = True
+        await serving
+        queries.close()
         ch.close()
 
 

@@ -10,6 +10,7 @@ import httpx
 import orjson
 import typer
 
+from tributary import admin
 from tributary.settings import get_settings
 
 if TYPE_CHECKING:
@@ -76,6 +77,8 @@ def gateway() -> None:
 
     import uvicorn
 
+    from tributary.http_edge import EdgeProtocol
+
     settings = get_settings()
     # uvicorn re-raises SIGTERM once its graceful shutdown is done; a handler of ours
     # receives it, so a drained, flushed gateway exits 0 instead of "killed by SIGTERM".
@@ -92,6 +95,8 @@ def gateway() -> None:
         # wrk answered 10 to 15 % more requests/s without these two (bench/RESULTS.md).
         proxy_headers=False,
         server_header=False,
+        # URL, header and slow-client limits, enforced while parsing (tributary/http_edge.py).
+        http=EdgeProtocol,
         # After the drain (`TRIBUTARY_SHUTDOWN_DRAIN_S`, at most 10 s): exit within 30 s.
         timeout_graceful_shutdown=20,
     )
@@ -119,12 +124,22 @@ def query(sql: str) -> None:
     """Run a read-only SQL query on the projector's ClickHouse; print rows as JSON lines."""
     settings = get_settings()
     try:
-        response = httpx.post(f"{settings.projector_url}/query", json={"sql": sql}, timeout=60)
+        response = httpx.post(
+            f"{settings.projector_url}/query",
+            json={"sql": sql},
+            headers=admin.client_headers(settings),
+            timeout=settings.query_max_execution_s + 30,
+        )
     except httpx.HTTPError as exc:
         _fail(f"projector not reachable at {settings.projector_url}: {exc}")
     body = response.json()
     if response.status_code != 200:
-        _fail(f"{body.get('error')}: {body.get('message')}")
+        detail = body.get("reason") or body.get("limit")
+        _fail(
+            f"{response.status_code} {body.get('error')}"
+            + (f" ({detail})" if detail else "")
+            + f": {body.get('message')}"
+        )
     typer.echo("\t".join(body["columns"]))
     for row in body["rows"]:
         typer.echo(
@@ -156,7 +171,9 @@ def replay(
         return int(value) if value is not None and value.isdigit() else value
 
     body = {"topic": topic, "from": bound(start), "to": bound(end)}
-    with httpx.Client(base_url=settings.projector_url, timeout=30) as client:
+    with httpx.Client(
+        base_url=settings.projector_url, headers=admin.client_headers(settings), timeout=30
+    ) as client:
         started = client.post("/replays", json=body)
         if started.status_code != 202:
             _fail(f"replay refused: {started.text}")
@@ -178,6 +195,15 @@ def replay(
         f"({status['skipped']} skipped) + {status['caught_up']} caught up, in "
         f"{status['elapsed_s']}s; {into} swapped"
     )
+
+
+@cli.command("admin-key")
+def admin_key() -> None:
+    """Make an admin key for the projector's query and replay API: the key, for clients
+    (TRIBUTARY_ADMIN_KEY), then its SHA-256, for servers (TRIBUTARY_ADMIN_KEY_SHA256)."""
+    key = admin.new_key()
+    typer.echo(key)
+    typer.echo(admin.hash_key(key))
 
 
 apikey = typer.Typer(help="API keys (only their hashes are stored, in Redis).")

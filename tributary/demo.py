@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from tributary import admin
 from tributary.settings import Settings
 
 
@@ -80,7 +81,12 @@ async def read_push(
 
 
 def query(settings: Settings, sql: str) -> list[list[Any]]:
-    response = httpx.post(f"{settings.projector_url}/query", json={"sql": sql}, timeout=60)
+    response = httpx.post(
+        f"{settings.projector_url}/query",
+        json={"sql": sql},
+        headers=admin.client_headers(settings),
+        timeout=settings.query_max_execution_s + 30,
+    )
     body = response.json()
     if response.status_code != 200:
         raise RuntimeError(f"query failed: {body}")

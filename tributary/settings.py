@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # Unset: embedded chDB under data_dir. Set (http://host:8123): a ClickHouse server.
     clickhouse_url: str | None = None
     clickhouse_database: str = Field(default="tributary", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,60}$")
+    # With a server: the password of the read-only user analyst queries run as
+    # (`tributary_analyst`, made by the projector at start; projections/migrations.py).
+    clickhouse_analyst_password: str | None = None
     # chDB data folder; default `<data_dir>/chdb`. Only one process may open it.
     chdb_dir: Path | None = None
 
@@ -77,6 +80,29 @@ class Settings(BaseSettings):
 
     projector_host: str = "127.0.0.1"
     projector_port: int = 8124
+    # The projector's query and replay API answers only an admin key (docs/operators.md).
+    # Servers accept the keys whose SHA-256 is listed here (comma-separated hex); with none
+    # listed, a projector on loopback makes one in `<data_dir>/admin.key`, and one bound
+    # wider refuses to start. Clients (the CLI, the demo) send `admin_key`, or that file's.
+    admin_key_sha256: str = ""
+    admin_key: str | None = None
+
+    # Analyst queries (`POST /query`): ClickHouse's own limits, and how many run at once.
+    # One query on one thread leaves the other core to ingestion on a 2-core machine.
+    query_max_execution_s: float = Field(default=10.0, gt=0, le=600)
+    query_max_memory_mb: int = Field(default=1024, ge=16)
+    query_max_result_rows: int = Field(default=100_000, ge=1)
+    query_max_result_mb: int = Field(default=64, ge=1)
+    query_max_threads: int = Field(default=1, ge=1)
+    query_concurrency: int = Field(default=1, ge=1)
+
+    # Limits at the HTTP edge of the gateway and the projector (tributary/http_edge.py):
+    # 431 past these header totals, 414 past this URL, 408 for a request (headers and
+    # body) not received in full within `http_request_timeout_s` of its first byte.
+    http_max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    http_max_headers: int = Field(default=100, ge=8)
+    http_max_url_bytes: int = Field(default=8 * 1024, ge=256)
+    http_request_timeout_s: float = Field(default=10.0, gt=0)
     projector_batch_rows: int = 50_000
     projector_batch_ms: int = 1_000
     # The projector's `/healthz/live` limit: embedded chDB runs ClickHouse in its process.

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from schemathesis.core.result import Err, Ok
 
+from tributary import admin
 from tributary.demo import api_keys, query, read_push, send_events
 from tributary.settings import Settings
 
@@ -89,9 +90,13 @@ def test_every_process_reports_its_memory_on_liveness(apps: Settings) -> None:
 
 
 def test_query_endpoint_refuses_writes(apps: Settings) -> None:
-    response = httpx.post(f"{apps.projector_url}/query", json={"sql": "DROP DATABASE x"})
-    assert response.status_code == 400
-    assert response.json()["error"] == "read_only"
+    response = httpx.post(
+        f"{apps.projector_url}/query",
+        json={"sql": "DROP DATABASE x"},
+        headers=admin.client_headers(apps),
+    )
+    assert response.status_code == 403
+    assert response.json()["reason"] == "not_a_select"
 
 
 def test_every_query_in_the_analysts_guide_runs(apps: Settings) -> None:
@@ -103,7 +108,12 @@ def test_every_query_in_the_analysts_guide_runs(apps: Settings) -> None:
     assert len(queries) == 13
     for sql in queries:
         sql = sql.replace("tributary.", f"{apps.clickhouse_database}.")
-        response = httpx.post(f"{apps.projector_url}/query", json={"sql": sql}, timeout=60)
+        response = httpx.post(
+            f"{apps.projector_url}/query",
+            json={"sql": sql},
+            headers=admin.client_headers(apps),
+            timeout=60,
+        )
         assert response.status_code == 200, (sql, response.text)
     gaps = query(apps, re.sub(r"tributary\.", f"{apps.clickhouse_database}.", queries[5]))
     assert gaps == []
