@@ -45,3 +45,19 @@ def test_our_env_vars_are_real_settings() -> None:
 def test_healthchecks_use_our_health_endpoints() -> None:
     for name in ("gateway", "worker", "projector"):
         assert "/healthz/ready" in " ".join(SERVICES[name]["healthcheck"]["test"]), name
+
+
+def test_a_projector_bound_beyond_loopback_carries_the_admin_credential() -> None:
+    env = SERVICES["projector"]["environment"]
+    assert env["TRIBUTARY_PROJECTOR_HOST"] == "0.0.0.0"
+    # Compose refuses to start without them (`${VAR:?...}`), as the projector would.
+    for name in ("TRIBUTARY_ADMIN_KEY_SHA256", "TRIBUTARY_CLICKHOUSE_ANALYST_PASSWORD"):
+        assert env[name].startswith(f"${{{name}:?"), name
+    manifests = list(yaml.safe_load_all((ROOT / "infra" / "k8s" / "tributary.yaml").read_text()))
+    projector = next(m for m in manifests if m["metadata"]["name"] == "projector")
+    variables = {
+        e["name"]: e for e in projector["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert variables["TRIBUTARY_PROJECTOR_HOST"]["value"] == "0.0.0.0"
+    for name in ("TRIBUTARY_ADMIN_KEY_SHA256", "TRIBUTARY_CLICKHOUSE_ANALYST_PASSWORD"):
+        assert "secretKeyRef" in variables[name]["valueFrom"], name
