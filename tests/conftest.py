@@ -9,6 +9,7 @@ deleted at the end, so a reused test broker does not pile up partitions.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -93,14 +94,16 @@ def chdb(tmp_path: Path) -> Iterator[tuple[Settings, ClickHouse]]:
         ch.close()
 
 
-@pytest.fixture(scope="module")
-def apps(services: Settings) -> Iterator[Settings]:
-    """The projector, one worker and the gateway, as real processes, on `services`."""
+@contextlib.contextmanager
+def app_stack(services: Settings, **overrides: object) -> Iterator[Settings]:
+    """The projector, one worker and the gateway, as real processes, on `services` (with
+    `overrides`); stopped at the end."""
     settings = services.model_copy(
         update={
             "gateway_port": free_port(),
             "projector_port": free_port(),
             "worker_web_port": free_port(),
+            **overrides,
         }
     )
     try:
@@ -110,6 +113,13 @@ def apps(services: Settings) -> Iterator[Settings]:
     finally:
         for app in reversed(stack.APPS):
             stack.managed(settings, app).stop(timeout_s=40)
+
+
+@pytest.fixture(scope="module")
+def apps(services: Settings) -> Iterator[Settings]:
+    """The projector, one worker and the gateway, as real processes, on `services`."""
+    with app_stack(services) as settings:
+        yield settings
 
 
 LOG_TAIL_LINES = 40

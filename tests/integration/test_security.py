@@ -26,9 +26,9 @@ import pytest
 import websockets
 
 from infra.local import stack
-from infra.local.process import free_port
 from projections.tables import PROJECTIONS
 from schemas import topics
+from tests.conftest import app_stack
 from tributary import admin
 from tributary.demo import api_keys, query, send_events
 from tributary.kafka_admin import read_to_end
@@ -43,21 +43,8 @@ CLEAR_WITHIN_S = 2.0
 @pytest.fixture(scope="module")
 def hosts(services: Settings) -> Iterator[Settings]:
     """The projector, a worker and the gateway, with a short analyst-query time limit."""
-    settings = services.model_copy(
-        update={
-            "gateway_port": free_port(),
-            "projector_port": free_port(),
-            "worker_web_port": free_port(),
-            "query_max_execution_s": QUERY_LIMIT_S,
-        }
-    )
-    try:
-        for app in stack.APPS:
-            print(stack.start_app(settings, app))
+    with app_stack(services, query_max_execution_s=QUERY_LIMIT_S) as settings:
         yield settings
-    finally:
-        for app in reversed(stack.APPS):
-            stack.managed(settings, app).stop(timeout_s=40)
 
 
 @pytest.fixture(scope="module")
