@@ -35,11 +35,12 @@ def create_app(settings: Settings) -> faust.App:
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         tables.app_id(settings.namespace),
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        broker=";".join(f"kafka://{host}" for host in settings.kafka_hosts),
         store="rocksdb://",
         datadir=str(datadir),
         processing_guarantee=settings.processing_guarantee,
         topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
         # Faust declares only what it owns (changelogs); sources come from the registry.
         topic_allow_declare=True,
         web_enabled=True,

@@ -30,6 +30,14 @@ class Settings(BaseSettings):
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     kafka_heap: str = "768m"
+    # Local KRaft nodes (`tributary up --brokers 3`), each a controller and a broker: node n
+    # (1-based) on kafka_port + 2(n-1) and kafka_controller_port + 2(n-1). Three make a
+    # quorum that outlives one loss; topics then get 3 replicas and min.insync.replicas=2.
+    kafka_brokers: int = Field(default=1, ge=1, le=5)
+    # A cluster started elsewhere (compose, Kubernetes): its bootstrap list, `host:port,...`.
+    kafka_bootstrap_servers: str | None = None
+    # Replicas per topic; default min(3, brokers listed), with min.insync.replicas=2 at 3.
+    kafka_replication_factor: int | None = Field(default=None, ge=1)
     partitions: int = Field(default=6, ge=1)
 
     redis_port: int = 6379
@@ -154,8 +162,24 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     @property
+    def kafka_hosts(self) -> list[str]:
+        """Every broker's `host:port`: the bootstrap list every client takes."""
+        if self.kafka_bootstrap_servers:
+            return [h.strip() for h in self.kafka_bootstrap_servers.split(",") if h.strip()]
+        return [f"{self.kafka_host}:{self.kafka_port + 2 * n}" for n in range(self.kafka_brokers)]
+
+    @property
     def kafka_bootstrap(self) -> str:
-        return f"{self.kafka_host}:{self.kafka_port}"
+        return ",".join(self.kafka_hosts)
+
+    @property
+    def replication_factor(self) -> int:
+        return self.kafka_replication_factor or min(3, len(self.kafka_hosts))
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """Writes (acks=all) need this many replicas in sync: one may be lost at 3."""
+        return min(2, self.replication_factor)
 
     @property
     def redis_dsn(self) -> str:

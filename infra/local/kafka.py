@@ -10,10 +10,12 @@ import asyncio
 import base64
 import contextlib
 import shutil
+import signal
 import subprocess
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -72,27 +74,66 @@ def ensure_jars(settings: Settings) -> Path:
     return libs
 
 
-def server_properties(settings: Settings, log_dir: Path) -> str:
-    """The broker+controller config of a single-node KRaft cluster."""
-    host, port, cport = settings.kafka_host, settings.kafka_port, settings.kafka_controller_port
+@dataclass(frozen=True)
+class Node:
+    """One local KRaft node (controller and broker): its id, ports, and where it lives."""
+
+    id: int
+    host: str
+    port: int
+    controller_port: int
+    home: Path
+
+    @property
+    def name(self) -> str:
+        """Its process name: node 1 is `kafka`, as a single broker always was."""
+        return "kafka" if self.id == 1 else f"kafka-{self.id}"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def nodes(settings: Settings) -> list[Node]:
+    """The local nodes `settings.kafka_brokers` asks for (see `Settings.kafka_hosts`)."""
+    root = settings.data_dir.resolve()
+    return [
+        Node(
+            n,
+            settings.kafka_host,
+            settings.kafka_port + 2 * (n - 1),
+            settings.kafka_controller_port + 2 * (n - 1),
+            root / ("kafka" if n == 1 else f"kafka-{n}"),
+        )
+        for n in range(1, settings.kafka_brokers + 1)
+    ]
+
+
+def server_properties(settings: Settings, node: Node, log_dir: Path) -> str:
+    """The config of `node` in a KRaft cluster of `settings.kafka_brokers` nodes, each a
+    controller and a broker; internal topics replicated like the registry's."""
+    voters = ",".join(f"{n.id}@{n.host}:{n.controller_port}" for n in nodes(settings))
+    rf, min_isr = settings.replication_factor, settings.min_insync_replicas
     return "\n".join(
         [
             "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@{host}:{cport}",
-            f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{cport}",
-            f"advertised.listeners=PLAINTEXT://{host}:{port}",
+            f"node.id={node.id}",
+            f"controller.quorum.voters={voters}",
+            f"listeners=PLAINTEXT://{node.host}:{node.port},"
+            f"CONTROLLER://{node.host}:{node.controller_port}",
+            f"advertised.listeners=PLAINTEXT://{node.address}",
             "controller.listener.names=CONTROLLER",
             "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "inter.broker.listener.name=PLAINTEXT",
             f"log.dirs={log_dir}",
             f"num.partitions={settings.partitions}",
-            # Single node: every internal topic has one replica.
-            "offsets.topic.replication.factor=1",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
+            f"default.replication.factor={rf}",
+            f"min.insync.replicas={min_isr}",
+            f"offsets.topic.replication.factor={rf}",
+            f"transaction.state.log.replication.factor={rf}",
+            f"transaction.state.log.min.isr={min_isr}",
+            f"share.coordinator.state.topic.replication.factor={rf}",
+            f"share.coordinator.state.topic.min.isr={min_isr}",
             "group.initial.rebalance.delay.ms=0",
             # Topics come from `tributary topics` with their registry config, never by accident.
             "auto.create.topics.enable=false",
@@ -101,30 +142,50 @@ def server_properties(settings: Settings, log_dir: Path) -> str:
     )
 
 
-def managed(settings: Settings) -> Managed:
-    return Managed("kafka", settings.data_dir.resolve() / "run")
+def managed(settings: Settings, node: Node | None = None) -> Managed:
+    return Managed((node or nodes(settings)[0]).name, settings.data_dir.resolve() / "run")
 
 
 def start(settings: Settings, timeout_s: float = 90.0) -> str:
-    """Start the broker unless it runs; wait until it answers metadata requests."""
-    proc = managed(settings)
-    if proc.pid() is not None:
-        wait_until(lambda: is_ready(settings), "kafka", timeout_s, proc)
-        return f"kafka already running (pid {proc.pid()}) on {settings.kafka_bootstrap}"
+    """Start every node that does not run; wait until all of them serve metadata."""
     if is_ready(settings):
-        return f"kafka already running (not ours) on {settings.kafka_bootstrap}; reusing it"
-    for port in (settings.kafka_port, settings.kafka_controller_port):
-        if port_in_use(settings.kafka_host, port):
+        return f"kafka already running on {settings.kafka_bootstrap}"
+    for node in nodes(settings):
+        if managed(settings, node).pid() is None:
+            _launch(settings, node)
+    procs = [managed(settings, node) for node in nodes(settings)]
+    for proc in procs:
+        wait_until(lambda: is_ready(settings), "kafka", timeout_s, proc)
+    brokers = settings.kafka_brokers
+    kind = "KRaft" if brokers == 1 else f"KRaft, {brokers} nodes, RF {settings.replication_factor}"
+    return f"kafka {settings.kafka_version} ({kind}) listening on {settings.kafka_bootstrap}"
+
+
+def start_node(settings: Settings, node: Node, timeout_s: float = 90.0) -> None:
+    """Start one node again (after `stop_node`), and wait until every broker is back."""
+    if managed(settings, node).pid() is None:
+        _launch(settings, node)
+    wait_until(lambda: is_ready(settings), node.name, timeout_s, managed(settings, node))
+
+
+def stop_node(settings: Settings, node: Node, sig: int = signal.SIGTERM) -> bool:
+    """Stop one node with `sig` (SIGKILL: no clean shutdown), the others running on."""
+    return managed(settings, node).stop(timeout_s=60, sig=sig)
+
+
+def _launch(settings: Settings, node: Node) -> None:
+    """Format `node`'s storage the first time (one cluster id for all), then start its JVM."""
+    for port in (node.port, node.controller_port):
+        if port_in_use(node.host, port):
             raise ServiceError(
-                f"kafka: port {settings.kafka_host}:{port} is taken by another process; "
+                f"kafka: port {node.host}:{port} is taken by another process; "
                 "stop it or set TRIBUTARY_KAFKA_PORT / TRIBUTARY_KAFKA_CONTROLLER_PORT."
             )
     libs = ensure_jars(settings)
-    home = settings.data_dir.resolve() / "kafka"
-    log_dir = home / "data"
-    props = home / "server.properties"
-    home.mkdir(parents=True, exist_ok=True)
-    props.write_text(server_properties(settings, log_dir))
+    log_dir = node.home / "data"
+    props = node.home / "server.properties"
+    node.home.mkdir(parents=True, exist_ok=True)
+    props.write_text(server_properties(settings, node, log_dir))
     classpath = f"{libs}/*"
     if not (log_dir / "meta.properties").exists():
         result = subprocess.run(
@@ -135,7 +196,7 @@ def start(settings: Settings, timeout_s: float = 90.0) -> str:
                 "kafka.tools.StorageTool",
                 "format",
                 "-t",
-                cluster_id(),
+                _cluster_id(settings),
                 "-c",
                 str(props),
             ],
@@ -148,7 +209,7 @@ def start(settings: Settings, timeout_s: float = 90.0) -> str:
             raise ServiceError(f"kafka storage format failed:\n{result.stdout}{result.stderr}")
     log4j = resources.files("infra") / "kafka" / "log4j2.properties"
     with resources.as_file(log4j) as log4j_path:
-        proc.start(
+        managed(settings, node).start(
             [
                 "java",
                 f"-Xmx{settings.kafka_heap}",
@@ -162,8 +223,15 @@ def start(settings: Settings, timeout_s: float = 90.0) -> str:
                 str(props),
             ]
         )
-    wait_until(lambda: is_ready(settings), "kafka", timeout_s, proc)
-    return f"kafka {settings.kafka_version} (KRaft) listening on {settings.kafka_bootstrap}"
+
+
+def _cluster_id(settings: Settings) -> str:
+    """The id every node of this data folder's cluster is formatted with (made once)."""
+    path = settings.data_dir.resolve() / "kafka-cluster-id"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(cluster_id())
+    return path.read_text().strip()
 
 
 def cluster_id() -> str:
@@ -180,14 +248,21 @@ def cluster_id() -> str:
 
 
 def is_ready(settings: Settings) -> bool:
-    """True if the broker answers a metadata request."""
-    if not port_in_use(settings.kafka_host, settings.kafka_port):
+    """True if every broker is up and registered with the cluster."""
+    if not all(port_in_use(node.host, node.port) for node in nodes(settings)):
         return False
     try:
-        asyncio.run(list_topics(settings.kafka_bootstrap))
+        registered = asyncio.run(brokers_registered(settings.kafka_bootstrap))
     except (TimeoutError, KafkaError, OSError):
         return False
-    return True
+    return registered >= settings.kafka_brokers
+
+
+async def brokers_registered(bootstrap: str) -> int:
+    """How many brokers the cluster's metadata lists (within ~5 s, else `TimeoutError`)."""
+    async with admin_client(bootstrap, start_timeout_s=5, request_timeout_ms=3000) as admin:
+        cluster = await asyncio.wait_for(admin.describe_cluster(), 5)
+    return len(cluster["brokers"])
 
 
 async def list_topics(bootstrap: str) -> list[str]:
@@ -204,10 +279,16 @@ def ensure_topics(settings: Settings) -> list[str]:
 async def _ensure_topics(settings: Settings) -> list[str]:
     async with admin_client(settings.kafka_bootstrap) as admin:
         existing = set(await admin.list_topics())
-        topics = {spec.physical(settings.namespace): spec.config() for spec in REGISTRY}
-        topics.update(changelog_topics(settings.namespace, settings.dedup_ttl_s))
+        replicated = {"min.insync.replicas": str(settings.min_insync_replicas)}
+        registry = {
+            spec.physical(settings.namespace): {**spec.config(), **replicated}
+            for spec in REGISTRY
+        }
+        topics = dict(registry)
+        for name, config in changelog_topics(settings.namespace, settings.dedup_ttl_s).items():
+            topics[name] = {**config, **replicated}
         wanted = [
-            NewTopic(name, settings.partitions, 1, topic_configs=config)
+            NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=config)
             for name, config in topics.items()
             if name not in existing
         ]
@@ -216,7 +297,6 @@ async def _ensure_topics(settings: Settings) -> list[str]:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
             await _visible(admin, set(topics), timeout_s=30)
-        registry = {spec.physical(settings.namespace): spec.config() for spec in REGISTRY}
         # All of them: one made by a concurrent start may not have been listed yet.
         await _raise_record_limits(admin, registry)
         return list(registry)
@@ -286,4 +366,8 @@ async def _visible(admin: AIOKafkaAdminClient, names: set[str], timeout_s: float
 
 
 def stop(settings: Settings) -> bool:
-    return managed(settings).stop(timeout_s=30)
+    """Stop every node of the data folder (also those of a larger cluster than `settings`
+    names now); True if any was running."""
+    run = settings.data_dir.resolve() / "run"
+    names = {node.name for node in nodes(settings)} | {p.stem for p in run.glob("kafka-*.pid")}
+    return any([Managed(name, run).stop(timeout_s=30) for name in sorted(names)])
