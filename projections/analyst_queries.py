@@ -20,10 +20,10 @@ from clickhouse_connect.driver.client import Client
 
 from projections.query_rules import (
     Refusal,
-    check_functions,
+    check_ast,
     check_sources,
-    functions_in_ast,
     limit_hit,
+    names_in_ast,
     sources_in_query_tree,
     wrapped,
 )
@@ -83,6 +83,15 @@ class AnalystQueries:
         self._sessions: queue.SimpleQueue[Client] = queue.SimpleQueue()
         for _ in range(self.concurrency):
             self._sessions.put(_connect(settings))
+        # What names and table functions a query could reach beyond the database with.
+        probe = self._sessions.get()
+        try:
+            self.databases = frozenset(_ask(probe, "SELECT name FROM system.databases"))
+            self.table_functions = frozenset(
+                name.lower() for name in _ask(probe, "SELECT name FROM system.table_functions")
+            )
+        finally:
+            self._sessions.put(probe)
 
     def run(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Column names and rows of `sql`, or `QueryError` (400, 403, 422)."""
@@ -110,7 +119,9 @@ class AnalystQueries:
                     "INSERT, DDL or SHOW)",
                 )
             ) from exc
-        if refusal := check_functions(functions_in_ast(ast)):
+        functions, names = names_in_ast(ast)
+        refusal = check_ast(functions, names, self.database, self.databases, self.table_functions)
+        if refusal:
             raise _refused(refusal)
         tables, table_functions = sources_in_query_tree(_ask(client, f"EXPLAIN QUERY TREE {form}"))
         if refusal := check_sources(tables, table_functions, self.database):

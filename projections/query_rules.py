@@ -6,11 +6,16 @@ query before it runs it, and these rules read the answers:
    canonical line (one statement, no comments). It is then only ever run as the subquery
    of `SELECT * FROM (...)`, where ClickHouse's grammar has no `INTO OUTFILE`, `FORMAT` or
    statement other than a SELECT: such a query fails to parse instead of writing a file.
-2. `EXPLAIN AST` of that form: every function the query names (`functions_in_ast`),
-   before anything is evaluated; the analyzer folds constants, so `file('/etc/passwd')`
-   would be read while the query is only being analysed, and could surface in an error.
+2. `EXPLAIN AST` of that form: every function and every name the query uses
+   (`names_in_ast`), before anything is evaluated (`check_ast`). The analyzer folds
+   constants and runs scalar subqueries while it analyses, so `file('/etc/passwd')` would
+   be read, and `(SELECT groupArray(name) FROM system.tables)` run, during an EXPLAIN
+   QUERY TREE, whose output then shows neither. Names are refused by their first part: a
+   name that starts with another database's name (`system.`, `INFORMATION_SCHEMA.`) is
+   refused wherever it stands, even where it would have been a column (`t.x` under an
+   alias `system`): ambiguity refuses, it never lets through.
 3. `EXPLAIN QUERY TREE` of it: every table and table function it reads, resolved
-   (`sources_in_query_tree`).
+   (`sources_in_query_tree`), as a second look once the first found nothing.
 The session runs with `readonly=1` besides (no writes, no settings changed, most outward
 table functions refused by ClickHouse itself); these rules are the allow-lists.
 """
@@ -48,6 +53,7 @@ HOST_FUNCTIONS = frozenset(
 _HOST_PREFIXES = ("dictget", "dicthas", "dictisin")
 
 _FUNCTION = re.compile(r"^\s*Function (\w+)")
+_NAME = re.compile(r"^\s*(?:Table)?Identifier (.+?)(?: \(alias .*)?$")
 _TABLE = re.compile(r"\btable_name: ([^,\s]+)")
 _TABLE_FUNCTION = re.compile(r"\btable_function_name: (\w+)")
 
@@ -65,9 +71,36 @@ def wrapped(canonical: str) -> str:
     return f"SELECT * FROM ({canonical})"
 
 
-def functions_in_ast(lines: list[str]) -> set[str]:
-    """Names of every function node in `EXPLAIN AST` output (table functions included)."""
-    return {m.group(1) for line in lines if (m := _FUNCTION.match(line))}
+def names_in_ast(lines: list[str]) -> tuple[set[str], set[str]]:
+    """(functions, identifiers) in `EXPLAIN AST` output: every function node (table
+    functions included) and every name (`db.table`, `alias.column`, `column`, ...)."""
+    functions = {m.group(1) for line in lines if (m := _FUNCTION.match(line))}
+    names = {m.group(1) for line in lines if (m := _NAME.match(line))}
+    return functions, names
+
+
+def check_ast(
+    functions: set[str],
+    names: set[str],
+    database: str,
+    databases: frozenset[str],
+    table_functions: frozenset[str],
+) -> Refusal | None:
+    """Refuse host functions, table functions not allowed, and names that start with
+    another database's name (`databases`: every database the server has)."""
+    if refusal := check_functions(functions):
+        return refusal
+    allowed = {f.lower() for f in TABLE_FUNCTIONS}
+    foreign_functions = sorted(
+        f for f in functions if f.lower() in table_functions and f.lower() not in allowed
+    )
+    if foreign_functions:
+        return _table_function_refusal(foreign_functions)
+    others = databases - {database}
+    outside = sorted(n for n in names if n.split(".", 1)[0] in others and "." in n)
+    if outside:
+        return _outside_refusal(outside, database)
+    return None
 
 
 def sources_in_query_tree(lines: list[str]) -> tuple[set[str], set[str]]:
@@ -95,19 +128,27 @@ def check_functions(functions: set[str]) -> Refusal | None:
 def check_sources(tables: set[str], table_functions: set[str], database: str) -> Refusal | None:
     outside = sorted(t for t in tables if not _ours(t, database))
     if outside:
-        return Refusal(
-            "outside_database",
-            f"{', '.join(outside)} is outside the {database} database; "
-            "analyst queries read only its tables",
-        )
+        return _outside_refusal(outside, database)
     foreign = sorted(table_functions - TABLE_FUNCTIONS)
     if foreign:
-        return Refusal(
-            "table_function",
-            f"table function {', '.join(foreign)} is not allowed; "
-            f"allowed: {', '.join(sorted(TABLE_FUNCTIONS))}",
-        )
+        return _table_function_refusal(foreign)
     return None
+
+
+def _outside_refusal(names: list[str], database: str) -> Refusal:
+    return Refusal(
+        "outside_database",
+        f"{', '.join(names)} is outside the {database} database; "
+        "analyst queries read only its tables",
+    )
+
+
+def _table_function_refusal(names: list[str]) -> Refusal:
+    return Refusal(
+        "table_function",
+        f"table function {', '.join(names)} is not allowed; "
+        f"allowed: {', '.join(sorted(TABLE_FUNCTIONS))}",
+    )
 
 
 def _reaches_host(function: str) -> bool:

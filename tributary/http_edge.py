@@ -59,6 +59,14 @@ class EdgeProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._limits = self.limits or EdgeLimits.of(get_settings())
         self._url_bytes = self._header_bytes = self._header_count = 0
+        # Bytes of the request head so far: httptools hands a header over only once its
+        # line ends, and keeps an unfinished one in memory however long it grows.
+        self._head_bytes = 0
+        self._head_done = False
+        limits = self._limits
+        self._max_head_bytes = (
+            limits.max_url_bytes + limits.max_header_bytes + 4 * limits.max_headers + 1024
+        )
         self._refused: _Refused | None = None
         self._deadline: asyncio.TimerHandle | None = None
 
@@ -69,6 +77,20 @@ class EdgeProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._head_done:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        too_long = not self._head_done and self._head_bytes > self._max_head_bytes
+        if too_long and not self.transport.is_closing():
+            self._answer(
+                _Refused(
+                    431,
+                    "headers_too_large",
+                    f"The request head is over {self._max_head_bytes} bytes.",
+                )
+            )
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -98,8 +120,13 @@ class EdgeProtocol(HttpToolsProtocol):
             )
         super().on_header(name, value)
 
+    def on_headers_complete(self) -> None:
+        self._head_done = True
+        super().on_headers_complete()
+
     def on_message_complete(self) -> None:
         self._disarm()
+        self._head_bytes, self._head_done = 0, False
         super().on_message_complete()
 
     def handle_websocket_upgrade(self) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from projections.query_rules import (
+    check_ast,
     check_functions,
     check_sources,
-    functions_in_ast,
     limit_hit,
+    names_in_ast,
     sources_in_query_tree,
     wrapped,
 )
@@ -48,7 +49,54 @@ TREE = """QUERY id: 0
 
 
 def test_every_function_node_is_found_and_aliases_are_not_functions() -> None:
-    assert functions_in_ast(AST) == {"upper", "file"}
+    assert names_in_ast(AST)[0] == {"upper", "file"}
+
+
+# EXPLAIN AST of a scalar subquery on system.tables, an IN over INFORMATION_SCHEMA, and
+# merge(): the query tree shows none of them (the analyzer runs the scalar first).
+SCALAR_AST = """SelectWithUnionQuery (children 2)
+          ExpressionList (children 2)
+           Subquery (alias t) (children 1)
+              SelectQuery (children 2)
+               ExpressionList (children 1)
+                Function groupArray (children 1)
+                 ExpressionList (children 1)
+                  Identifier name
+                 TableExpression (children 1)
+                  TableIdentifier system.tables
+           Identifier x.a
+             TableIdentifier tributary.events_counted (alias x)
+              Identifier user_id
+                     TableIdentifier INFORMATION_SCHEMA.TABLES
+                      Function merge (children 1)
+ Identifier Native""".splitlines()
+DATABASES = frozenset(
+    {"system", "INFORMATION_SCHEMA", "information_schema", "default", "tributary"}
+)
+TABLE_FUNCTIONS = frozenset({"file", "merge", "numbers", "url", "view"})
+
+
+def test_names_outside_the_database_are_refused_before_anything_runs() -> None:
+    functions, names = names_in_ast(SCALAR_AST)
+    assert names == {
+        "name",
+        "system.tables",
+        "x.a",
+        "tributary.events_counted",
+        "user_id",
+        "INFORMATION_SCHEMA.TABLES",
+        "Native",
+    }
+    no_merge = functions - {"merge"}
+    refusal = check_ast(no_merge, names, "tributary", DATABASES, TABLE_FUNCTIONS)
+    assert refusal is not None and refusal.reason == "outside_database"
+    assert "INFORMATION_SCHEMA.TABLES, system.tables" in refusal.message
+    refusal = check_ast(functions, names, "tributary", DATABASES, TABLE_FUNCTIONS)
+    assert refusal is not None and refusal.reason == "table_function"
+    ours = {"x.a", "tributary.events_counted", "user_id", "Native"}
+    assert (
+        check_ast({"groupArray", "numbers"}, ours, "tributary", DATABASES, TABLE_FUNCTIONS) is None
+    )
 
 
 def test_host_functions_are_refused_whatever_their_case() -> None:
