@@ -44,7 +44,9 @@ def create_app(settings: Settings) -> faust.App:
         # Faust declares only what it owns (changelogs); sources come from the registry.
         topic_allow_declare=True,
         web_enabled=True,
-        web_host="127.0.0.1",
+        # Faust binds `web_bind` (0.0.0.0 unless told) and only names `web_host` in URLs.
+        web_bind=settings.worker_web_host,
+        web_host=settings.worker_web_host,
         web_port=settings.worker_web_port,
         web_in_thread=False,
         table_standby_replicas=settings.table_standby_replicas,

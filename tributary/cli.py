@@ -11,7 +11,7 @@ import orjson
 import typer
 
 from tributary import admin
-from tributary.settings import get_settings
+from tributary.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from streams.dlq_admin import DeadLetter
@@ -28,13 +28,22 @@ def _fail(message: str) -> NoReturn:
 
 
 @cli.command()
-def up() -> None:
-    """Start Kafka, Redis, the topics, the projector, a worker and the gateway (idempotent)."""
+def up(
+    brokers: int = typer.Option(None, help="Kafka nodes (TRIBUTARY_KAFKA_BROKERS); 3: RF 3"),
+    gateways: int = typer.Option(None, help="Gateways (TRIBUTARY_GATEWAYS); 2+: behind haproxy"),
+    workers: int = typer.Option(None, help="Stream workers (TRIBUTARY_WORKERS)"),
+) -> None:
+    """Start Kafka, Redis, the topics, the projector, workers and gateways (idempotent).
+
+    Use the same settings (or flags) for `down` and `status` as for `up`."""
     from infra.local import stack
     from infra.local.process import ServiceError
 
+    asked = {"kafka_brokers": brokers, "gateways": gateways, "workers": workers}
+    chosen = {k: v for k, v in asked.items() if v is not None}
+    settings = Settings.model_validate({**get_settings().model_dump(), **chosen})
     try:
-        timings = stack.up(get_settings(), echo=typer.echo)
+        timings = stack.up(settings, echo=typer.echo)
     except ServiceError as exc:
         _fail(str(exc))
     typer.echo(

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
+    # How many gateway and worker processes `tributary up` starts. With two gateways or
+    # more, haproxy listens on `gateway_port` and gateway n on `gateway_port + n`.
+    gateways: int = Field(default=1, ge=1, le=8)
+    workers: int = Field(default=1, ge=1, le=12)
     gateway_workers: int = Field(default=1, ge=1)
     # Serve the plain POST /v1/events in a lean ASGI layer (gateway/fast_events.py);
     # off: every request goes through the FastAPI route.
@@ -126,6 +130,9 @@ class Settings(BaseSettings):
     # An event id seen again within this horizon (by event time) has no second effect.
     dedup_ttl_s: int = 24 * 60 * 60
     worker_web_port: int = 6066
+    # Where the worker's health and metrics pages listen: loopback here; 0.0.0.0 in a pod,
+    # so that its probes reach them (infra/k8s, docker-compose.yml).
+    worker_web_host: str = "127.0.0.1"
     processing_guarantee: str = Field(
         default="exactly_once", pattern=r"^(exactly_once|at_least_once)$"
     )

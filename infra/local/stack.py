@@ -9,11 +9,11 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 
-from infra.local import dockerd, kafka, redis, triton
+from infra.local import dockerd, haproxy, kafka, redis, triton
 from infra.local.process import Managed, ServiceError, port_in_use, wait_until
 from tributary.settings import Settings
 
@@ -45,6 +45,35 @@ APPS: tuple[AppProcess, ...] = (
         "gateway", "gateway", lambda s: f"{s.gateway_url}/healthz/ready", lambda s: s.gateway_port
     ),
 )
+
+
+PROJECTOR, WORKER, GATEWAY = APPS
+
+
+def replicas(settings: Settings) -> list[tuple[AppProcess, Settings]]:
+    """Every process `tributary up` runs, each with its own settings: the projector,
+    `settings.workers` workers (worker n: `<worker_name>-n`, web port + n-1) and
+    `settings.gateways` gateways (several: behind haproxy, on `haproxy.gateway_ports`)."""
+    procs = [(PROJECTOR, settings)]
+    for n in range(1, settings.workers + 1):
+        if n == 1:
+            procs.append((WORKER, settings))
+            continue
+        update = {
+            "worker_name": f"{settings.worker_name}-{n}",
+            "worker_web_port": settings.worker_web_port + n - 1,
+        }
+        procs.append((replace(WORKER, name=f"worker-{n}"), settings.model_copy(update=update)))
+    if settings.gateways == 1:
+        return [*procs, (GATEWAY, settings)]
+    for n, port in enumerate(haproxy.gateway_ports(settings), start=1):
+        procs.append(
+            (
+                replace(GATEWAY, name=f"gateway-{n}"),
+                settings.model_copy(update={"gateway_port": port}),
+            )
+        )
+    return procs
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -103,8 +132,10 @@ def up(settings: Settings, echo: Callable[[str], None] = print) -> dict[str, flo
         ("topics", lambda: "topics: " + ", ".join(kafka.ensure_topics(settings))),
         ("dockerd", lambda: dockerd.start(settings)),
         ("triton", lambda: triton.start(settings)),
-        *[(a.name, lambda a=a: start_app(settings, a)) for a in APPS],  # type: ignore[misc]
+        *[(a.name, lambda a=a, s=s: start_app(s, a)) for a, s in replicas(settings)],  # type: ignore[misc]
     ]
+    if settings.gateways > 1:
+        steps.append(("haproxy", lambda: haproxy.start(settings)))
     for name, step in steps:
         started = time.monotonic()
         echo(step())
@@ -113,10 +144,18 @@ def up(settings: Settings, echo: Callable[[str], None] = print) -> dict[str, flo
 
 
 def down(settings: Settings, echo: Callable[[str], None] = print) -> None:
-    """Stop Tributary's processes first (they flush), then the services."""
-    for app in reversed(APPS):
-        if managed(settings, app).stop(timeout_s=40):
-            echo(f"stopped {app.name}")
+    """Stop the balancer and Tributary's processes first (they flush), then the services."""
+    if haproxy.stop(settings):
+        echo("stopped haproxy")
+    run = settings.data_dir.resolve() / "run"
+    known = [managed(own, app) for app, own in reversed(replicas(settings))]
+    # Also the replicas of an `up` with more gateways or workers than `settings` says now.
+    extra = [
+        Managed(p.stem, run) for name in ("gateway", "worker") for p in run.glob(f"{name}-*.pid")
+    ]
+    for proc in [*extra, *known]:
+        if proc.stop(timeout_s=40):
+            echo(f"stopped {proc.name}")
     for name, module in (("triton", triton), ("dockerd", dockerd), ("redis", redis)):
         if module.stop(settings):
             echo(f"stopped {name}")
@@ -132,10 +171,10 @@ def status(settings: Settings) -> list[tuple[str, str]]:
         ("dockerd", "ready" if dockerd.is_ready(settings) else "down"),
         ("triton", "ready" if triton.is_ready(settings) else "down"),
     ]
-    for app in APPS:
-        pid = managed(settings, app).pid()
-        state = (
-            "down" if pid is None else ("ready" if url_ok(app.ready_url(settings)) else "starting")
-        )
+    for app, own in replicas(settings):
+        pid = managed(own, app).pid()
+        state = "down" if pid is None else ("ready" if url_ok(app.ready_url(own)) else "starting")
         rows.append((app.name, state))
+    if settings.gateways > 1:
+        rows.append(("haproxy", "ready" if haproxy.is_ready(settings) else "down"))
     return rows

@@ -61,3 +61,21 @@ def test_a_projector_bound_beyond_loopback_carries_the_admin_credential() -> Non
     assert variables["TRIBUTARY_PROJECTOR_HOST"]["value"] == "0.0.0.0"
     for name in ("TRIBUTARY_ADMIN_KEY_SHA256", "TRIBUTARY_CLICKHOUSE_ANALYST_PASSWORD"):
         assert "secretKeyRef" in variables[name]["valueFrom"], name
+
+
+def test_clickhouse_guards_its_default_user_and_its_system_tables() -> None:
+    import xml.etree.ElementTree as ET
+
+    clickhouse = SERVICES["clickhouse"]
+    assert clickhouse["environment"]["CLICKHOUSE_PASSWORD"].startswith("${CLICKHOUSE_PASSWORD:?")
+    mounts = {v.split(":")[0]: v.split(":")[1] for v in clickhouse["volumes"]}
+    assert mounts["./infra/clickhouse/access.xml"].startswith("/etc/clickhouse-server/config.d/")
+    improvements = ET.parse(ROOT / "infra" / "clickhouse" / "access.xml").find(
+        "access_control_improvements"
+    )
+    assert improvements is not None
+    for setting in (
+        "select_from_system_db_requires_grant",
+        "select_from_information_schema_requires_grant",
+    ):
+        assert improvements.findtext(setting) == "true", setting

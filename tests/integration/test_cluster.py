@@ -1,0 +1,281 @@
+"""Tributary on a local cluster (issue #25): three KRaft brokers with every topic replicated
+three times, two gateways behind haproxy, two workers, under a steady HTTP load.
+
+Brokers and workers are killed and restarted under the load; every event answered 202 must
+be in ClickHouse exactly once, each user's `seq` gap-free and in the order the user sent.
+The client is a polite one: it sends a user's next event only after the previous one's
+202, and retries an event (same id) after a 503 or a dropped connection. The longer runs
+are `bench/cluster.py`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import statistics
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import httpx
+import orjson
+import pytest
+import websockets
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from infra.local import haproxy, kafka, stack
+from infra.local.process import free_port
+from schemas import topics
+from tests.conftest import PORT_OFFSET, TEST_DATA, make_settings
+from tributary.demo import api_keys, query
+from tributary.kafka_admin import admin_client
+from tributary.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+USERS = 12
+PAUSE_S = 0.05  # between a user's events: at most USERS / PAUSE_S events/s
+
+
+@pytest.fixture(scope="module")
+def cluster(services: Settings) -> Iterator[Settings]:
+    """3 brokers (own ports and data folder), 2 gateways behind haproxy, 2 workers, the
+    projector; Redis is the test session's."""
+    base = free_port()
+    settings = make_settings(
+        data_dir=TEST_DATA / "cluster",
+        kafka_port=29092 + PORT_OFFSET,
+        kafka_controller_port=29093 + PORT_OFFSET,
+        kafka_brokers=3,
+        kafka_heap="256m",
+        redis_port=services.redis_port,
+        gateways=2,
+        workers=2,
+        gateway_port=base,
+        worker_session_timeout_s=6.0,
+    )
+    procs = stack.replicas(settings)
+    started = time.monotonic()
+    try:
+        print(kafka.start(settings))
+        kafka.ensure_topics(settings)
+        for app, own in procs:
+            print(stack.start_app(own, app))
+        print(haproxy.start(settings))
+        print(f"cluster up in {time.monotonic() - started:.1f} s")
+        yield settings
+    finally:
+        haproxy.stop(settings)
+        for app, own in reversed(procs):
+            stack.managed(own, app).stop(timeout_s=40)
+        try:
+            kafka.delete_namespaces(settings, [settings.namespace])
+        except Exception as exc:  # a broker gone at teardown must not fail the run
+            print(f"could not delete the cluster's topics: {exc!r}")
+        kafka.stop(settings)
+
+
+@dataclass
+class Load:
+    """Users sending events through the balancer until `stop`; what the gateways answered."""
+
+    settings: Settings
+    run: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    stop: threading.Event = field(default_factory=threading.Event)
+    accepted: Counter[str] = field(default_factory=Counter)  # 202s per user
+    refused: list[tuple[float, str]] = field(default_factory=list)  # (when, what) not 202
+    thread: threading.Thread | None = None
+
+    def users(self) -> list[str]:
+        return [f"cl-{self.run}-u{i}" for i in range(USERS)]
+
+    def start(self) -> Load:
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        self.thread.start()
+        return self
+
+    def finish(self) -> None:
+        self.stop.set()
+        assert self.thread is not None
+        self.thread.join(timeout=60)
+
+    async def _run(self) -> None:
+        keys = await api_keys(self.settings, self.users())
+        async with httpx.AsyncClient(base_url=self.settings.gateway_url, timeout=10) as client:
+            await asyncio.gather(*(self._user(client, u, keys[u]) for u in self.users()))
+
+    async def _user(self, client: httpx.AsyncClient, user: str, key: str) -> None:
+        n = 0
+        while not self.stop.is_set():
+            body = {"id": f"{user}-{n}", "source": "cluster", "type": "t.n", "data": {"n": n}}
+            try:
+                response = await client.post("/v1/events", json=body, headers={"x-api-key": key})
+                status = str(response.status_code)
+            except httpx.HTTPError as exc:
+                status = type(exc).__name__
+            if status == "202":
+                self.accepted[user] += 1
+                n += 1
+                await asyncio.sleep(PAUSE_S)
+            else:
+                self.refused.append((time.monotonic(), status))
+                await asyncio.sleep(0.1)  # the same event again, same id
+
+
+def leader_with_most_partitions(settings: Settings) -> kafka.Node:
+    async def leaders() -> Counter[int]:
+        async with admin_client(settings.kafka_bootstrap) as admin:
+            names = [t for t in await admin.list_topics() if t.startswith(settings.namespace)]
+            described = await admin.describe_topics(names)
+        return Counter(p["leader"] for t in described for p in t["partitions"])
+
+    counts = asyncio.run(leaders())
+    node_id = counts.most_common(1)[0][0]
+    print(f"partition leaders per broker: {dict(counts)}; killing broker {node_id}")
+    return next(n for n in kafka.nodes(settings) if n.id == node_id)
+
+
+def check_exactly_once_in_order(settings: Settings, load: Load, timeout_s: float = 180) -> None:
+    """Every 202 in `events_counted` once; per user, seq 1..N in the order sent."""
+    db, where = settings.clickhouse_database, f"user_id LIKE 'cl-{load.run}-%'"
+    total = sum(load.accepted.values())
+    deadline = time.monotonic() + timeout_s
+    while query(settings, f"SELECT count() FROM {db}.events_counted WHERE {where}")[0][0] < total:
+        assert time.monotonic() < deadline, "not every accepted event reached ClickHouse"
+        time.sleep(0.5)
+    time.sleep(2)  # a duplicate would be a straggler
+    rows = query(
+        settings,
+        f"""SELECT user_id, count(), uniqExact(event_id), min(seq), max(seq),
+               arrayMap(p -> p.2, arraySort(p -> p.1,
+                   groupArray((seq, JSONExtractInt(data, 'data', 'n'))))) AS n_by_seq
+            FROM {db}.events_counted WHERE {where} GROUP BY user_id ORDER BY user_id""",
+    )
+    assert {r[0] for r in rows} == set(load.users())
+    for user, n, unique, lo, hi, n_by_seq in rows:
+        sent = load.accepted[user]
+        assert (n, unique) == (sent, sent), f"{user}: {n} rows, {unique} ids for {sent} 202s"
+        assert (lo, hi) == (1, sent), f"{user}: seq {lo}..{hi} for {sent} events"
+        assert n_by_seq == list(range(sent)), f"{user}: not in the order sent"
+
+
+def refusal_window(load: Load, since: float) -> str:
+    after = [t for t, _ in load.refused if t >= since]
+    if not after:
+        return "no refusals"
+    kinds = Counter(what for t, what in load.refused if t >= since)
+    return f"{len(after)} refusals over {after[-1] - after[0]:.1f} s {dict(kinds)}"
+
+
+def test_a_broker_and_a_worker_killed_under_load_lose_and_double_nothing(
+    cluster: Settings,
+) -> None:
+    load = Load(cluster).start()
+    time.sleep(5)
+    broker = leader_with_most_partitions(cluster)
+    killed_broker = time.monotonic()
+    kafka.stop_node(cluster, broker, signal.SIGKILL)
+    time.sleep(10)
+    worker_app, worker_settings = next(
+        (a, s) for a, s in stack.replicas(cluster) if a.name == "worker-2"
+    )
+    stack.managed(worker_settings, worker_app).stop(sig=signal.SIGKILL)
+    time.sleep(10)
+    kafka.start_node(cluster, broker)
+    stack.start_app(worker_settings, worker_app)
+    time.sleep(5)
+    load.finish()
+    total = sum(load.accepted.values())
+    print(
+        f"{total} events accepted through haproxy; after the broker's SIGKILL: "
+        f"{refusal_window(load, killed_broker)}"
+    )
+    assert total > 1000
+    assert all(what in ("503", "ReadTimeout", "ConnectError") for _, what in load.refused)
+    check_exactly_once_in_order(cluster, load)
+
+
+def test_a_rolling_restart_of_every_broker_loses_and_doubles_nothing(cluster: Settings) -> None:
+    load = Load(cluster).start()
+    time.sleep(3)
+    for node in kafka.nodes(cluster):
+        began = time.monotonic()
+        kafka.stop_node(cluster, node, signal.SIGTERM)
+        time.sleep(3)
+        kafka.start_node(cluster, node)
+        print(f"broker {node.id} restarted in {time.monotonic() - began:.1f} s")
+        time.sleep(3)
+    load.finish()
+    print(f"{sum(load.accepted.values())} events accepted; {refusal_window(load, 0)}")
+    check_exactly_once_in_order(cluster, load)
+
+
+def test_a_websocket_on_one_gateway_sees_what_the_other_accepted(cluster: Settings) -> None:
+    first, second = (f"http://127.0.0.1:{port}" for port in haproxy.gateway_ports(cluster))
+    user = f"ws-{uuid.uuid4().hex[:8]}"
+    key = asyncio.run(api_keys(cluster, [user]))[user]
+
+    def send(gateway: str, n: int) -> None:
+        body = {"source": "ws", "type": "t.n", "data": {"n": n}}
+        response = httpx.post(f"{gateway}/v1/events", json=body, headers={"x-api-key": key})
+        assert response.status_code == 202, response.text
+
+    async def read(gateway: str, since: int, count: int) -> list[int]:
+        url = gateway.replace("http://", "ws://") + f"/v1/ws?since={since}&api_key={key}"
+        seen: list[int] = []
+        async with websockets.connect(url) as ws:
+            while len(seen) < count:
+                message = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
+                seen.append(message["data"]["n"])
+        return seen
+
+    async def live_then_resume() -> tuple[list[int], list[int]]:
+        listening = asyncio.create_task(read(first, 0, 10))
+        await asyncio.sleep(1)
+        for n in range(10):
+            await asyncio.to_thread(send, second, n)
+        live = await listening
+        # Disconnected: five more go in through the first gateway, then resume on the second.
+        for n in range(10, 15):
+            await asyncio.to_thread(send, first, n)
+        return live, await read(second, 10, 5)
+
+    live, resumed = asyncio.run(live_then_resume())
+    assert live == list(range(10))
+    assert resumed == list(range(10, 15))
+
+
+def test_the_balancer_spreads_requests_over_both_gateways(cluster: Settings) -> None:
+    def accepted_by(port: int) -> float:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("tributary_gateway_events_accepted_total{")
+        )
+
+    ports = haproxy.gateway_ports(cluster)
+    before = [accepted_by(p) for p in ports]
+    load = Load(cluster).start()
+    time.sleep(4)
+    load.finish()
+    gained = [accepted_by(p) - b for p, b in zip(ports, before, strict=True)]
+    print(f"events accepted per gateway: {gained}")
+    assert min(gained) > 0.2 * statistics.fmean(gained)
+
+
+def test_topics_are_replicated_three_times_with_two_in_sync_required(cluster: Settings) -> None:
+    async def described() -> tuple[list[dict], list]:  # type: ignore[type-arg]
+        async with admin_client(cluster.kafka_bootstrap) as admin:
+            name = topics.INGEST.physical(cluster.namespace)
+            return await admin.describe_topics([name]), await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, name, {"min.insync.replicas": None})]
+            )
+
+    [topic], [configs] = asyncio.run(described())
+    assert {len(p["replicas"]) for p in topic["partitions"]} == {3}
+    [(_, _, _, _, entries)] = configs.resources
+    assert ("min.insync.replicas", "2") in [(e[0], e[1]) for e in entries]
