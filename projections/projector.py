@@ -27,6 +27,7 @@ from projections.batching import Batcher, PartitionBatch, TopicBlock, by_topic
 from projections.clickhouse import ClickHouse
 from projections.metrics import BATCH_SECONDS, ROWS_PROJECTED, SKIPPED, STALLED
 from projections.tables import PROJECTIONS, UNREADABLE, Projection
+from schemas.groups import PROJECTOR_CLICKHOUSE
 from tributary.kafka_admin import commit_or_log
 from tributary.progress import ProgressWatch
 from tributary.settings import Settings
@@ -45,7 +46,7 @@ class Projector:
         self.settings = settings
         self.ch = ch
         self.by_topic = {p.topic.physical(settings.namespace): p for p in projections}
-        self.group = f"{settings.namespace}-projector-clickhouse"
+        self.group = PROJECTOR_CLICKHOUSE.physical(settings.namespace)
         self.batcher = Batcher(settings.projector_batch_rows, settings.projector_batch_ms)
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,

@@ -16,8 +16,8 @@ from redis.exceptions import RedisError, ResponseError
 
 from projections.consumers import redis_projector_consumer
 from schemas.envelope import EnvelopeError, from_kafka_lenient
+from schemas.groups import PROJECTOR_PUSH
 from schemas.push import push_payload, stream_key
-from schemas.topics import COUNTED
 from tributary import redis_client
 from tributary.kafka_admin import commit_or_log
 from tributary.settings import Settings
@@ -32,9 +32,7 @@ class PushProjector:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.redis = redis_client.connect(settings)
-        self.consumer = redis_projector_consumer(
-            settings, "projector-push", COUNTED.physical(settings.namespace)
-        )
+        self.consumer = redis_projector_consumer(settings, PROJECTOR_PUSH)
 
     async def run(self, stop: asyncio.Event) -> None:
         try:

@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from projections.consumers import redis_projector_consumer
 from schemas.envelope import EnvelopeError, EventView, from_kafka_lenient
+from schemas.groups import PROJECTOR_STATUS
 from schemas.jobs import (
     CONTAINER_START,
     INFERENCE_REQUESTED,
@@ -27,7 +28,6 @@ from schemas.jobs import (
     job_key,
 )
 from schemas.push import JOBS_STREAM_MAXLEN, job_payload, jobs_stream_key
-from schemas.topics import COMMANDS, CONTAINERS, JOBS
 from tributary import redis_client
 from tributary.kafka_admin import commit_or_log
 from tributary.settings import Settings
@@ -113,14 +113,7 @@ class StatusProjector:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.redis = redis_client.connect(settings)
-        ns = settings.namespace
-        self.consumer = redis_projector_consumer(
-            settings,
-            "projector-status",
-            COMMANDS.physical(ns),
-            JOBS.physical(ns),
-            CONTAINERS.physical(ns),
-        )
+        self.consumer = redis_projector_consumer(settings, PROJECTOR_STATUS)
 
     async def run(self, stop: asyncio.Event) -> None:
         try:

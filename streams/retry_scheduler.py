@@ -21,6 +21,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from schemas.groups import RETRY_SCHEDULER
 from schemas.topics import MAX_RECORD_BYTES, RETRY
 from tributary.kafka_admin import commit_or_log, started
 from tributary.settings import Settings
@@ -61,7 +62,7 @@ class RetryScheduler:
         consumer = AIOKafkaConsumer(
             self.topic,
             bootstrap_servers=self.settings.kafka_bootstrap,
-            group_id=f"{self.settings.namespace}-retry-scheduler",
+            group_id=RETRY_SCHEDULER.physical(self.settings.namespace),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",

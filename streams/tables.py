@@ -9,6 +9,8 @@ create the changelogs beforehand, from this list.
 
 from __future__ import annotations
 
+from schemas.groups import EXECUTORS
+
 USER_SEQ = "user-seq"  # counter: user -> last sequence number
 SEEN_EVENTS = "seen-events"  # counter: user/event id -> seq (windowed, dedup)
 USER_STATE = "user-state"  # command agent: user -> limits, quotas, debounce
@@ -34,7 +36,7 @@ TABLES = (
 
 
 def app_id(namespace: str) -> str:
-    return f"{namespace}-streams"
+    return EXECUTORS.physical(namespace)
 
 
 def changelog_topics(namespace: str, dedup_ttl_s: int) -> dict[str, dict[str, str]]:

@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.structs import ConsumerRecord
 
+from schemas import groups
 from schemas.topics import MAX_RECORD_BYTES
 from streams import state, tables
 from streams.metrics import EVENTS_PROCESSED
@@ -82,7 +83,7 @@ class TransactionalLoop:
     def __init__(self, settings: Settings, processor: Processor) -> None:
         self.settings = settings
         self.processor = processor
-        self.group = f"{app_id(settings.namespace)}-{processor.name}"
+        self.group = groups.of_agent(processor.name).physical(settings.namespace)
         self.position_table = tables.position_table(processor.name)
         self.table_names = (*processor.tables, self.position_table)
         self.changelogs = {
