@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 .PHONY: system setup triton-venv demo test lint down
 
-system:  ## Debian packages: redis-server, Java 17, Maven, docker.io, busybox (skipped when present)
+system:  ## Debian packages: redis-server, Java 17, Maven, docker.io, busybox, haproxy, docker-compose (skipped when present)
 	bash infra/install-system.sh
 
 $(VENV)/.installed: pyproject.toml

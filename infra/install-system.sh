@@ -8,6 +8,7 @@ command -v mvn >/dev/null || need+=(maven)
 command -v dockerd >/dev/null || need+=(docker.io)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v haproxy >/dev/null || need+=(haproxy)
+command -v docker-compose >/dev/null || need+=(docker-compose)
 if ((${#need[@]})); then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
