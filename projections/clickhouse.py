@@ -23,11 +23,18 @@ _JSON_INPUT = {"date_time_input_format": "best_effort"}
 class ClickHouse:
     """A thread-safe wrapper: chDB allows one caller at a time in a process."""
 
-    def __init__(self, client: Client, database: str, backend: str) -> None:
+    def __init__(
+        self, client: Client, database: str, backend: str, cluster: str | None = None
+    ) -> None:
         self._client = client
         self._lock = threading.Lock()
         self.database = database
         self.backend = backend
+        # A ClickHouse cluster's name: tables are replicated, read and written through
+        # `Distributed` tables (projections/migrations.py). Inserts then reach the shards
+        # before they return, so a failed one is retried with its token, never half-queued.
+        self.cluster = cluster
+        self._placement = {"distributed_foreground_insert": 1} if cluster else {}
 
     @property
     def client(self) -> Client:
@@ -62,7 +69,7 @@ class ClickHouse:
                 f"{self.database}.{table}",
                 list(columns),
                 body,
-                settings={"insert_deduplication_token": token, **_JSON_INPUT},
+                settings={"insert_deduplication_token": token, **_JSON_INPUT, **self._placement},
                 fmt="JSONCompactColumns",
             )
 
@@ -73,13 +80,17 @@ class ClickHouse:
 
 def connect(settings: Settings) -> ClickHouse:
     """Open the backend `settings` names and make sure its database exists."""
+    cluster = settings.clickhouse_cluster
     if settings.clickhouse_url:
         client = clickhouse_connect.get_client(dsn=settings.clickhouse_url)
         backend = "server"
+    elif cluster:
+        raise ValueError("TRIBUTARY_CLICKHOUSE_CLUSTER needs a server (TRIBUTARY_CLICKHOUSE_URL)")
     else:
         settings.chdb_path.mkdir(parents=True, exist_ok=True)
         client = clickhouse_connect.get_client(dsn=f"chdb://{settings.chdb_path}")
         backend = "chdb"
-    ch = ClickHouse(client, settings.clickhouse_database, backend)
-    ch.command(f"CREATE DATABASE IF NOT EXISTS {settings.clickhouse_database}")
+    ch = ClickHouse(client, settings.clickhouse_database, backend, cluster)
+    on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
+    ch.command(f"CREATE DATABASE IF NOT EXISTS {settings.clickhouse_database}{on_cluster}")
     return ch

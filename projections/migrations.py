@@ -15,36 +15,69 @@ from projections.clickhouse import ClickHouse
 from tributary.settings import Settings
 
 DEDUP_WINDOW = 10_000
+# A migration's DDL for (database, cluster or None): statements joined by ";\n".
+Ddl = Callable[[str, str | None], str]
 
 
-def _projected_table(db: str, name: str, columns: str, order_by: str) -> str:
-    """A table the projector writes: `columns`, then where each row came from in Kafka
-    (the projector resumes from max(_offset)), monthly parts, and the dedup window."""
-    return f"""
-    CREATE TABLE IF NOT EXISTS {db}.{name} (
-        {columns}
-        _topic LowCardinality(String),
-        _partition UInt16,
-        _offset UInt64,
-        _inserted DateTime64(3, 'UTC') DEFAULT now64(3)
+def create_table(
+    db: str,
+    name: str,
+    columns: str,
+    engine: str,
+    order_by: str,
+    cluster: str | None,
+    *,
+    partition_by: str | None = None,
+    dedup: bool = False,
+    shard_by: str = "rand()",
+) -> str:
+    """`CREATE TABLE` for one server (or chDB), or, on a named cluster, a replicated table
+    `<name>_local` on every node plus a `Distributed` table `<name>` over them, which is
+    what everything reads and writes (`shard_by` places a row's shard)."""
+    tail = (f" PARTITION BY {partition_by}" if partition_by else "") + f" ORDER BY ({order_by})"
+    if cluster is None:
+        window = f" SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}" if dedup else ""
+        return f"CREATE TABLE IF NOT EXISTS {db}.{name} ({columns}) ENGINE = {engine}{tail}{window}"
+    local = f"{name}_local"
+    window = f" SETTINGS replicated_deduplication_window = {DEDUP_WINDOW}" if dedup else ""
+    keeper = f"'/clickhouse/tables/{{shard}}/{db}/{local}', '{{replica}}'"
+    return (
+        f"CREATE TABLE IF NOT EXISTS {db}.{local} ON CLUSTER {cluster} ({columns}) "
+        f"ENGINE = Replicated{engine}({keeper}){tail}{window};\n"
+        f"CREATE TABLE IF NOT EXISTS {db}.{name} ON CLUSTER {cluster} AS {db}.{local} "
+        f"ENGINE = Distributed({cluster}, {db}, {local}, {shard_by})"
     )
-    ENGINE = MergeTree
-    PARTITION BY toYYYYMM(time)
-    ORDER BY ({order_by})
-    SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}
-    """
 
 
-def _event_table(name: str, extra_columns: str = "") -> Callable[[str], str]:
+def _projected_table(db: str, name: str, columns: str, order_by: str, cluster: str | None) -> str:
+    """A table the projector writes: `columns`, then where each row came from in Kafka
+    (the projector resumes from max(_offset)), monthly parts, and the dedup window (a
+    retried insert with the same token is dropped). On a cluster, a user's rows share a
+    shard."""
+    return create_table(
+        db,
+        name,
+        f"{columns} _topic LowCardinality(String), _partition UInt16, _offset UInt64,"
+        " _inserted DateTime64(3, 'UTC') DEFAULT now64(3)",
+        "MergeTree",
+        order_by,
+        cluster,
+        partition_by="toYYYYMM(time)",
+        dedup=True,
+        shard_by="cityHash64(user_id)",
+    )
+
+
+def _event_table(name: str, extra_columns: str = "") -> Ddl:
     """A table of CloudEvents: their attributes, `data` as JSON, then `extra_columns`."""
 
-    def ddl(db: str) -> str:
+    def ddl(db: str, cluster: str | None) -> str:
         columns = (
             "event_id String, user_id String, type LowCardinality(String),"
             " source LowCardinality(String), time DateTime64(3, 'UTC'), data String,"
             f" {extra_columns}"
         )
-        return _projected_table(db, name, columns, "user_id, time, event_id")
+        return _projected_table(db, name, columns, "user_id, time, event_id", cluster)
 
     return ddl
 
@@ -63,20 +96,24 @@ class Rollup:
     def select_from(self, db: str, source: str) -> str:
         return self.select.format(db=db, source=source)
 
-    def table_ddl(self, db: str) -> str:
+    def table_ddl(self, db: str, cluster: str | None) -> str:
+        return create_table(db, self.name, self.columns, self.engine, self.order_by, cluster)
+
+    def view_ddl(self, db: str, cluster: str | None) -> str:
+        """The view that keeps the rollup; on a cluster, one per node, from its share of
+        the source into its share of the rollup."""
+        if cluster is None:
+            return (
+                f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{self.name}_mv "
+                f"TO {db}.{self.name} AS {self.select_from(db, self.source)}"
+            )
         return (
-            f"CREATE TABLE IF NOT EXISTS {db}.{self.name} ({self.columns}) "
-            f"ENGINE = {self.engine} ORDER BY ({self.order_by})"
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{self.name}_mv ON CLUSTER {cluster} "
+            f"TO {db}.{self.name}_local AS {self.select_from(db, f'{self.source}_local')}"
         )
 
-    def view_ddl(self, db: str) -> str:
-        return (
-            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{self.name}_mv TO {db}.{self.name} "
-            f"AS {self.select_from(db, self.source)}"
-        )
 
-
-def _dead_letters_table(db: str) -> str:
+def _dead_letters_table(db: str, cluster: str | None) -> str:
     # The DLQ keeps records that may not be CloudEvents: its own columns, time is when
     # the record was dead-lettered; ordered for "what failed lately, and why".
     columns = (
@@ -85,7 +122,7 @@ def _dead_letters_table(db: str) -> str:
         " origin_topic LowCardinality(String), origin_partition UInt16, origin_offset UInt64,"
         " value String, headers String,"
     )
-    return _projected_table(db, "dead_letters", columns, "time, reason, user_id")
+    return _projected_table(db, "dead_letters", columns, "time, reason, user_id", cluster)
 
 
 EVENTS_PER_USER_MINUTE = Rollup(
@@ -144,13 +181,14 @@ def rollups_of(table: str) -> list[Rollup]:
     return [r for r in ROLLUPS if r.source == table]
 
 
-def _rollup(rollup: Rollup) -> Callable[[str], str]:
-    # One migration may need two statements; they are joined and split on ";\n".
-    return lambda db: f"{rollup.table_ddl(db)};\n{rollup.view_ddl(db)}"
+def _rollup(rollup: Rollup) -> Ddl:
+    # One migration may need several statements; they are joined and split on ";\n".
+    return lambda db, cluster: f"{rollup.table_ddl(db, cluster)};\n{rollup.view_ddl(db, cluster)}"
 
 
-# (version, description, DDL for database `db`). Append only; never edit a shipped one.
-MIGRATIONS: tuple[tuple[int, str, Callable[[str], str]], ...] = (
+# (version, description, DDL for database `db` on cluster `cluster` or one server).
+# Append only; never edit a shipped one.
+MIGRATIONS: tuple[tuple[int, str, Ddl], ...] = (
     (1, "events_ingest table", _event_table("events_ingest")),
     (2, "events_counted table", _event_table("events_counted", "seq UInt64, source_id String,")),
     (3, "events per user per minute rollup", _rollup(EVENTS_PER_USER_MINUTE)),
@@ -201,29 +239,41 @@ def analyst_access(settings: Settings) -> list[str]:
         if name != "readonly"
     )
     quoted = password.replace("\\", "\\\\").replace("'", "\\'")
+    on = f" ON CLUSTER {settings.clickhouse_cluster}" if settings.clickhouse_cluster else ""
     return [
-        f"CREATE SETTINGS PROFILE OR REPLACE {ANALYST_USER} SETTINGS {limits}, readonly = 1",
-        f"CREATE USER OR REPLACE {ANALYST_USER} IDENTIFIED WITH sha256_password BY '{quoted}' "
-        f"DEFAULT DATABASE {db} SETTINGS PROFILE '{ANALYST_USER}'",
-        f"GRANT SELECT ON {db}.* TO {ANALYST_USER}",
+        f"CREATE SETTINGS PROFILE OR REPLACE {ANALYST_USER}{on} SETTINGS {limits}, readonly = 1",
+        f"CREATE USER OR REPLACE {ANALYST_USER}{on} IDENTIFIED WITH sha256_password BY "
+        f"'{quoted}' DEFAULT DATABASE {db} SETTINGS PROFILE '{ANALYST_USER}'",
+        f"GRANT{on} SELECT ON {db}.* TO {ANALYST_USER}",
     ]
+
+
+def migrations_table(db: str, cluster: str | None) -> str:
+    """Which migrations ran; on a cluster, one replicated table every node shares."""
+    columns = "version UInt32, description String, applied DateTime DEFAULT now()"
+    if cluster is None:
+        return (
+            f"CREATE TABLE IF NOT EXISTS {db}._migrations ({columns}) "
+            "ENGINE = MergeTree ORDER BY version"
+        )
+    keeper = f"'/clickhouse/tables/all/{db}/_migrations', '{{replica}}'"
+    return (
+        f"CREATE TABLE IF NOT EXISTS {db}._migrations ON CLUSTER {cluster} ({columns}) "
+        f"ENGINE = ReplicatedMergeTree({keeper}) ORDER BY version"
+    )
 
 
 def migrate(ch: ClickHouse) -> list[int]:
     """Apply every migration not yet applied; return the versions applied now."""
     db = ch.database
-    ch.command(
-        f"CREATE TABLE IF NOT EXISTS {db}._migrations "
-        "(version UInt32, description String, applied DateTime DEFAULT now()) "
-        "ENGINE = MergeTree ORDER BY version"
-    )
+    ch.command(migrations_table(db, ch.cluster))
     _, rows = ch.query(f"SELECT version FROM {db}._migrations")
     done = {r[0] for r in rows}
     applied = []
     for version, description, ddl in MIGRATIONS:
         if version in done:
             continue
-        for statement in ddl(db).split(";\n"):
+        for statement in ddl(db, ch.cluster).split(";\n"):
             ch.command(statement)
         ch.insert(
             "_migrations",

@@ -93,6 +93,9 @@ class Replay:
     ) -> None:
         self.projector = projector
         self.ch: ClickHouse = projector.ch
+        if self.ch.cluster:
+            # Rebuilding means a second set of shards and an exchange on every node.
+            raise ValueError("replays are not supported on a ClickHouse cluster yet")
         self.projection: Projection = for_topic(topic_name)
         self.topic = self.projection.topic.physical(projector.settings.namespace)
         self.start_bound, self.end_bound = start, end

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     # Unset: embedded chDB under data_dir. Set (http://host:8123): a ClickHouse server.
     clickhouse_url: str | None = None
     clickhouse_database: str = Field(default="tributary", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,60}$")
+    # A ClickHouse cluster (its name in the servers' remote_servers): tables are made
+    # `ON CLUSTER` as Replicated*MergeTree shards behind Distributed tables, and several
+    # projectors split the partitions (docs/operators.md). Unset: one server, or chDB.
+    clickhouse_cluster: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,60}$")
     # With a server: the password of the read-only user analyst queries run as
     # (`tributary_analyst`, made by the projector at start; projections/migrations.py).
     clickhouse_analyst_password: str | None = None
