@@ -8,15 +8,19 @@ script call decides all of them, in the order they arrived (`gateway.coalesce`).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from gateway.coalesce import Coalescer
 from gateway.errors import ApiError, DependencyUnavailable
 from gateway.metrics import RATE_LIMIT_SECONDS
+from schemas.push import user_tag
 from tributary.limits import Decision, Window
 
 # Mirrors tributary.limits.decide; TATs in units of 1/limit ms (integers, exact in doubles).
@@ -106,6 +110,7 @@ class RateLimiter:
     def __init__(self, client: aioredis.Redis, namespace: str) -> None:
         self._namespace = namespace
         self._script = client.register_script(GCRA_LUA)
+        self._by_slot = isinstance(client, RedisCluster)
         self._calls: Coalescer[_Check, Decision] = Coalescer(self._decide)
 
     async def check(self, user_id: str, policy: Policy, cost: int = 1, now_ms: int = 0) -> Decision:
@@ -125,17 +130,35 @@ class RateLimiter:
         return headers(decision)
 
     async def _decide(self, checks: list[_Check]) -> list[Decision]:
-        """One script call for all `checks`."""
-        keys: list[str] = []
-        args: list[int] = [len(checks)]
-        for check in checks:
-            windows = check.policy.windows
-            keys += [
-                f"{self._namespace}:rl:{check.policy.name}:{w}:{check.user_id}" for w in windows
-            ]
-            args += [check.now_ms, check.cost, len(windows)]
-            for window in windows:
-                args += [window.limit, window.period_ms]
+        """One script call for all `checks`; on a Redis Cluster, one per hash slot (a
+        script may only touch one slot's keys: each user's keys share theirs)."""
+        calls = [self._keys_and_args(check) for check in checks]
+        if not self._by_slot:
+            return await self._call(calls)
+        slots: dict[int, list[int]] = {}
+        for i, (keys, _) in enumerate(calls):
+            slots.setdefault(key_slot(keys[0].encode()), []).append(i)
+        groups = list(slots.values())
+        results = await asyncio.gather(*(self._call([calls[i] for i in g]) for g in groups))
+        decisions: list[Decision | None] = [None] * len(checks)
+        for group, decided in zip(groups, results, strict=True):
+            for i, decision in zip(group, decided, strict=True):
+                decisions[i] = decision
+        return [d for d in decisions if d is not None]
+
+    def _keys_and_args(self, check: _Check) -> tuple[list[str], list[int]]:
+        windows = check.policy.windows
+        tag = user_tag(check.user_id)
+        keys = [f"{self._namespace}:rl:{check.policy.name}:{w}:{tag}" for w in windows]
+        args = [check.now_ms, check.cost, len(windows)]
+        for window in windows:
+            args += [window.limit, window.period_ms]
+        return keys, args
+
+    async def _call(self, calls: list[tuple[list[str], list[int]]]) -> list[Decision]:
+        """Decide `calls` (each check's keys and arguments) in one script call, in order."""
+        keys: list[str] = [k for check_keys, _ in calls for k in check_keys]
+        args: list[int] = [len(calls)] + [a for _, check_args in calls for a in check_args]
         started = time.perf_counter()
         try:
             flat = await self._script(keys=keys, args=args)

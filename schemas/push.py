@@ -7,9 +7,15 @@ from typing import Any
 import orjson
 
 
+def user_tag(user_id: str) -> str:
+    """`{user_id}`: a Redis Cluster hash tag, so every key of a user lives in one slot and a
+    script may touch several of them (user ids hold no braces: `USER_ID_PATTERN`)."""
+    return f"{{{user_id}}}"
+
+
 def stream_key(namespace: str, user_id: str) -> str:
     """The Redis Stream of `user_id`'s sequenced events; entry ids are `<seq>-0`."""
-    return f"{namespace}:push:{user_id}"
+    return f"{namespace}:push:{user_tag(user_id)}"
 
 
 def push_payload(seq: int, event_id: str, time: str, data: dict[str, Any]) -> bytes:
@@ -30,7 +36,7 @@ JOBS_STREAM_MAXLEN = 1000
 
 def jobs_stream_key(namespace: str, user_id: str) -> str:
     """The Redis Stream of `user_id`'s job steps (queued, active, progress, ...)."""
-    return f"{namespace}:push-jobs:{user_id}"
+    return f"{namespace}:push-jobs:{user_tag(user_id)}"
 
 
 def job_payload(event_id: str, event_type: str, time: str, data: dict[str, Any]) -> bytes:

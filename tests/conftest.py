@@ -81,6 +81,32 @@ def services() -> Iterator[Settings]:
         module.stop(settings)
 
 
+@pytest.fixture(scope="session")
+def redis_cluster_node(services: Settings) -> Iterator[Settings]:
+    """A local Redis Cluster of three masters (its own ports and folder), for the
+    Redis-backed tests' second run; stopped at the end if this session started it."""
+    cluster = services.model_copy(
+        update={
+            "data_dir": TEST_DATA / "redis-cluster",
+            "redis_port": 17000 + PORT_OFFSET,
+            "redis_cluster": True,
+        }
+    )
+    ours = redis.managed(cluster).pid() is None
+    print(redis.start(cluster))
+    yield services.model_copy(update={"redis_port": cluster.redis_port, "redis_cluster": True})
+    if ours:
+        redis.stop(cluster)
+
+
+@pytest.fixture(scope="module", params=["redis", "redis-cluster"])
+def redis_settings(request: pytest.FixtureRequest, services: Settings) -> Settings:
+    """`services`, on the single Redis or on the local Redis Cluster."""
+    if request.param == "redis":
+        return services
+    return request.getfixturevalue("redis_cluster_node")  # type: ignore[no-any-return]
+
+
 @pytest.fixture
 def chdb(tmp_path: Path) -> Iterator[tuple[Settings, ClickHouse]]:
     """Settings with a fresh chDB folder, and that ClickHouse, migrated; closed after,

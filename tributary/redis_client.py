@@ -7,13 +7,23 @@ executor waiting for a GPU slot would hang instead of failing over to 503 or a r
 
 from __future__ import annotations
 
+from typing import cast
+
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from tributary.settings import Settings
 
 
 def connect(settings: Settings) -> aioredis.Redis:
+    """A client of the Redis `settings` name; of the whole cluster with `redis_cluster`
+    (redis-py's cluster client: the same commands, each sent to its key's node)."""
     timeout = settings.redis_timeout_s
+    if settings.redis_cluster:
+        cluster = RedisCluster.from_url(
+            settings.redis_dsn, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        return cast(aioredis.Redis, cluster)
     return aioredis.from_url(
         settings.redis_dsn, socket_timeout=timeout, socket_connect_timeout=timeout
     )

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
 
     redis_port: int = 6379
     redis_url: str | None = None
+    # The Redis named is a node of a Redis Cluster: the cluster client finds the others.
+    # Locally (`tributary up --redis-cluster`), three masters on redis_port, +1, +2.
+    redis_cluster: bool = False
     # Connect and per-command socket timeout; above the push route's 1 s XREAD block.
     redis_timeout_s: float = Field(default=2.0, gt=1.0)
 

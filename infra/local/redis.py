@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from functools import partial
+from pathlib import Path
 
 import redis
 
@@ -11,8 +13,15 @@ from infra.local.process import Managed, ServiceError, port_in_use, wait_until
 from tributary.settings import Settings
 
 
-def managed(settings: Settings) -> Managed:
-    return Managed("redis", settings.data_dir.resolve() / "run")
+def ports(settings: Settings) -> list[int]:
+    """The local nodes' ports: one, or the three masters of a Redis Cluster."""
+    return [settings.redis_port + n for n in range(3 if settings.redis_cluster else 1)]
+
+
+def managed(settings: Settings, port: int | None = None) -> Managed:
+    """Node `port`'s process: the first is `redis`, as a single Redis always was."""
+    n = 0 if port is None else port - settings.redis_port
+    return Managed("redis" if n == 0 else f"redis-{n + 1}", settings.data_dir.resolve() / "run")
 
 
 def ensure_installed() -> str:
@@ -33,36 +42,66 @@ def ensure_installed() -> str:
 
 
 def is_ready(settings: Settings) -> bool:
+    """Every node answers; a cluster's slots are all served (`cluster_state:ok`)."""
     try:
-        return bool(redis.Redis.from_url(settings.redis_dsn, socket_timeout=1).ping())
+        for port in [] if settings.redis_url else ports(settings)[1:]:
+            redis.Redis(port=port, socket_timeout=1).ping()
+        client = redis.Redis.from_url(settings.redis_dsn, socket_timeout=1)
+        if not settings.redis_cluster:
+            return bool(client.ping())
+        return bool(client.cluster("info")["cluster_state"] == "ok")
     except redis.RedisError:
         return False
 
 
 def start(settings: Settings, timeout_s: float = 30.0) -> str:
-    """Start redis-server unless it runs (or an external `TRIBUTARY_REDIS_URL` is set)."""
+    """Start redis-server unless it runs (or an external `TRIBUTARY_REDIS_URL` is set);
+    with `redis_cluster`, three masters that share the 16,384 slots."""
     if settings.redis_url:
         wait_until(lambda: is_ready(settings), f"redis at {settings.redis_url}", timeout_s)
         return f"redis (external) at {settings.redis_url}"
-    proc = managed(settings)
-    if proc.pid() is not None:
-        wait_until(lambda: is_ready(settings), "redis", timeout_s, proc)
-        return f"redis already running (pid {proc.pid()}) on 127.0.0.1:{settings.redis_port}"
     if is_ready(settings):
-        return f"redis already running (not ours) on 127.0.0.1:{settings.redis_port}; reusing it"
-    if port_in_use("127.0.0.1", settings.redis_port):
+        return f"redis already running on 127.0.0.1:{settings.redis_port}"
+    binary = ensure_installed()
+    for port in ports(settings):
+        if managed(settings, port).pid() is None:
+            _launch(settings, binary, port)
+    for port in ports(settings):
+        proc = managed(settings, port)
+        wait_until(partial(_answers, port), f"redis on {port}", timeout_s, proc)
+    if settings.redis_cluster:
+        _form_cluster(settings, timeout_s)
+        return f"redis cluster of 3 masters on 127.0.0.1:{', '.join(map(str, ports(settings)))}"
+    data = _data(settings, settings.redis_port)
+    return f"redis listening on 127.0.0.1:{settings.redis_port} (AOF in {data})"
+
+
+def _data(settings: Settings, port: int) -> Path:
+    root = settings.data_dir.resolve()
+    return root / "redis" if port == settings.redis_port else root / f"redis-{port}"
+
+
+def _answers(port: int) -> bool:
+    try:
+        return bool(redis.Redis(port=port, socket_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def _launch(settings: Settings, binary: str, port: int) -> None:
+    if port_in_use("127.0.0.1", port):
         raise ServiceError(
-            f"redis: port 127.0.0.1:{settings.redis_port} is taken by another process; "
+            f"redis: port 127.0.0.1:{port} is taken by another process; "
             "stop it or set TRIBUTARY_REDIS_PORT."
         )
-    binary = ensure_installed()
-    data = settings.data_dir.resolve() / "redis"
+    data = _data(settings, port)
     data.mkdir(parents=True, exist_ok=True)
-    proc.start(
+    cluster = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+    managed(settings, port).start(
         [
             binary,
             "--port",
-            str(settings.redis_port),
+            str(port),
             "--bind",
             "127.0.0.1",
             "--dir",
@@ -77,11 +116,35 @@ def start(settings: Settings, timeout_s: float = 30.0) -> str:
             "",
             "--daemonize",
             "no",
+            *(cluster if settings.redis_cluster else []),
         ]
     )
-    wait_until(lambda: is_ready(settings), "redis", timeout_s, proc)
-    return f"redis listening on 127.0.0.1:{settings.redis_port} (AOF in {data})"
+
+
+def _form_cluster(settings: Settings, timeout_s: float) -> None:
+    """Give the three masters the slots (once: a formed cluster keeps its nodes.conf)."""
+    first = redis.Redis(port=settings.redis_port, socket_timeout=2)
+    if int(first.cluster("info")["cluster_known_nodes"]) < len(ports(settings)):
+        nodes = [f"127.0.0.1:{port}" for port in ports(settings)]
+        done = subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *nodes,
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise ServiceError(f"redis cluster create failed:\n{done.stdout}{done.stderr}")
+    wait_until(lambda: is_ready(settings), "redis cluster", timeout_s)
 
 
 def stop(settings: Settings) -> bool:
-    return managed(settings).stop(timeout_s=10)
+    return any([managed(settings, port).stop(timeout_s=10) for port in ports(settings)])

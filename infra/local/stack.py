@@ -123,17 +123,23 @@ def start_app(settings: Settings, app: AppProcess, timeout_s: float = 120.0) -> 
     return f"{app.name} ready (pid {proc.pid()}): {url.rsplit('/healthz', 1)[0]}"
 
 
-def up(settings: Settings, echo: Callable[[str], None] = print) -> dict[str, float]:
-    """Start everything; return seconds each step took."""
+def up(
+    settings: Settings, echo: Callable[[str], None] = print, jobs: bool = True
+) -> dict[str, float]:
+    """Start everything (without dockerd and Triton unless `jobs`); return seconds each
+    step took."""
     timings: dict[str, float] = {}
     steps: list[tuple[str, Callable[[], str]]] = [
         ("kafka", lambda: kafka.start(settings)),
         ("redis", lambda: redis.start(settings)),
         ("topics", lambda: "topics: " + ", ".join(kafka.ensure_topics(settings))),
-        ("dockerd", lambda: dockerd.start(settings)),
-        ("triton", lambda: triton.start(settings)),
-        *[(a.name, lambda a=a, s=s: start_app(s, a)) for a, s in replicas(settings)],  # type: ignore[misc]
     ]
+    if jobs:
+        steps += [
+            ("dockerd", lambda: dockerd.start(settings)),
+            ("triton", lambda: triton.start(settings)),
+        ]
+    steps += [(a.name, lambda a=a, s=s: start_app(s, a)) for a, s in replicas(settings)]  # type: ignore[misc]
     if settings.gateways > 1:
         steps.append(("haproxy", lambda: haproxy.start(settings)))
     for name, step in steps:

@@ -57,25 +57,17 @@ def cluster(services: Settings) -> Iterator[Settings]:
         gateway_port=base,
         worker_session_timeout_s=6.0,
     )
-    procs = stack.replicas(settings)
     started = time.monotonic()
     try:
-        print(kafka.start(settings))
-        kafka.ensure_topics(settings)
-        for app, own in procs:
-            print(stack.start_app(own, app))
-        print(haproxy.start(settings))
+        stack.up(settings, jobs=False)
         print(f"cluster up in {time.monotonic() - started:.1f} s")
         yield settings
     finally:
-        haproxy.stop(settings)
-        for app, own in reversed(procs):
-            stack.managed(own, app).stop(timeout_s=40)
         try:
             kafka.delete_namespaces(settings, [settings.namespace])
         except Exception as exc:  # a broker gone at teardown must not fail the run
             print(f"could not delete the cluster's topics: {exc!r}")
-        kafka.stop(settings)
+        stack.down(settings)
 
 
 @dataclass

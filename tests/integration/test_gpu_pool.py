@@ -10,14 +10,15 @@ import redis.asyncio as aioredis
 from infra.local.process import free_port
 from streams.gpu_pool import GpuPool, PoolFull
 from tests.conftest import make_settings
+from tributary import redis_client
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration
 
 
-async def test_two_workers_never_hold_more_than_the_slots(services: Settings) -> None:
+async def test_two_workers_never_hold_more_than_the_slots(redis_settings: Settings) -> None:
     ns = make_settings().namespace
-    clients = [aioredis.from_url(services.redis_dsn) for _ in range(2)]
+    clients = [redis_client.connect(redis_settings) for _ in range(2)]
     # Two "workers", each its own client and pool object, sharing pool "p".
     pools = [GpuPool(c, ns, "p", slots=2, poll_s=0.01) for c in clients]
     held = peak = 0
@@ -39,8 +40,10 @@ async def test_two_workers_never_hold_more_than_the_slots(services: Settings) ->
             await client.aclose()
 
 
-async def test_a_crashed_holder_frees_its_slot_when_the_lease_ends(services: Settings) -> None:
-    client = aioredis.from_url(services.redis_dsn)
+async def test_a_crashed_holder_frees_its_slot_when_the_lease_ends(
+    redis_settings: Settings,
+) -> None:
+    client = redis_client.connect(redis_settings)
     pool = GpuPool(client, make_settings().namespace, "p", slots=1, poll_s=0.01)
     try:
         assert await pool.try_acquire("crashed-worker", lease_ms=400)  # never released
@@ -56,8 +59,8 @@ async def test_a_crashed_holder_frees_its_slot_when_the_lease_ends(services: Set
         await client.aclose()
 
 
-async def test_a_lower_limit_leaves_slots_for_the_higher_tier(services: Settings) -> None:
-    client = aioredis.from_url(services.redis_dsn)
+async def test_a_lower_limit_leaves_slots_for_the_higher_tier(redis_settings: Settings) -> None:
+    client = redis_client.connect(redis_settings)
     pool = GpuPool(client, make_settings().namespace, "p", slots=3)
     try:
         assert await pool.try_acquire("n1", 10_000, limit=2)
