@@ -41,9 +41,9 @@ PAUSE_S = 0.05  # between a user's events: at most USERS / PAUSE_S events/s
 
 
 @pytest.fixture(scope="module")
-def cluster(services: Settings) -> Iterator[Settings]:
+def cluster(redis_cluster_node: Settings) -> Iterator[Settings]:
     """3 brokers (own ports and data folder), 2 gateways behind haproxy, 2 workers, the
-    projector; Redis is the test session's."""
+    projector, on the session's local Redis Cluster (API keys, limits, push, job status)."""
     base = free_port()
     settings = make_settings(
         data_dir=TEST_DATA / "cluster",
@@ -51,7 +51,8 @@ def cluster(services: Settings) -> Iterator[Settings]:
         kafka_controller_port=29093 + PORT_OFFSET,
         kafka_brokers=3,
         kafka_heap="256m",
-        redis_port=services.redis_port,
+        redis_port=redis_cluster_node.redis_port,
+        redis_cluster=True,
         gateways=2,
         workers=2,
         gateway_port=base,
