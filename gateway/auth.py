@@ -5,7 +5,6 @@ The user id always comes from the credential, never from the request body.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from starlette.requests import HTTPConnection
 
 from gateway.errors import ApiError, DependencyUnavailable
 from schemas.envelope import USER_ID_PATTERN
+from tributary.credentials import hash_key, presented
 from tributary.settings import Settings
 
 API_KEY_PREFIX = "trb_"
@@ -29,11 +29,6 @@ _USER_ID = re.compile(USER_ID_PATTERN)
 class Principal:
     user_id: str
     method: str  # "api_key" | "jwt" | "anonymous"
-
-
-def hash_key(key: str) -> str:
-    """What is stored for an API key: its SHA-256 (keys are 256-bit random, no salt needed)."""
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def keys_hash(namespace: str) -> str:
@@ -75,10 +70,7 @@ class Authenticator:
     async def __call__(self, request: HTTPConnection) -> Principal | None:
         if not self._settings.auth_enabled:
             return None
-        token = request.headers.get("x-api-key")
-        authorization = request.headers.get("authorization", "")
-        if token is None and authorization.lower().startswith("bearer "):
-            token = authorization[7:].strip()
+        token = presented(request.headers)
         if token is None and request.scope["type"] == "websocket":
             # Browsers cannot set headers on a WebSocket: accept the credential as a query param.
             token = request.query_params.get("api_key") or request.query_params.get("token")

@@ -140,11 +140,11 @@ class RateLimiter:
             slots.setdefault(key_slot(keys[0].encode()), []).append(i)
         groups = list(slots.values())
         results = await asyncio.gather(*(self._call([calls[i] for i in g]) for g in groups))
-        decisions: list[Decision | None] = [None] * len(checks)
+        decisions: list[Decision] = [None] * len(checks)  # type: ignore[list-item]
         for group, decided in zip(groups, results, strict=True):
             for i, decision in zip(group, decided, strict=True):
-                decisions[i] = decision
-        return [d for d in decisions if d is not None]
+                decisions[i] = decision  # every index is in exactly one group
+        return decisions
 
     def _keys_and_args(self, check: _Check) -> tuple[list[str], list[int]]:
         windows = check.policy.windows

@@ -18,6 +18,7 @@ from typing import Any
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
+from projections.clickhouse import ClickHouse
 from projections.query_rules import (
     Refusal,
     check_ast,
@@ -57,6 +58,32 @@ def session_settings(settings: Settings) -> dict[str, Any]:
     }
 
 
+def analyst_access(settings: Settings) -> list[str]:
+    """With a ClickHouse server: the read-only user analyst queries run as, its limits in a
+    settings profile its queries cannot change (`CONST`, and `readonly = 1`), and SELECT on
+    the Tributary database only. Made again at every start, so changed limits apply."""
+    password = settings.clickhouse_analyst_password
+    if not password:
+        raise ValueError(
+            "TRIBUTARY_CLICKHOUSE_ANALYST_PASSWORD is required with a ClickHouse server: "
+            "analyst queries run as a read-only user of their own"
+        )
+    db = settings.clickhouse_database
+    limits = ", ".join(
+        f"{name} = {value!r} CONST" if isinstance(value, str) else f"{name} = {value} CONST"
+        for name, value in session_settings(settings).items()
+        if name != "readonly"
+    )
+    quoted = password.replace("\\", "\\\\").replace("'", "\\'")
+    on = f" ON CLUSTER {settings.clickhouse_cluster}" if settings.clickhouse_cluster else ""
+    return [
+        f"CREATE SETTINGS PROFILE OR REPLACE {ANALYST_USER}{on} SETTINGS {limits}, readonly = 1",
+        f"CREATE USER OR REPLACE {ANALYST_USER}{on} IDENTIFIED WITH sha256_password BY "
+        f"'{quoted}' DEFAULT DATABASE {db} SETTINGS PROFILE '{ANALYST_USER}'",
+        f"GRANT{on} SELECT ON {db}.* TO {ANALYST_USER}",
+    ]
+
+
 def _connect(settings: Settings) -> Client:
     database = settings.clickhouse_database
     if settings.clickhouse_url:
@@ -74,34 +101,36 @@ def _connect(settings: Settings) -> Client:
 
 
 class AnalystQueries:
-    """A pool of `query_concurrency` read-only sessions; `run` blocks (call it in a thread)."""
+    """A pool of `query_concurrency` read-only sessions; `run` blocks (call it in a thread).
 
-    def __init__(self, settings: Settings) -> None:
+    `ch`, the projector's own connection, says which databases and table functions the
+    server has: the analyst user may not see them all (system tables need grants)."""
+
+    def __init__(self, settings: Settings, ch: ClickHouse) -> None:
         self._settings = settings
         self.database = settings.clickhouse_database
         self.concurrency = settings.query_concurrency
-        self._sessions: queue.SimpleQueue[Client] = queue.SimpleQueue()
+        # A slot is None after its session broke and could not be opened again: the next
+        # query on it opens one.
+        self._sessions: queue.SimpleQueue[Client | None] = queue.SimpleQueue()
         for _ in range(self.concurrency):
             self._sessions.put(_connect(settings))
-        # What names and table functions a query could reach beyond the database with.
-        probe = self._sessions.get()
-        try:
-            self.databases = frozenset(_ask(probe, "SELECT name FROM system.databases"))
-            self.table_functions = frozenset(
-                name.lower() for name in _ask(probe, "SELECT name FROM system.table_functions")
-            )
-        finally:
-            self._sessions.put(probe)
+        _, databases = ch.query("SELECT name FROM system.databases")
+        _, functions = ch.query("SELECT name FROM system.table_functions")
+        self.databases = frozenset(str(row[0]) for row in databases)
+        self.table_functions = frozenset(str(row[0]).lower() for row in functions)
 
     def run(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Column names and rows of `sql`, or `QueryError` (400, 403, 422)."""
         client = self._sessions.get()
         try:
+            if client is None:
+                client = _connect(self._settings)
             return self._run(client, sql)
         except QueryError as exc:
-            if exc.spoiled:
+            if exc.spoiled and client is not None:
                 client.close()
-                client = _connect(self._settings)
+                client = None  # opened again by the next query on this slot
             raise
         finally:
             self._sessions.put(client)
@@ -129,12 +158,15 @@ class AnalystQueries:
         try:
             result = client.query(form)
         except Exception as exc:  # ClickHouse's errors are one type with a code in the text
-            raise _failed(exc) from exc
+            error = _failed(exc)
+            error.spoiled = True  # a stream cut mid-way leaves bytes for the next query
+            raise error from exc
         return list(result.column_names), [tuple(r) for r in result.result_rows]
 
     def close(self) -> None:
         for _ in range(self.concurrency):
-            self._sessions.get().close()
+            if (client := self._sessions.get()) is not None:
+                client.close()
 
 
 def _ask(client: Client, sql: str, parameters: dict[str, Any] | None = None) -> list[str]:
@@ -145,11 +177,9 @@ def _ask(client: Client, sql: str, parameters: dict[str, Any] | None = None) -> 
         raise _failed(exc) from exc
 
 
-def _refused(refusal: Refusal, spoiled: bool = False) -> QueryError:
+def _refused(refusal: Refusal) -> QueryError:
     return QueryError(
-        403,
-        {"error": "query_refused", "reason": refusal.reason, "message": refusal.message},
-        spoiled,
+        403, {"error": "query_refused", "reason": refusal.reason, "message": refusal.message}
     )
 
 
@@ -165,8 +195,7 @@ def _failed(exc: Exception) -> QueryError:
                 "setting": setting,
                 "message": message,
             },
-            spoiled=True,
         )
     if "(READONLY)" in message:
-        return _refused(Refusal("read_only", message), spoiled=True)
-    return QueryError(400, {"error": "query_failed", "message": message}, spoiled=True)
+        return _refused(Refusal("read_only", message))
+    return QueryError(400, {"error": "query_failed", "message": message})

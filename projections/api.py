@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -24,6 +25,7 @@ from projections.analyst_queries import AnalystQueries, QueryError
 from projections.projector import Projector
 from projections.replay import Replay
 from tributary import admin, liveness
+from tributary.credentials import presented
 
 OPEN_PATHS = frozenset({"/healthz/live", "/healthz/ready", "/metrics"})
 MAX_BODY_BYTES = 256 * 1024
@@ -50,11 +52,7 @@ class AdminOnly:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        key = headers.get(b"x-api-key", b"").decode("latin-1") or None
-        authorization = headers.get(b"authorization", b"").decode("latin-1")
-        if key is None and authorization.lower().startswith("bearer "):
-            key = authorization[7:].strip()
+        key = presented(Headers(scope=scope))
         if admin.accepts(key, self.hashes):
             await self.app(scope, receive, send)
             return

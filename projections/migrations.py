@@ -10,9 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from projections.analyst_queries import ANALYST_USER, session_settings
 from projections.clickhouse import ClickHouse
-from tributary.settings import Settings
 
 DEDUP_WINDOW = 10_000
 # A migration's DDL for (database, cluster or None): statements joined by ";\n".
@@ -220,32 +218,6 @@ MIGRATIONS: tuple[tuple[int, str, Ddl], ...] = (
     (9, "container uptime rollup", _rollup(CONTAINER_UPTIME)),
     (10, "dead_letters table", _dead_letters_table),
 )
-
-
-def analyst_access(settings: Settings) -> list[str]:
-    """With a ClickHouse server: the read-only user analyst queries run as, its limits in a
-    settings profile its queries cannot change (`CONST`, and `readonly = 1`), and SELECT on
-    the Tributary database only. Made again at every start, so changed limits apply."""
-    password = settings.clickhouse_analyst_password
-    if not password:
-        raise ValueError(
-            "TRIBUTARY_CLICKHOUSE_ANALYST_PASSWORD is required with a ClickHouse server: "
-            "analyst queries run as a read-only user of their own"
-        )
-    db = settings.clickhouse_database
-    limits = ", ".join(
-        f"{name} = {value!r} CONST" if isinstance(value, str) else f"{name} = {value} CONST"
-        for name, value in session_settings(settings).items()
-        if name != "readonly"
-    )
-    quoted = password.replace("\\", "\\\\").replace("'", "\\'")
-    on = f" ON CLUSTER {settings.clickhouse_cluster}" if settings.clickhouse_cluster else ""
-    return [
-        f"CREATE SETTINGS PROFILE OR REPLACE {ANALYST_USER}{on} SETTINGS {limits}, readonly = 1",
-        f"CREATE USER OR REPLACE {ANALYST_USER}{on} IDENTIFIED WITH sha256_password BY "
-        f"'{quoted}' DEFAULT DATABASE {db} SETTINGS PROFILE '{ANALYST_USER}'",
-        f"GRANT{on} SELECT ON {db}.* TO {ANALYST_USER}",
-    ]
 
 
 def migrations_table(db: str, cluster: str | None) -> str:

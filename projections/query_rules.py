@@ -30,6 +30,7 @@ from dataclasses import dataclass
 TABLE_FUNCTIONS = frozenset(
     {"numbers", "numbers_mt", "generate_series", "generateSeries", "values", "null", "zeros"}
 )
+_ALLOWED = frozenset(f.lower() for f in TABLE_FUNCTIONS)
 # ClickHouse reads `SELECT 1` from this one-row table.
 SYSTEM_TABLES = frozenset({"system.one"})
 # Functions that read the host, the server's configuration or another store.
@@ -90,9 +91,8 @@ def check_ast(
     another database's name (`databases`: every database the server has)."""
     if refusal := check_functions(functions):
         return refusal
-    allowed = {f.lower() for f in TABLE_FUNCTIONS}
     foreign_functions = sorted(
-        f for f in functions if f.lower() in table_functions and f.lower() not in allowed
+        f for f in functions if f.lower() in table_functions and f.lower() not in _ALLOWED
     )
     if foreign_functions:
         return _table_function_refusal(foreign_functions)
@@ -129,7 +129,7 @@ def check_sources(tables: set[str], table_functions: set[str], database: str) ->
     outside = sorted(t for t in tables if not _ours(t, database))
     if outside:
         return _outside_refusal(outside, database)
-    foreign = sorted(table_functions - TABLE_FUNCTIONS)
+    foreign = sorted(f for f in table_functions if f.lower() not in _ALLOWED)
     if foreign:
         return _table_function_refusal(foreign)
     return None

@@ -8,9 +8,9 @@ import signal
 import structlog
 
 from projections import api
-from projections.analyst_queries import AnalystQueries
+from projections.analyst_queries import AnalystQueries, analyst_access
 from projections.clickhouse import connect
-from projections.migrations import analyst_access, migrate
+from projections.migrations import migrate
 from projections.projector import Projector
 from projections.push import PushProjector
 from projections.status import StatusProjector
@@ -34,7 +34,7 @@ async def serve(settings: Settings) -> None:
     log.info("clickhouse ready", backend=ch.backend, migrations_applied=applied)
     tune_for_throughput()
     projector = Projector(settings, ch)
-    queries = AnalystQueries(settings)
+    queries = AnalystQueries(settings, ch)
     app = api.build(projector, queries, hashes)
     server, serving = await listen(app, settings.projector_host, settings.projector_port)
     stop = asyncio.Event()

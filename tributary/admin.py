@@ -10,13 +10,13 @@ hashes (`must_have_credential`).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import hmac
 import ipaddress
 import os
 import secrets
 from pathlib import Path
 
+from tributary.credentials import hash_key as hash_key  # what servers hold
 from tributary.settings import Settings
 
 ADMIN_KEY_PREFIX = "trba_"
@@ -28,11 +28,6 @@ class MissingCredential(RuntimeError):
 
 def new_key() -> str:
     return ADMIN_KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-def hash_key(key: str) -> str:
-    """What a server holds for a key: its SHA-256 (256-bit random keys need no salt)."""
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def key_file(settings: Settings) -> Path:

@@ -27,23 +27,28 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
+BROKERS = typer.Option(None, help="Kafka nodes (TRIBUTARY_KAFKA_BROKERS); 3: RF 3")
+GATEWAYS = typer.Option(None, help="Gateways (TRIBUTARY_GATEWAYS); 2+: behind haproxy")
+WORKERS = typer.Option(None, help="Stream workers (TRIBUTARY_WORKERS)")
+
+
+def _shaped(brokers: int | None, gateways: int | None, workers: int | None) -> Settings:
+    """The settings, with the stack's shape the flags give (validated like the env's)."""
+    asked = {"kafka_brokers": brokers, "gateways": gateways, "workers": workers}
+    chosen = {k: v for k, v in asked.items() if v is not None}
+    return Settings.model_validate({**get_settings().model_dump(), **chosen})
+
+
 @cli.command()
-def up(
-    brokers: int = typer.Option(None, help="Kafka nodes (TRIBUTARY_KAFKA_BROKERS); 3: RF 3"),
-    gateways: int = typer.Option(None, help="Gateways (TRIBUTARY_GATEWAYS); 2+: behind haproxy"),
-    workers: int = typer.Option(None, help="Stream workers (TRIBUTARY_WORKERS)"),
-) -> None:
+def up(brokers: int = BROKERS, gateways: int = GATEWAYS, workers: int = WORKERS) -> None:
     """Start Kafka, Redis, the topics, the projector, workers and gateways (idempotent).
 
-    Use the same settings (or flags) for `down` and `status` as for `up`."""
+    Give `status` the same flags (or settings); `down` stops whatever it finds."""
     from infra.local import stack
     from infra.local.process import ServiceError
 
-    asked = {"kafka_brokers": brokers, "gateways": gateways, "workers": workers}
-    chosen = {k: v for k, v in asked.items() if v is not None}
-    settings = Settings.model_validate({**get_settings().model_dump(), **chosen})
     try:
-        timings = stack.up(settings, echo=typer.echo)
+        timings = stack.up(_shaped(brokers, gateways, workers), echo=typer.echo)
     except ServiceError as exc:
         _fail(str(exc))
     typer.echo(
@@ -54,19 +59,19 @@ def up(
 
 
 @cli.command()
-def down() -> None:
+def down(brokers: int = BROKERS, gateways: int = GATEWAYS, workers: int = WORKERS) -> None:
     """Stop everything `up` started (processes flush and leave their groups first)."""
     from infra.local import stack
 
-    stack.down(get_settings(), echo=typer.echo)
+    stack.down(_shaped(brokers, gateways, workers), echo=typer.echo)
 
 
 @cli.command()
-def status() -> None:
+def status(brokers: int = BROKERS, gateways: int = GATEWAYS, workers: int = WORKERS) -> None:
     """Say what runs and whether it is ready."""
     from infra.local import stack
 
-    for name, state in stack.status(get_settings()):
+    for name, state in stack.status(_shaped(brokers, gateways, workers)):
         typer.echo(f"{name:<10} {state}")
 
 
@@ -131,14 +136,11 @@ def projector() -> None:
 @cli.command()
 def query(sql: str) -> None:
     """Run a read-only SQL query on the projector's ClickHouse; print rows as JSON lines."""
+    from tributary.demo import post_query
+
     settings = get_settings()
     try:
-        response = httpx.post(
-            f"{settings.projector_url}/query",
-            json={"sql": sql},
-            headers=admin.client_headers(settings),
-            timeout=settings.query_max_execution_s + 30,
-        )
+        response = post_query(settings, sql)
     except httpx.HTTPError as exc:
         _fail(f"projector not reachable at {settings.projector_url}: {exc}")
     body = response.json()

@@ -80,13 +80,19 @@ async def read_push(
     return messages
 
 
-def query(settings: Settings, sql: str) -> list[list[Any]]:
-    response = httpx.post(
+def post_query(settings: Settings, sql: str) -> httpx.Response:
+    """`POST /query` to the projector with the admin key (`tributary query`, the demo)."""
+    return httpx.post(
         f"{settings.projector_url}/query",
         json={"sql": sql},
         headers=admin.client_headers(settings),
         timeout=settings.query_max_execution_s + 30,
     )
+
+
+def query(settings: Settings, sql: str) -> list[list[Any]]:
+    """The rows of `sql`, or RuntimeError with the projector's answer."""
+    response = post_query(settings, sql)
     body = response.json()
     if response.status_code != 200:
         raise RuntimeError(f"query failed: {body}")

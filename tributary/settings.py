@@ -43,7 +43,8 @@ class Settings(BaseSettings):
     redis_port: int = 6379
     redis_url: str | None = None
     # The Redis named is a node of a Redis Cluster: the cluster client finds the others.
-    # Locally (`tributary up --redis-cluster`), three masters on redis_port, +1, +2.
+    # Locally (`TRIBUTARY_REDIS_CLUSTER=true tributary up`): three masters on redis_port,
+    # +1, +2.
     redis_cluster: bool = False
     # Connect and per-command socket timeout; above the push route's 1 s XREAD block.
     redis_timeout_s: float = Field(default=2.0, gt=1.0)
@@ -192,8 +193,9 @@ class Settings(BaseSettings):
 
     @property
     def min_insync_replicas(self) -> int:
-        """Writes (acks=all) need this many replicas in sync: one may be lost at 3."""
-        return min(2, self.replication_factor)
+        """Writes (acks=all) need this many replicas in sync: 2 of 3, so one may be lost;
+        1 below 3 (2 of 2 would stop every write when either broker is down)."""
+        return 2 if self.replication_factor >= 3 else 1
 
     @property
     def redis_dsn(self) -> str:

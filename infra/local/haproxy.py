@@ -9,11 +9,10 @@ mounts the same configuration (`infra/haproxy/haproxy.cfg`, the compose form of 
 from __future__ import annotations
 
 import shutil
-import subprocess
 
 import httpx
 
-from infra.local.process import Managed, ServiceError, port_in_use, wait_until
+from infra.local.process import Managed, ServiceError, port_in_use, run_or_fail, wait_until
 from tributary.settings import Settings
 
 
@@ -25,8 +24,9 @@ def gateway_ports(settings: Settings) -> list[int]:
     return [settings.gateway_port + n for n in range(1, settings.gateways + 1)]
 
 
-def config(listen: str, servers: list[tuple[str, str]]) -> str:
-    """A haproxy configuration: `listen` (host:port) in front of `servers` (name, host:port)."""
+def config(listen: str, servers: list[tuple[str, str]], request_timeout_s: float = 10.0) -> str:
+    """A haproxy configuration: `listen` (host:port) in front of `servers` (name, host:port);
+    a request's headers must arrive within `request_timeout_s` (the gateways' own limit)."""
     lines = [
         "global",
         # Two descriptors a connection: within the 20,000 this machine allows a process.
@@ -37,8 +37,7 @@ def config(listen: str, servers: list[tuple[str, str]]) -> str:
         "    timeout connect 2s",
         "    timeout client 30s",
         "    timeout server 30s",
-        # A request's headers within 10 s (the gateways' own edge limit, at the balancer).
-        "    timeout http-request 10s",
+        f"    timeout http-request {round(request_timeout_s * 1000)}ms",
         # An upgraded WebSocket stays open while either side talks within the hour.
         "    timeout tunnel 1h",
         "    retries 2",
@@ -84,12 +83,9 @@ def start(settings: Settings, timeout_s: float = 30.0) -> str:
             for n, port in enumerate(gateway_ports(settings), start=1)
         ]
         cfg = home / "haproxy.cfg"
-        cfg.write_text(config(f"{settings.gateway_host}:{settings.gateway_port}", servers))
-        checked = subprocess.run([binary, "-c", "-f", str(cfg)], capture_output=True, text=True)
-        if checked.returncode != 0:
-            raise ServiceError(
-                f"haproxy refused its configuration:\n{checked.stdout}{checked.stderr}"
-            )
+        listen = f"{settings.gateway_host}:{settings.gateway_port}"
+        cfg.write_text(config(listen, servers, settings.http_request_timeout_s))
+        run_or_fail([binary, "-c", "-f", str(cfg)], "haproxy's check of its configuration", 30)
         proc.start([binary, "-db", "-f", str(cfg)])  # -db: in the foreground, for the pid file
     wait_until(lambda: is_ready(settings), "haproxy", timeout_s, proc)
     return (

@@ -23,7 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from infra.local.process import Managed, ServiceError, port_in_use, wait_until
+from infra.local.process import Managed, ServiceError, family, port_in_use, run_or_fail, wait_until
 from schemas.topics import MAX_RECORD_BYTES, REGISTRY
 from streams.tables import changelog_topics
 from tributary.kafka_admin import admin_client
@@ -135,6 +135,9 @@ def server_properties(settings: Settings, node: Node, log_dir: Path) -> str:
             f"share.coordinator.state.topic.replication.factor={rf}",
             f"share.coordinator.state.topic.min.isr={min_isr}",
             "group.initial.rebalance.delay.ms=0",
+            # The log cleaner (compacted changelogs) allocates this up front: the default
+            # 128 MiB killed a 256 MiB-heap broker with OutOfMemoryError as it restarted.
+            "log.cleaner.dedupe.buffer.size=33554432",
             # Topics come from `tributary topics` with their registry config, never by accident.
             "auto.create.topics.enable=false",
             "",
@@ -147,15 +150,18 @@ def managed(settings: Settings, node: Node | None = None) -> Managed:
 
 
 def start(settings: Settings, timeout_s: float = 90.0) -> str:
-    """Start every node that does not run; wait until all of them serve metadata."""
+    """Start every node that does not run; wait until all of them serve metadata. A
+    cluster started elsewhere (`kafka_bootstrap_servers`) is only waited for."""
+    if settings.kafka_bootstrap_servers:
+        wait_until(lambda: is_ready(settings), f"kafka at {settings.kafka_bootstrap}", timeout_s)
+        return f"kafka (external) at {settings.kafka_bootstrap}"
     if is_ready(settings):
         return f"kafka already running on {settings.kafka_bootstrap}"
     for node in nodes(settings):
         if managed(settings, node).pid() is None:
             _launch(settings, node)
     procs = [managed(settings, node) for node in nodes(settings)]
-    for proc in procs:
-        wait_until(lambda: is_ready(settings), "kafka", timeout_s, proc)
+    wait_until(lambda: is_ready(settings), "kafka", timeout_s, procs)
     brokers = settings.kafka_brokers
     kind = "KRaft" if brokers == 1 else f"KRaft, {brokers} nodes, RF {settings.replication_factor}"
     return f"kafka {settings.kafka_version} ({kind}) listening on {settings.kafka_bootstrap}"
@@ -188,25 +194,12 @@ def _launch(settings: Settings, node: Node) -> None:
     props.write_text(server_properties(settings, node, log_dir))
     classpath = f"{libs}/*"
     if not (log_dir / "meta.properties").exists():
-        result = subprocess.run(
-            [
-                "java",
-                "-cp",
-                classpath,
-                "kafka.tools.StorageTool",
-                "format",
-                "-t",
-                _cluster_id(settings),
-                "-c",
-                str(props),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+        format_storage = ["java", "-cp", classpath, "kafka.tools.StorageTool", "format"]
+        run_or_fail(
+            [*format_storage, "-t", _cluster_id(settings), "-c", str(props)],
+            "kafka storage format",
+            120,
         )
-        if result.returncode != 0:
-            raise ServiceError(f"kafka storage format failed:\n{result.stdout}{result.stderr}")
     log4j = resources.files("infra") / "kafka" / "log4j2.properties"
     with resources.as_file(log4j) as log4j_path:
         managed(settings, node).start(
@@ -248,14 +241,16 @@ def cluster_id() -> str:
 
 
 def is_ready(settings: Settings) -> bool:
-    """True if every broker is up and registered with the cluster."""
-    if not all(port_in_use(node.host, node.port) for node in nodes(settings)):
+    """True if every local broker is up and registered with the cluster (one started
+    elsewhere: if it answers)."""
+    external = bool(settings.kafka_bootstrap_servers)
+    if not external and not all(port_in_use(node.host, node.port) for node in nodes(settings)):
         return False
     try:
         registered = asyncio.run(brokers_registered(settings.kafka_bootstrap))
     except (TimeoutError, KafkaError, OSError):
         return False
-    return registered >= settings.kafka_brokers
+    return registered >= (1 if external else settings.kafka_brokers)
 
 
 async def brokers_registered(bootstrap: str) -> int:
@@ -281,8 +276,7 @@ async def _ensure_topics(settings: Settings) -> list[str]:
         existing = set(await admin.list_topics())
         replicated = {"min.insync.replicas": str(settings.min_insync_replicas)}
         registry = {
-            spec.physical(settings.namespace): {**spec.config(), **replicated}
-            for spec in REGISTRY
+            spec.physical(settings.namespace): {**spec.config(), **replicated} for spec in REGISTRY
         }
         topics = dict(registry)
         for name, config in changelog_topics(settings.namespace, settings.dedup_ttl_s).items():
@@ -368,6 +362,4 @@ async def _visible(admin: AIOKafkaAdminClient, names: set[str], timeout_s: float
 def stop(settings: Settings) -> bool:
     """Stop every node of the data folder (also those of a larger cluster than `settings`
     names now); True if any was running."""
-    run = settings.data_dir.resolve() / "run"
-    names = {node.name for node in nodes(settings)} | {p.stem for p in run.glob("kafka-*.pid")}
-    return any([Managed(name, run).stop(timeout_s=30) for name in sorted(names)])
+    return any([proc.stop(timeout_s=30) for proc in family(settings.data_dir / "run", "kafka")])

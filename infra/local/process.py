@@ -12,7 +12,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,18 +129,36 @@ def wait_until(
     check: Callable[[], bool],
     what: str,
     timeout_s: float,
-    proc: Managed | None = None,
+    proc: Managed | Sequence[Managed] | None = None,
     why: Callable[[], str] | None = None,
 ) -> None:
-    """Poll `check` until true; raise `ServiceError` with the log tail on timeout or exit,
-    and what `why` says (e.g. the readiness answer: the log may not say what is wrong)."""
+    """Poll `check` until true; raise `ServiceError` with the log tail on timeout, or as soon
+    as one of `proc` exits, and what `why` says (e.g. the readiness answer: the log may not
+    say what is wrong)."""
+    procs = [] if proc is None else [proc] if isinstance(proc, Managed) else list(proc)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if check():
             return
-        if proc is not None and proc.pid() is None:
-            raise ServiceError(f"{what}: process exited. Last log lines:\n{proc.log_tail()}")
+        for p in procs:
+            if p.pid() is None:
+                raise ServiceError(f"{p.name}: process exited. Last log lines:\n{p.log_tail()}")
         time.sleep(0.2)
     reason = f" {why()}." if why else ""
-    tail = f" Last log lines:\n{proc.log_tail()}" if proc else ""
-    raise ServiceError(f"{what}: not ready after {timeout_s:.0f}s.{reason}{tail}")
+    tails = "".join(f" Last log lines of {p.name}:\n{p.log_tail()}" for p in procs)
+    raise ServiceError(f"{what}: not ready after {timeout_s:.0f}s.{reason}{tails}")
+
+
+def family(run_dir: Path, name: str) -> list[Managed]:
+    """`name` and its numbered siblings (`name-2`, ...) with a pid file in `run_dir`, and
+    `name` itself: what a stop must find, whatever the settings say now."""
+    run = run_dir.resolve()
+    return [Managed(name, run), *(Managed(p.stem, run) for p in sorted(run.glob(f"{name}-*.pid")))]
+
+
+def run_or_fail(argv: list[str], what: str, timeout_s: float) -> str:
+    """Run `argv`; its stdout, or `ServiceError` with what it printed."""
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
+    if done.returncode != 0:
+        raise ServiceError(f"{what} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return done.stdout

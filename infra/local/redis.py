@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from functools import partial
 from pathlib import Path
 
 import redis
 
-from infra.local.process import Managed, ServiceError, port_in_use, wait_until
+from infra.local.process import Managed, ServiceError, family, port_in_use, run_or_fail, wait_until
 from tributary.settings import Settings
 
 
@@ -32,9 +31,7 @@ def ensure_installed() -> str:
     if shutil.which("apt-get") is None:
         raise ServiceError("redis-server is not installed and apt-get is unavailable.")
     for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "redis-server"]):
-        result = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
-        if result.returncode != 0:
-            raise ServiceError(f"`{' '.join(cmd)}` failed:\n{result.stderr[-2000:]}")
+        run_or_fail(cmd, f"`{' '.join(cmd)}`", 600)
     path = shutil.which("redis-server")
     if path is None:
         raise ServiceError("redis-server still missing after apt-get install.")
@@ -43,9 +40,9 @@ def ensure_installed() -> str:
 
 def is_ready(settings: Settings) -> bool:
     """Every node answers; a cluster's slots are all served (`cluster_state:ok`)."""
+    if not settings.redis_url and not all(_answers(port) for port in ports(settings)[1:]):
+        return False
     try:
-        for port in [] if settings.redis_url else ports(settings)[1:]:
-            redis.Redis(port=port, socket_timeout=1).ping()
         client = redis.Redis.from_url(settings.redis_dsn, socket_timeout=1)
         if not settings.redis_cluster:
             return bool(client.ping())
@@ -126,25 +123,11 @@ def _form_cluster(settings: Settings, timeout_s: float) -> None:
     first = redis.Redis(port=settings.redis_port, socket_timeout=2)
     if int(first.cluster("info")["cluster_known_nodes"]) < len(ports(settings)):
         nodes = [f"127.0.0.1:{port}" for port in ports(settings)]
-        done = subprocess.run(
-            [
-                "redis-cli",
-                "--cluster",
-                "create",
-                *nodes,
-                "--cluster-replicas",
-                "0",
-                "--cluster-yes",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise ServiceError(f"redis cluster create failed:\n{done.stdout}{done.stderr}")
+        create = ["redis-cli", "--cluster", "create", *nodes, "--cluster-replicas", "0"]
+        run_or_fail([*create, "--cluster-yes"], "redis cluster create", 60)
     wait_until(lambda: is_ready(settings), "redis cluster", timeout_s)
 
 
 def stop(settings: Settings) -> bool:
-    return any([managed(settings, port).stop(timeout_s=10) for port in ports(settings)])
+    """Stop every node of the data folder (a cluster's too, whatever `settings` says now)."""
+    return any([proc.stop(timeout_s=10) for proc in family(settings.data_dir / "run", "redis")])

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import httpx
 
 from infra.local import dockerd, haproxy, kafka, redis, triton
-from infra.local.process import Managed, ServiceError, port_in_use, wait_until
+from infra.local.process import Managed, ServiceError, family, port_in_use, wait_until
 from tributary.settings import Settings
 
 
@@ -153,15 +153,12 @@ def down(settings: Settings, echo: Callable[[str], None] = print) -> None:
     """Stop the balancer and Tributary's processes first (they flush), then the services."""
     if haproxy.stop(settings):
         echo("stopped haproxy")
-    run = settings.data_dir.resolve() / "run"
-    known = [managed(own, app) for app, own in reversed(replicas(settings))]
-    # Also the replicas of an `up` with more gateways or workers than `settings` says now.
-    extra = [
-        Managed(p.stem, run) for name in ("gateway", "worker") for p in run.glob(f"{name}-*.pid")
-    ]
-    for proc in [*extra, *known]:
-        if proc.stop(timeout_s=40):
-            echo(f"stopped {proc.name}")
+    # Every replica with a pid file, also those of an `up` with more than `settings` says.
+    run = settings.data_dir / "run"
+    for name in ("gateway", "worker", "projector"):
+        for proc in family(run, name):
+            if proc.stop(timeout_s=40):
+                echo(f"stopped {proc.name}")
     for name, module in (("triton", triton), ("dockerd", dockerd), ("redis", redis)):
         if module.stop(settings):
             echo(f"stopped {name}")

@@ -90,7 +90,7 @@ def test_api_key_sets_the_user(guarded: tuple[TestClient, Settings]) -> None:
 
 
 async def _stored_hashes(settings: Settings) -> list[bytes]:
-    client = aioredis.from_url(settings.redis_dsn)
+    client = redis_client.connect(settings)
     try:
         keys = await client.hkeys(f"{settings.namespace}:apikeys")
         return [k.encode() if isinstance(k, str) else k for k in keys]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from projections.migrations import analyst_access
+from projections.analyst_queries import analyst_access
 from tributary.settings import Settings
 
 

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import re
 
-from projections.migrations import (
-    EVENTS_PER_USER_MINUTE,
-    MIGRATIONS,
-    analyst_access,
-    migrations_table,
-)
+from projections.analyst_queries import analyst_access
+from projections.migrations import EVENTS_PER_USER_MINUTE, MIGRATIONS, migrations_table
 from tributary.settings import Settings
 
 
