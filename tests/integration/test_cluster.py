@@ -272,3 +272,26 @@ def test_topics_are_replicated_three_times_with_two_in_sync_required(cluster: Se
     assert {len(p["replicas"]) for p in topic["partitions"]} == {3}
     [(_, _, _, _, entries)] = configs.resources
     assert ("min.insync.replicas", "2") in [(e[0], e[1]) for e in entries]
+
+
+def test_a_draining_gateway_leaves_the_balancer_before_it_stops(cluster: Settings) -> None:
+    """SIGTERM to gateway 1 under load: it answers readiness 503 first (gateway/drain.py),
+    haproxy's checks (1 s, fall 2) take it out, and it stops listening only after the drain
+    (5 s): from 3 s after the signal on, every request is served by gateway 2."""
+    first_app, first = next((a, s) for a, s in stack.replicas(cluster) if a.name == "gateway-1")
+    load = Load(cluster).start()
+    time.sleep(3)
+    signalled = time.monotonic()
+    stack.managed(first, first_app).stop(timeout_s=40, sig=signal.SIGTERM)
+    stopped = time.monotonic() - signalled
+    time.sleep(3)
+    load.finish()
+    late = [(round(t - signalled, 2), what) for t, what in load.refused if t > signalled + 3]
+    print(
+        f"gateway-1 exited {stopped:.1f} s after SIGTERM; "
+        f"{refusal_window(load, signalled)}; after 3 s: {late}"
+    )
+    assert stopped >= cluster.shutdown_drain_s
+    assert late == []
+    check_exactly_once_in_order(cluster, load)
+    stack.start_app(first, first_app)  # back in rotation for whatever runs next
