@@ -98,7 +98,7 @@ async def bench(events: int, batch_rows: int) -> None:
     ch = connect(settings)
     migrate(ch)
     projection = for_topic("events.ingest")
-    rows = [projection.row(record("bench", i % 6, i, e)) for i, e in enumerate(sample)]
+    rows = [projection.row(record("bench", i % 6, i, e)) or () for i, e in enumerate(sample)]
     del sample
     ch.command(f"CREATE TABLE {ch.database}.plain AS {ch.database}.events_ingest")
     t = time.perf_counter()

@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from starlette.requests import HTTPConnection
 
 from gateway.errors import ApiError, DependencyUnavailable
+from schemas import keys
 from schemas.envelope import USER_ID_PATTERN
 from tributary.credentials import hash_key, presented
 from tributary.settings import Settings
@@ -31,16 +32,12 @@ class Principal:
     method: str  # "api_key" | "jwt" | "anonymous"
 
 
-def keys_hash(namespace: str) -> str:
-    return f"{namespace}:apikeys"
-
-
 async def create_api_key(client: aioredis.Redis, namespace: str, user_id: str) -> str:
     """Make a new API key for `user_id`; only its hash is stored. Returns the key."""
     if not _USER_ID.fullmatch(user_id):
         raise ValueError(f"not a user id: {user_id!r} (pattern {USER_ID_PATTERN})")
     key = API_KEY_PREFIX + secrets.token_urlsafe(32)
-    await client.hset(keys_hash(namespace), hash_key(key), user_id)
+    await client.hset(keys.api_keys(namespace), hash_key(key), user_id)
     return key
 
 
@@ -85,7 +82,8 @@ class Authenticator:
         if self._known is not None and (known := self._known.get(key)) is not None:
             return known
         try:
-            user_id = await self._client.hget(keys_hash(self._settings.namespace), hash_key(key))
+            stored = keys.api_keys(self._settings.namespace)
+            user_id = await self._client.hget(stored, hash_key(key))
         except RedisError as exc:
             raise DependencyUnavailable("redis", f"cannot check API keys: {exc}") from exc
         if user_id is None:

@@ -30,6 +30,7 @@ from gateway.errors import ApiError, body_of
 from gateway.metrics import FAST_PATH
 from gateway.routes.events import produce_event, router, to_event
 from gateway.tracing import trace_headers
+from schemas import headers as h
 from schemas.api import EventIn
 
 PATH = "/v1/events"
@@ -90,7 +91,7 @@ class FastEvents:
         length = headers.get("content-length", "")
         return (
             not self.state.draining
-            and "idempotency-key" not in headers
+            and h.IDEMPOTENCY_KEY not in headers
             and is_json(headers.get("content-type", ""))
             and length.isdigit()
             and int(length) <= self.state.settings.max_body_bytes

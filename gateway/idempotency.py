@@ -17,7 +17,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from gateway.errors import ApiError, DependencyUnavailable
-from schemas.push import user_tag
+from schemas import keys
 
 log = structlog.get_logger(__name__)
 
@@ -39,7 +39,7 @@ class Idempotency:
 
     def _key(self, user_id: str, route: str, key: str) -> str:
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]
-        return f"{self._namespace}:idem:{route}:{user_tag(user_id)}:{digest}"
+        return keys.idempotency(self._namespace, route, user_id, digest)
 
     async def begin(self, user_id: str, route: str, key: str, body: bytes) -> Stored | None:
         """None: go ahead (and call `complete` or `abandon`). Stored: answer with it."""

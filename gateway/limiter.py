@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from gateway.coalesce import Coalescer
 from gateway.errors import ApiError, DependencyUnavailable
 from gateway.metrics import RATE_LIMIT_SECONDS
-from schemas.push import user_tag
+from schemas import keys as redis_keys
 from tributary.limits import Decision, Window
 
 # Mirrors tributary.limits.decide; TATs in units of 1/limit ms (integers, exact in doubles).
@@ -148,8 +148,10 @@ class RateLimiter:
 
     def _keys_and_args(self, check: _Check) -> tuple[list[str], list[int]]:
         windows = check.policy.windows
-        tag = user_tag(check.user_id)
-        keys = [f"{self._namespace}:rl:{check.policy.name}:{w}:{tag}" for w in windows]
+        keys = [
+            redis_keys.rate_limit(self._namespace, check.policy.name, str(w), check.user_id)
+            for w in windows
+        ]
         args = [check.now_ms, check.cost, len(windows)]
         for window in windows:
             args += [window.limit, window.period_ms]

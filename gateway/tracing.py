@@ -6,6 +6,8 @@ import random
 import re
 from collections.abc import Mapping
 
+from schemas import headers as h
+
 # All-zero trace and parent ids are invalid (W3C trace context): such a header starts anew.
 _TRACEPARENT = re.compile(r"^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
 
@@ -14,11 +16,11 @@ def trace_headers(
     request_headers: Mapping[str, str], idempotency_key: str | None
 ) -> dict[str, str]:
     """Kafka headers for a record produced on behalf of a request with `request_headers`."""
-    incoming = request_headers.get("traceparent", "")
+    incoming = request_headers.get(h.TRACEPARENT, "")
     trace_id = incoming.split("-")[1] if _TRACEPARENT.match(incoming) else _random_id(128)
-    headers = {"traceparent": f"00-{trace_id}-{_random_id(64)}-01"}
+    headers = {h.TRACEPARENT: f"00-{trace_id}-{_random_id(64)}-01"}
     if idempotency_key:
-        headers["idempotency-key"] = idempotency_key
+        headers[h.IDEMPOTENCY_KEY] = idempotency_key
     return headers
 
 

@@ -184,6 +184,8 @@ class Projector:
                     error=repr(exc),
                 )
                 continue
+            if row is None:  # an older edition of a type: the current one is projected
+                continue
             self.batcher.add(tp.topic, tp.partition, msg.offset, row)
         self.next_offset[tp] = expected
 

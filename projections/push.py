@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 
 import structlog
+from pydantic import ValidationError
 from redis.exceptions import RedisError, ResponseError
 
 from projections.consumers import redis_projector_consumer
+from schemas import contracts, keys
 from schemas.envelope import EnvelopeError, from_kafka_lenient
+from schemas.events import CountedData
 from schemas.groups import PROJECTOR_PUSH
-from schemas.push import push_payload, stream_key
+from schemas.push import push_payload
 from tributary import redis_client
 from tributary.kafka_admin import commit_or_log
 from tributary.settings import Settings
@@ -54,14 +57,15 @@ class PushProjector:
         for msg in messages:
             try:
                 event = from_kafka_lenient(msg.value, msg.headers)
-                seq = int(event.data["seq"])
-            except (EnvelopeError, KeyError, TypeError, ValueError) as exc:
+                if not contracts.is_current(event.dataschema):
+                    continue  # a copy in an older version of its type: the current one is pushed
+                counted = CountedData.model_validate(event.data)
+            except (EnvelopeError, ValidationError) as exc:
                 log.warning("not pushable", offset=msg.offset, error=str(exc))
                 continue
-            payload = push_payload(seq, event.id, event.time.isoformat(), event.data)
-            entries.append(
-                (stream_key(self.settings.namespace, event.subject), payload, f"{seq}-0")
-            )
+            payload = push_payload(counted, event.id, event.time.isoformat())
+            key = keys.push_stream(self.settings.namespace, event.subject)
+            entries.append((key, payload, f"{counted.seq}-0"))
         delay = 0.2
         while True:
             pipe = self.redis.pipeline(transaction=False)

@@ -184,6 +184,8 @@ class Replay:
                     except UNREADABLE:
                         self.status.skipped += 1
                         continue
+                    if row is None:  # an older edition of a type: the current one is kept
+                        continue
                     batcher.add(tp.topic, tp.partition, msg.offset, row)
             for tp in list(open_tps):
                 if await consumer.position(tp) >= ends[tp]:

@@ -11,23 +11,28 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 import structlog
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from projections.consumers import redis_projector_consumer
+from schemas import contracts, keys
 from schemas.envelope import EnvelopeError, EventView, from_kafka_lenient
 from schemas.groups import PROJECTOR_STATUS
 from schemas.jobs import (
+    CONTAINER_EVENT_TYPES,
     CONTAINER_START,
     INFERENCE_REQUESTED,
-    JOB_FINISHED,
-    container_key,
-    job_key,
+    JOB_STEP_TYPES,
+    ContainerEvent,
+    ContainerIn,
+    JobKind,
+    JobState,
+    JobStep,
 )
-from schemas.push import JOBS_STREAM_MAXLEN, job_payload, jobs_stream_key
+from schemas.push import JOBS_STREAM_MAXLEN, job_payload
 from tributary import redis_client
 from tributary.kafka_admin import commit_or_log
 from tributary.settings import Settings
@@ -46,67 +51,77 @@ class Update:
 
 
 def updates(namespace: str, event: EventView) -> list[Update]:
-    """What one event changes in Redis (pure)."""
-    data: dict[str, Any] = event.data
-    at = str(data.get("at_ms", int(event.time.timestamp() * 1000)))
-    if event.type in (INFERENCE_REQUESTED, CONTAINER_START):
-        kind = "inference" if event.type == INFERENCE_REQUESTED else "container.start"
-        fields = {"user": event.subject, "kind": kind, "state": "submitted", "updated_ms": at}
-        out = [Update(job_key(namespace, event.id), fields, only_if_new=True)]
-        if event.type == CONTAINER_START:
-            out.append(
-                Update(
-                    container_key(namespace, event.id),
-                    {
-                        "user": event.subject,
-                        "state": "requested",
-                        "image": str(data.get("image", "")),
-                        "job_id": event.id,
-                        "updated_ms": at,
-                    },
-                    only_if_new=True,
-                )
-            )
-        return out
-    if event.type == JOB_FINISHED:
-        return []  # the executor's report to the command agent; the job's own events say it
-    if event.type.startswith("job."):
-        state = str(data.get("state", event.type.removeprefix("job.")))
+    """What one event changes in Redis (pure); raises `ValidationError` on a bad `data`."""
+    if not contracts.is_current(event.dataschema):
+        return []  # a copy in an older version of its type: the current one is applied
+    at = str(int(event.time.timestamp() * 1000))
+    if event.type == INFERENCE_REQUESTED:
+        return [_submitted(namespace, event, JobKind.INFERENCE, at)]
+    if event.type == CONTAINER_START:
+        request = ContainerIn.model_validate(event.data)
         fields = {
             "user": event.subject,
-            "kind": str(data.get("kind", "")),
-            "state": state,
-            "attempts": str(data.get("attempt", 0)),
+            "state": "requested",
+            "image": request.image,
+            "job_id": event.id,
             "updated_ms": at,
         }
-        if "progress" in data:
-            fields["progress"] = str(data["progress"])
-        if state == "completed":
-            fields["progress"] = "1.0"
-            fields["result"] = orjson.dumps(data.get("result")).decode()
-        if "reason" in data:
-            fields["failure_reason"] = str(data["reason"])
-        step = job_payload(event.id, event.type, event.time.isoformat(), data)
-        out = [
-            Update(job_key(namespace, str(data["job_id"])), fields),
-            # Pushed to the user's WebSocket (channel=jobs); ids are derived, so a client
-            # drops a step it has seen when a re-read batch pushes it again.
-            Update(jobs_stream_key(namespace, event.subject), {}, push=step),
+        return [
+            _submitted(namespace, event, JobKind.CONTAINER_START, at),
+            Update(keys.container(namespace, event.id), fields, only_if_new=True),
         ]
-        if data.get("kind") == "container.start" and state in ("rejected", "dead_lettered"):
-            out.append(
-                Update(
-                    container_key(namespace, str(data["job_id"])),
-                    {"state": "failed", "reason": str(data.get("reason", "")), "updated_ms": at},
-                )
-            )
-        return out
-    if event.type.startswith("container."):
-        fields = {"user": event.subject, "state": str(data["state"]), "updated_ms": at}
-        if "image" in data:
-            fields["image"] = str(data["image"])
-        return [Update(container_key(namespace, str(data["container_id"])), fields)]
+    if event.type in JOB_STEP_TYPES:
+        return _job_step(namespace, event, JobStep.model_validate(event.data))
+    if event.type in CONTAINER_EVENT_TYPES:
+        container = ContainerEvent.model_validate(event.data)
+        fields = {"user": event.subject, "state": str(container.state), "updated_ms": at}
+        if container.image is not None:
+            fields["image"] = container.image
+        return [Update(keys.container(namespace, container.container_id), fields)]
+    # job.finished (the executor's report to the command agent: the job's own steps say
+    # it), container.stop (its job's steps say it), anything else: nothing to show.
     return []
+
+
+def _submitted(namespace: str, event: EventView, kind: JobKind, at: str) -> Update:
+    fields = {"user": event.subject, "kind": str(kind), "state": "submitted", "updated_ms": at}
+    return Update(keys.job(namespace, event.id), fields, only_if_new=True)
+
+
+def _job_step(namespace: str, event: EventView, step: JobStep) -> list[Update]:
+    at = str(step.at_ms)
+    fields = {
+        "user": event.subject,
+        "kind": str(step.kind),
+        "state": str(step.state),
+        "attempts": str(step.attempt),
+        "updated_ms": at,
+    }
+    if step.progress is not None:
+        fields["progress"] = str(step.progress)
+    if step.state is JobState.COMPLETED:
+        fields["progress"] = "1.0"
+        fields["result"] = orjson.dumps(step.result).decode()
+    if step.reason is not None:
+        fields["failure_reason"] = step.reason
+    data = step.model_dump(mode="json", exclude_none=True)
+    out = [
+        Update(keys.job(namespace, step.job_id), fields),
+        # Pushed to the user's WebSocket (channel=jobs); ids are derived, so a client
+        # drops a step it has seen when a re-read batch pushes it again.
+        Update(
+            keys.jobs_stream(namespace, event.subject),
+            {},
+            push=job_payload(event.id, event.type, event.time.isoformat(), data),
+        ),
+    ]
+    if step.kind is JobKind.CONTAINER_START and step.state in (
+        JobState.REJECTED,
+        JobState.DEAD_LETTERED,
+    ):
+        failed = {"state": "failed", "reason": step.reason or "", "updated_ms": at}
+        out.append(Update(keys.container(namespace, step.job_id), failed))
+    return out
 
 
 class StatusProjector:
@@ -129,7 +144,7 @@ class StatusProjector:
                         try:
                             event = from_kafka_lenient(msg.value, msg.headers)
                             pending.extend(updates(self.settings.namespace, event))
-                        except (EnvelopeError, KeyError, TypeError, ValueError) as exc:
+                        except (EnvelopeError, ValidationError, KeyError, ValueError) as exc:
                             log.warning("no status in record", offset=msg.offset, error=str(exc))
                 await self._apply(pending)
                 await commit_or_log(self.consumer, group="projector-status")

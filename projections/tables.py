@@ -8,15 +8,21 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
+from pydantic import ValidationError
 
+from schemas import contracts
+from schemas import headers as h
+from schemas.dead_letters import DeadLetter
 from schemas.envelope import EnvelopeError, EventView, from_kafka_lenient
+from schemas.events import CountedData
+from schemas.jobs import CommandRejected, ContainerEvent, JobStep
 from schemas.topics import COMMANDS, CONTAINERS, COUNTED, DLQ, INGEST, JOBS, REJECTED, TopicSpec
 
 Row = tuple[Any, ...]
 
 # What a record a projection cannot read raises: not a CloudEvent, or `data` without a
 # field the table needs. The projector counts and skips it; it never stops on one.
-UNREADABLE = (EnvelopeError, KeyError, TypeError, ValueError)
+UNREADABLE = (EnvelopeError, ValidationError, KeyError, TypeError, ValueError)
 
 # Columns every projected event table has, in insert order. `_topic/_partition/_offset`
 # say where the row came from: the projector resumes from max(_offset) per partition.
@@ -66,12 +72,16 @@ class Projection:
     to_row: Callable[[EventView, KafkaRecord], Row] | None = None
     record_to_row: Callable[[KafkaRecord], Row] | None = None
 
-    def row(self, msg: KafkaRecord) -> Row:
-        """The row for `msg`; raises one of `UNREADABLE` if this projection cannot read it."""
+    def row(self, msg: KafkaRecord) -> Row | None:
+        """The row for `msg`, or None for a copy in an older version of its type (the current
+        one is projected); raises one of `UNREADABLE` if this projection cannot read it."""
         if self.record_to_row is not None:
             return self.record_to_row(msg)
         assert self.to_row is not None
-        return self.to_row(from_kafka_lenient(msg.value, msg.headers), msg)
+        event = from_kafka_lenient(msg.value, msg.headers)
+        if not contracts.is_current(event.dataschema):
+            return None
+        return self.to_row(event, msg)
 
 
 def _common(event: EventView, msg: KafkaRecord) -> Row:
@@ -91,42 +101,31 @@ def _common(event: EventView, msg: KafkaRecord) -> Row:
 
 
 def _counted(event: EventView, msg: KafkaRecord) -> Row:
-    return (
-        *_common(event, msg),
-        int(event.data["seq"]),
-        event.data["source_id"],
-    )
+    counted = CountedData.model_validate(event.data)
+    return (*_common(event, msg), counted.seq, counted.source_id)
 
 
 def _job(event: EventView, msg: KafkaRecord) -> Row:
-    data = event.data
-    at_ms = int(data.get("at_ms", 0))
+    step = JobStep.model_validate(event.data)
     return (
         *_common(event, msg),
-        str(data["job_id"]),
-        str(data.get("kind", "")),
-        str(data.get("state", "")),
-        int(data.get("attempt", 0)),
-        max(0, at_ms - int(data.get("accepted_ms", at_ms))),
-        str(data.get("reason", "")),
+        step.job_id,
+        str(step.kind),
+        str(step.state),
+        step.attempt,
+        max(0, step.at_ms - step.accepted_ms),
+        step.reason or "",
     )
 
 
 def _container(event: EventView, msg: KafkaRecord) -> Row:
-    return (
-        *_common(event, msg),
-        str(event.data["container_id"]),
-        str(event.data["state"]),
-    )
+    container = ContainerEvent.model_validate(event.data)
+    return (*_common(event, msg), container.container_id, str(container.state))
 
 
 def _rejected(event: EventView, msg: KafkaRecord) -> Row:
-    return (
-        *_common(event, msg),
-        str(event.data["command_id"]),
-        str(event.data["command_type"]),
-        str(event.data["reason"]),
-    )
+    refused = CommandRejected.model_validate(event.data)
+    return (*_common(event, msg), refused.command_id, refused.command_type, refused.reason)
 
 
 def _text(headers: dict[str, bytes], name: str) -> str:
@@ -137,23 +136,18 @@ def _text(headers: dict[str, bytes], name: str) -> str:
 def _dead_letter(msg: KafkaRecord) -> Row:
     """A dead letter as it is: reason, error, origin, and the failed record's bytes as text."""
     headers = dict(msg.headers)
-    origin = _text(headers, "x-tributary-origin").rsplit(":", 2)
-    origin_topic, origin_partition, origin_offset = (
-        (origin[0], int(origin[1]), int(origin[2]))
-        if len(origin) == 3 and origin[1].isdigit() and origin[2].isdigit()
-        else ("", 0, 0)
-    )
+    letter = DeadLetter.from_headers(list(msg.headers))
     key = msg.key.decode(errors="replace") if msg.key is not None else ""
     return (
-        _text(headers, "ce_id"),
-        _text(headers, "ce_subject") or key,
-        _text(headers, "ce_type"),
+        _text(headers, h.CE_ID),
+        _text(headers, h.CE_SUBJECT) or key,
+        _text(headers, h.CE_TYPE),
         datetime.fromtimestamp(msg.timestamp / 1000, UTC),
-        _text(headers, "x-tributary-reason") or "?",
-        _text(headers, "x-tributary-error"),
-        origin_topic,
-        origin_partition,
-        origin_offset,
+        letter.reason if letter else _text(headers, h.REASON) or "?",
+        letter.error if letter else _text(headers, h.ERROR),
+        letter.origin.topic if letter else "",
+        letter.origin.partition if letter else 0,
+        letter.origin.offset if letter else 0,
         msg.value.decode(errors="replace") if msg.value is not None else "",
         orjson.dumps({k: v.decode(errors="replace") for k, v in headers.items()}).decode(),
         msg.topic,

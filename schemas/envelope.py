@@ -17,6 +17,9 @@ from typing import Annotated, Any, NamedTuple
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from schemas import contracts
+from schemas import headers as h
+
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
 
@@ -76,6 +79,11 @@ class CloudEvent(BaseModel):
         description="The user id the event belongs to; the Kafka key.",
     )
     datacontenttype: str = Field(default=CONTENT_TYPE, pattern=r"^application/json$")
+    dataschema: str | None = Field(
+        default=None,
+        max_length=256,
+        description="The schema of `data`; None: the registry's current one for `type`.",
+    )
     data: EventData = Field(default_factory=dict)
 
     @property
@@ -89,16 +97,22 @@ Headers = list[tuple[str, bytes]]
 def to_kafka(
     event: CloudEvent, extra_headers: dict[str, str] | None = None
 ) -> tuple[bytes, bytes, Headers]:
-    """Encode `event` in binary content mode: (key, value, headers)."""
+    """Encode `event` in binary content mode: (key, value, headers). `dataschema` is the
+    event's own, else the registry's for its type (none for a type the registry lacks)."""
     headers: Headers = [
-        ("ce_specversion", event.specversion.encode()),
-        ("ce_id", event.id.encode()),
-        ("ce_source", event.source.encode()),
-        ("ce_type", event.type.encode()),
-        ("ce_subject", event.subject.encode()),
-        ("ce_time", event.time.isoformat().encode()),
-        ("content-type", event.datacontenttype.encode()),
+        (h.CE_SPECVERSION, event.specversion.encode()),
+        (h.CE_ID, event.id.encode()),
+        (h.CE_SOURCE, event.source.encode()),
+        (h.CE_TYPE, event.type.encode()),
+        (h.CE_SUBJECT, event.subject.encode()),
+        (h.CE_TIME, event.time.isoformat().encode()),
+        (h.CONTENT_TYPE, event.datacontenttype.encode()),
     ]
+    schema = event.dataschema or (
+        contracts.dataschema(event.type) if contracts.known(event.type) else None
+    )
+    if schema is not None:
+        headers.append((h.CE_DATASCHEMA, schema.encode()))
     for name, value in (extra_headers or {}).items():
         headers.append((name, value.encode()))
     return event.subject.encode(), orjson.dumps(event.data), headers
@@ -111,17 +125,23 @@ class EnvelopeError(ValueError):
 def from_kafka(value: bytes | None, headers: Headers | dict[str, bytes]) -> CloudEvent:
     """Decode a binary-mode record back into a `CloudEvent`; raises `EnvelopeError`."""
     items = headers.items() if isinstance(headers, dict) else headers
-    attrs = {k[3:]: v.decode() for k, v in items if k.startswith("ce_") and v is not None}
+    attrs = {
+        k.removeprefix(h.CE_PREFIX): v.decode()
+        for k, v in items
+        if k.startswith(h.CE_PREFIX) and v is not None
+    }
     missing = {"id", "source", "type", "subject"} - attrs.keys()
     if missing:
-        raise EnvelopeError(f"missing CloudEvents headers: {sorted('ce_' + m for m in missing)}")
+        raise EnvelopeError(
+            f"missing CloudEvents headers: {sorted(h.CE_PREFIX + m for m in missing)}"
+        )
     try:
         data = orjson.loads(value) if value else {}
     except orjson.JSONDecodeError as exc:
         raise EnvelopeError(f"value is not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise EnvelopeError("value must be a JSON object")
-    known = {"id", "source", "type", "specversion", "time", "subject"}
+    known = {"id", "source", "type", "specversion", "time", "subject", "dataschema"}
     try:
         return CloudEvent.model_validate(
             {**{k: v for k, v in attrs.items() if k in known}, "data": data}
@@ -139,6 +159,7 @@ class EventView(NamedTuple):
     subject: str
     time: datetime
     data: dict[str, Any]
+    dataschema: str | None = None
 
 
 def from_kafka_lenient(
@@ -149,16 +170,18 @@ def from_kafka_lenient(
     Checks what a reader relies on (the attributes exist, `time` is a timestamp, `data`
     is a JSON object) but not the id/type/subject patterns the gateway already enforced.
     """
-    h = headers if isinstance(headers, dict) else dict(headers)
+    found = headers if isinstance(headers, dict) else dict(headers)
     try:
-        raw_time = h.get("ce_time")
+        raw_time = found.get(h.CE_TIME)
+        schema = found.get(h.CE_DATASCHEMA)
         view = EventView(
-            h["ce_id"].decode(),
-            h["ce_source"].decode(),
-            h["ce_type"].decode(),
-            h["ce_subject"].decode(),
+            found[h.CE_ID].decode(),
+            found[h.CE_SOURCE].decode(),
+            found[h.CE_TYPE].decode(),
+            found[h.CE_SUBJECT].decode(),
             datetime.fromisoformat(raw_time.decode()) if raw_time else utcnow(),
             orjson.loads(value) if value else {},
+            schema.decode() if schema is not None else None,
         )
     except KeyError as exc:
         raise EnvelopeError(f"missing CloudEvents header {exc.args[0]}") from exc

@@ -19,11 +19,16 @@ IMAGE_PATTERN = r"^[a-z0-9][a-z0-9._/-]{0,127}(:[A-Za-z0-9._-]{1,64})?$"
 Argument = Annotated[str, Field(max_length=1024)]
 Text = Annotated[str, Field(max_length=8192)]
 
-# Event types on `commands`.
+# Event types on `commands` (the gateway's commands, the executors' reports).
 CONTAINER_START = "container.start"
 CONTAINER_STOP = "container.stop"
 INFERENCE_REQUESTED = "inference.requested"
 JOB_FINISHED = "job.finished"
+# Accepted jobs on the work topics and the retry topic, and a debounced job coming due.
+JOB_WORK = "job.work"
+JOB_DUE = "job.due"
+# A command the command agent refused, on `commands.rejected`.
+COMMAND_REJECTED = "command.rejected"
 
 
 class JobKind(StrEnum):
@@ -44,7 +49,27 @@ class JobState(StrEnum):
     REJECTED = "rejected"
 
 
-FINAL_STATES = frozenset({JobState.COMPLETED, JobState.DEAD_LETTERED, JobState.REJECTED})
+def job_step_type(state: JobState) -> str:
+    """The CloudEvents type of a job step on `jobs.events`: `job.<state>`."""
+    return f"job.{state}"
+
+
+JOB_STEP_TYPES = tuple(job_step_type(s) for s in JobState if s is not JobState.SUBMITTED)
+
+
+class ContainerStatus(StrEnum):
+    """What the executor saw a container become (`container.<status>`)."""
+
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+def container_event_type(status: ContainerStatus) -> str:
+    return f"container.{status}"
+
+
+CONTAINER_EVENT_TYPES = tuple(container_event_type(s) for s in ContainerStatus)
+CONTAINER_ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
 
 
 class ContainerIn(BaseModel):
@@ -79,8 +104,43 @@ class InferenceIn(BaseModel):
     debounce_ms: int = Field(default=0, ge=0, le=60_000)
 
 
+class ContainerStop(BaseModel):
+    """`data` of `container.stop`: which of the caller's containers to stop."""
+
+    container_id: str = Field(pattern=CONTAINER_ID_PATTERN)
+
+
+class InferenceSpec(BaseModel):
+    """What an inference job runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    inputs: list[Text]
+    debounce_key: str | None = None
+
+
+class ContainerSpec(BaseModel):
+    """What a container start runs; `container_id` is the command's id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    container_id: str
+    image: str
+    command: list[Argument] = Field(default_factory=list)
+    cpus: float = 0.5
+    memory_mb: int = 128
+    priority: Priority = "normal"
+
+
+class StopSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    container_id: str
+
+
 class Job(BaseModel):
-    """An accepted job as it travels on the work and retry topics."""
+    """`data` of `job.work` and `job.due`: an accepted job on the work and retry topics."""
 
     job_id: str
     user_id: str
@@ -90,8 +150,61 @@ class Job(BaseModel):
     max_attempts: int = 3
     timeout_s: float = 30.0
     accepted_ms: int
-    spec: dict[str, Any] = Field(default_factory=dict)
+    spec: InferenceSpec | ContainerSpec | StopSpec
     history: list[dict[str, Any]] = Field(default_factory=list)
+
+    def container_id(self) -> str | None:
+        """The container a start or stop is about; None for inference."""
+        return None if isinstance(self.spec, InferenceSpec) else self.spec.container_id
+
+
+class JobFinished(BaseModel):
+    """`data` of `job.finished`: an executor's report that releases the job's quota."""
+
+    job_id: str
+    kind: JobKind
+    outcome: str = Field(description="completed, running, stopped or dead_lettered")
+    container_id: str | None = None
+
+
+class JobStep(BaseModel):
+    """`data` of `job.<state>` on `jobs.events`: one step of a job's life."""
+
+    job_id: str
+    kind: JobKind
+    state: JobState
+    attempt: int
+    priority: Priority
+    accepted_ms: int
+    at_ms: int
+    reason: str | None = Field(default=None, description="Why it failed or was refused.")
+    permanent: bool | None = Field(default=None, description="A failure no retry can fix.")
+    due_ms: int | None = Field(default=None, description="When a retrying job runs again.")
+    progress: float | None = Field(default=None, ge=0, le=1)
+    result: list[list[float]] | dict[str, Any] | None = Field(
+        default=None, description="Embeddings (inference) or the engine's answer (containers)."
+    )
+
+
+class ContainerEvent(BaseModel):
+    """`data` of `container.<status>` on `containers.events`."""
+
+    container_id: str
+    job_id: str
+    state: ContainerStatus
+    at_ms: int
+    image: str | None = None
+    engine_id: str | None = None
+    name: str | None = None
+
+
+class CommandRejected(BaseModel):
+    """`data` of `command.rejected`: which command was refused, and the rule that refused it."""
+
+    command_id: str
+    command_type: str
+    reason: str
+    retry_after_ms: int = 0
 
 
 class JobAccepted(BaseModel):
@@ -129,13 +242,3 @@ class ContainerView(BaseModel):
 def container_name(namespace: str, container_id: str) -> str:
     """The engine-side name: derived from the command, so a retried create finds it."""
     return f"trib-{namespace}-{container_id}"
-
-
-def job_key(namespace: str, job_id: str) -> str:
-    """The Redis hash with a job's status (written by the status projector)."""
-    return f"{namespace}:job:{job_id}"
-
-
-def container_key(namespace: str, container_id: str) -> str:
-    """The Redis hash with a container's status (written by the status projector)."""
-    return f"{namespace}:container:{container_id}"

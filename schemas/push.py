@@ -1,4 +1,4 @@
-"""The push contract: where a user's live events wait in Redis, and what a client receives."""
+"""The push contract: what a WebSocket client receives (the Redis keys: `schemas.keys`)."""
 
 from __future__ import annotations
 
@@ -6,37 +6,23 @@ from typing import Any
 
 import orjson
 
-
-def user_tag(user_id: str) -> str:
-    """`{user_id}`: a Redis Cluster hash tag, so every key of a user lives in one slot and a
-    script may touch several of them (user ids hold no braces: `USER_ID_PATTERN`)."""
-    return f"{{{user_id}}}"
+from schemas.events import CountedData
 
 
-def stream_key(namespace: str, user_id: str) -> str:
-    """The Redis Stream of `user_id`'s sequenced events; entry ids are `<seq>-0`."""
-    return f"{namespace}:push:{user_tag(user_id)}"
-
-
-def push_payload(seq: int, event_id: str, time: str, data: dict[str, Any]) -> bytes:
-    """One WebSocket message: `{seq, id, type, time, data}` of a `counted` event's data."""
+def push_payload(counted: CountedData, event_id: str, time: str) -> bytes:
+    """One WebSocket message: `{seq, id, type, time, data}` of a counted event."""
     return orjson.dumps(
         {
-            "seq": seq,
+            "seq": counted.seq,
             "id": event_id,
-            "type": data.get("source_type"),
+            "type": counted.source_type,
             "time": time,
-            "data": data.get("data"),
+            "data": counted.data,
         }
     )
 
 
 JOBS_STREAM_MAXLEN = 1000
-
-
-def jobs_stream_key(namespace: str, user_id: str) -> str:
-    """The Redis Stream of `user_id`'s job steps (queued, active, progress, ...)."""
-    return f"{namespace}:push-jobs:{user_tag(user_id)}"
 
 
 def job_payload(event_id: str, event_type: str, time: str, data: dict[str, Any]) -> bytes:

@@ -16,8 +16,9 @@ from typing import Any
 
 import faust
 
+from schemas import tables
 from schemas.topics import MAX_RECORD_BYTES
-from streams import health, tables
+from streams import health
 from streams.agents import executor
 from streams.agents.commands import Commands
 from streams.agents.counter import Counter

@@ -2,35 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import faust
 import structlog
+
+from schemas.dead_letters import DeadLetter, Origin
 
 log = structlog.get_logger(__name__)
 
 
-def dead_letter_headers(
-    headers: Iterable[tuple[str, bytes]], origin: str, *, reason: str, error: str
-) -> list[tuple[str, bytes]]:
-    """The record's own headers plus `x-tributary-*` ones saying why and where from (pure)."""
-    merged = dict(headers)
-    merged.update(
-        {
-            "x-tributary-reason": reason.encode(),
-            "x-tributary-error": error[:2000].encode(),
-            "x-tributary-origin": origin.encode(),
-        }
-    )
-    return list(merged.items())
-
-
 async def dead_letter(dlq: faust.TopicT, event: faust.EventT, *, reason: str, error: str) -> None:
     """Send `event` unchanged to `dlq` with `x-tributary-*` headers saying why."""
-    msg = event.message
-    origin = f"{msg.topic}:{msg.partition}:{msg.offset}"
-    headers = dead_letter_headers(
-        dict(event.headers or {}).items(), origin, reason=reason, error=error
-    )
-    log.warning("dead-lettered", reason=reason, error=error, origin=origin)
+    letter = DeadLetter.of(reason, error, origin_of(event))
+    log.warning("dead-lettered", reason=reason, error=error, origin=str(letter.origin))
+    headers = letter.headers(dict(event.headers or {}).items())
     await dlq.send(key=event.key, value=event.value, headers=headers)
+
+
+def origin_of(event: faust.EventT) -> Origin:
+    """Where a record a Faust agent read was."""
+    msg = event.message
+    return Origin(topic=msg.topic, partition=msg.partition, offset=msg.offset)

@@ -1,8 +1,8 @@
 """Operating on the DLQ topic: list, show, retry (re-produce to the origin topic), purge.
 
-A dead letter keeps the original key, value and headers plus `x-tributary-reason`,
-`x-tributary-error` and `x-tributary-origin` (`topic:partition:offset`). A retry sends
-the original record back to its origin topic with `x-tributary-retried-from`; the
+A dead letter keeps the original key, value and headers plus the reason, error and origin
+(`schemas.dead_letters`). A retry sends the original record back to its origin topic,
+marked `retried from` (`schemas.headers.RETRIED_FROM`); the
 agents' dedup by event id still applies, so retrying a record that did get through
 has no second effect. A letter without a value (`record_too_large`: the value is what did
 not fit) is not retried; the record itself is at its origin.
@@ -15,17 +15,17 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import RecordsToDelete
 
-from schemas.envelope import header_value
+from schemas import headers as h
+from schemas.dead_letters import DeadLetter, without_letter
 from schemas.topics import DLQ, MAX_RECORD_BYTES
 from tributary.kafka_admin import admin_client, partitions, read_to_end, started
 from tributary.settings import Settings
 
-RETRIED_FROM = "x-tributary-retried-from"
-OUR_HEADERS = ("x-tributary-reason", "x-tributary-error", "x-tributary-origin")
-
 
 @dataclass(frozen=True)
-class DeadLetter:
+class Letter:
+    """A record on the DLQ topic, where it is there, and why it is there (`info`)."""
+
     partition: int
     offset: int
     timestamp_ms: int
@@ -38,33 +38,37 @@ class DeadLetter:
         return f"{self.partition}:{self.offset}"
 
     @property
+    def info(self) -> DeadLetter | None:
+        """Reason, error and origin; None for a record on the DLQ without a valid origin."""
+        return DeadLetter.from_headers(self.headers)
+
+    @property
     def reason(self) -> str:
-        return header_value(self.headers, "x-tributary-reason") or "?"
+        return self.info.reason if self.info else "?"
 
     @property
     def error(self) -> str:
-        return header_value(self.headers, "x-tributary-error") or ""
+        return self.info.error if self.info else ""
 
     @property
-    def origin_topic(self) -> str:
-        origin = header_value(self.headers, "x-tributary-origin") or ""
-        return origin.rsplit(":", 2)[0]
+    def origin(self) -> str:
+        return str(self.info.origin) if self.info else "?"
 
     def original_headers(self) -> list[tuple[str, bytes]]:
-        return [(k, v) for k, v in self.headers if k not in OUR_HEADERS]
+        return without_letter(self.headers)
 
 
-async def read(settings: Settings) -> list[DeadLetter]:
+async def read(settings: Settings) -> list[Letter]:
     """Every dead letter still on the DLQ topic, oldest first per partition."""
     records = await read_to_end(settings.kafka_bootstrap, DLQ.physical(settings.namespace))
     letters = [
-        DeadLetter(m.partition, m.offset, m.timestamp, m.key, m.value, list(m.headers))
+        Letter(m.partition, m.offset, m.timestamp, m.key, m.value, list(m.headers))
         for m in records
     ]
     return sorted(letters, key=lambda d: (d.timestamp_ms, d.partition, d.offset))
 
 
-async def retry(settings: Settings, letters: list[DeadLetter]) -> list[str]:
+async def retry(settings: Settings, letters: list[Letter]) -> list[str]:
     """Send each letter's original record back to its origin topic; return where each went."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
@@ -75,18 +79,21 @@ async def retry(settings: Settings, letters: list[DeadLetter]) -> list[str]:
     async with started(producer):
         placed = []
         for letter in letters:
+            info = letter.info
             if letter.value is None:  # not copied (record_too_large): nothing to send
-                origin = header_value(letter.headers, "x-tributary-origin")
                 placed.append(
-                    f"{letter.position} skipped: no value kept; the record is at {origin}"
+                    f"{letter.position} skipped: no value kept; the record is at {letter.origin}"
                 )
+                continue
+            if info is None:
+                placed.append(f"{letter.position} skipped: no origin to send it back to")
                 continue
             headers = [
                 *letter.original_headers(),
-                (RETRIED_FROM, f"dlq:{letter.position}".encode()),
+                (h.RETRIED_FROM, f"dlq:{letter.position}".encode()),
             ]
             meta = await producer.send_and_wait(
-                letter.origin_topic, letter.value, key=letter.key, headers=headers
+                info.origin.topic, letter.value, key=letter.key, headers=headers
             )
             placed.append(f"{letter.position} -> {meta.topic}:{meta.partition}:{meta.offset}")
         return placed

@@ -1,4 +1,4 @@
-"""The result events agents write, built in one place (pure).
+"""The result events agents write, built from the contract's models in one place (pure).
 
 Ids are derived from (job, state, attempt[, step]), so an agent that reprocesses a
 record after a crash writes records with the same ids, and every reader (ClickHouse
@@ -10,8 +10,24 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel
+
 from schemas.envelope import CloudEvent
-from schemas.jobs import JOB_FINISHED, Job, JobState
+from schemas.jobs import (
+    COMMAND_REJECTED,
+    JOB_DUE,
+    JOB_FINISHED,
+    JOB_WORK,
+    CommandRejected,
+    ContainerEvent,
+    ContainerStatus,
+    Job,
+    JobFinished,
+    JobState,
+    JobStep,
+    container_event_type,
+    job_step_type,
+)
 from streams.sequencing import derived_id
 
 SOURCE = "tributary/streams"
@@ -21,77 +37,91 @@ def _at(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
 
+def _data(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json", exclude_none=True)
+
+
 def job_event(job: Job, state: JobState, at_ms: int, step: str = "", **fields: Any) -> CloudEvent:
-    """`job.<state>` on `jobs.events`."""
-    data: dict[str, Any] = {
-        "job_id": job.job_id,
-        "kind": str(job.kind),
-        "state": str(state),
-        "attempt": job.attempt,
-        "priority": job.priority,
-        "accepted_ms": job.accepted_ms,
-        "at_ms": at_ms,
-        **{k: v for k, v in fields.items() if v is not None},
-    }
+    """`job.<state>` on `jobs.events`; `fields`: the step's optional `JobStep` fields."""
+    data = JobStep(
+        job_id=job.job_id,
+        kind=job.kind,
+        state=state,
+        attempt=job.attempt,
+        priority=job.priority,
+        accepted_ms=job.accepted_ms,
+        at_ms=at_ms,
+        **fields,
+    )
     return CloudEvent(
         id=derived_id(job.job_id, f"{state}:{job.attempt}:{step}"),
         source=SOURCE,
-        type=f"job.{state}",
+        type=job_step_type(state),
         time=_at(at_ms),
         subject=job.user_id,
-        data=data,
+        data=_data(data),
     )
 
 
 def rejected(command: CloudEvent, reason: str, at_ms: int, retry_after_ms: int = 0) -> CloudEvent:
     """A refused command on `commands.rejected`: which command, and the rule that refused it."""
+    data = CommandRejected(
+        command_id=command.id,
+        command_type=command.type,
+        reason=reason,
+        retry_after_ms=retry_after_ms,
+    )
     return CloudEvent(
         id=derived_id(command.id, "rejected"),
         source=SOURCE,
-        type="command.rejected",
+        type=COMMAND_REJECTED,
         time=_at(at_ms),
         subject=command.subject,
-        data={
-            "command_id": command.id,
-            "command_type": command.type,
-            "reason": reason,
-            "retry_after_ms": retry_after_ms,
-        },
+        data=_data(data),
     )
 
 
-def job_finished(job: Job, outcome: str, at_ms: int, container_id: str | None) -> CloudEvent:
+def job_finished(job: Job, outcome: str, at_ms: int) -> CloudEvent:
     """The executor's report back onto `commands`, releasing the job's quota."""
+    data = JobFinished(
+        job_id=job.job_id, kind=job.kind, outcome=outcome, container_id=job.container_id()
+    )
     return CloudEvent(
         id=derived_id(job.job_id, f"finished:{job.attempt}"),
         source=SOURCE,
         type=JOB_FINISHED,
         time=_at(at_ms),
         subject=job.user_id,
-        data={
-            "job_id": job.job_id,
-            "kind": str(job.kind),
-            "outcome": outcome,
-            "container_id": container_id,
-        },
+        data=_data(data),
     )
 
 
 def container_event(
-    job: Job, container_id: str, state: str, at_ms: int, **fields: Any
+    job: Job, container_id: str, status: ContainerStatus, at_ms: int, **fields: Any
 ) -> CloudEvent:
-    """`container.<state>` on `containers.events`."""
+    """`container.<status>` on `containers.events`."""
+    data = ContainerEvent(
+        container_id=container_id, job_id=job.job_id, state=status, at_ms=at_ms, **fields
+    )
     return CloudEvent(
-        id=derived_id(job.job_id, f"container:{state}"),
+        id=derived_id(job.job_id, f"container:{status}"),
         source=SOURCE,
-        type=f"container.{state}",
+        type=container_event_type(status),
         time=_at(at_ms),
         subject=job.user_id,
-        data={
-            "container_id": container_id,
-            "job_id": job.job_id,
-            "state": state,
-            "at_ms": at_ms,
-            **fields,
-        },
+        data=_data(data),
+    )
+
+
+def work(job: Job, at_ms: int, due: bool = False) -> CloudEvent:
+    """`job.work`: an attempt of `job` for an executor (on a work or the retry topic), or
+    `job.due`: a debounced job to hand back to the command agent when its delay is over."""
+    kind = JOB_DUE if due else JOB_WORK
+    return CloudEvent(
+        id=derived_id(job.job_id, f"{kind}:{job.attempt}"),
+        source=SOURCE,
+        type=kind,
+        time=_at(at_ms),
+        subject=job.user_id,
+        data=_data(job),
     )

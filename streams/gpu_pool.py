@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
+from schemas import keys
 from streams.metrics import POOL_IN_FLIGHT, POOL_WAIT_SECONDS
 
 log = structlog.get_logger(__name__)
@@ -53,7 +54,7 @@ class GpuPool:
     def __init__(
         self, client: aioredis.Redis, namespace: str, name: str, slots: int, poll_s: float = 0.05
     ) -> None:
-        self.key = f"{namespace}:gpu-pool:{name}"
+        self.key = keys.gpu_pool(namespace, name)
         self.name = name
         self.slots = slots
         self._client = client

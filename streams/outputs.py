@@ -8,9 +8,11 @@ import structlog
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import ConsumerRecord
 
+from schemas import headers as h
+from schemas.dead_letters import DeadLetter, Origin
+from schemas.editions import editions
 from schemas.envelope import CloudEvent, to_kafka
 from schemas.topics import MAX_RECORD_BYTES
-from streams.dlq import dead_letter_headers
 
 log = structlog.get_logger(__name__)
 
@@ -30,18 +32,28 @@ class Output:
     headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
-def event(topic: str, ev: CloudEvent) -> Output:
-    """`ev` in binary content mode, keyed by its user."""
-    key, value, headers = to_kafka(ev)
-    return Output(topic, value, key, list(headers))
+def event(topic: str, ev: CloudEvent) -> list[Output]:
+    """`ev` in binary content mode, keyed by its user: one record per edition of its type
+    still produced (one, unless its version was bumped lately: `schemas.editions`)."""
+    out = []
+    for edition in editions(ev):
+        key, value, headers = to_kafka(edition)
+        out.append(Output(topic, value, key, list(headers)))
+    return out
+
+
+def scheduled(topic: str, ev: CloudEvent, due_ms: int, target: str) -> list[Output]:
+    """`ev` for the retry topic: the scheduler hands it to `target` at `due_ms`."""
+    schedule = [(h.DUE_MS, str(due_ms).encode()), (h.TARGET, target.encode())]
+    return [replace(o, headers=[*o.headers, *schedule]) for o in event(topic, ev)]
 
 
 def dead_lettered(record: ConsumerRecord, topic: str, *, reason: str, error: str) -> Output:
     """`record` unchanged for the DLQ, with headers saying why and where it came from."""
-    origin = f"{record.topic}:{record.partition}:{record.offset}"
-    log.warning("dead-lettered", reason=reason, error=error, origin=origin)
-    headers = dead_letter_headers(record.headers or (), origin, reason=reason, error=error)
-    return Output(topic, record.value, record.key, headers)
+    origin = Origin(topic=record.topic, partition=record.partition, offset=record.offset)
+    letter = DeadLetter.of(reason, error, origin)
+    log.warning("dead-lettered", reason=reason, error=error, origin=str(origin))
+    return Output(topic, record.value, record.key, letter.headers(record.headers or ()))
 
 
 def too_large(record: ConsumerRecord, topic: str) -> Output | None:

@@ -1,6 +1,6 @@
 """The retry scheduler: hands each record on the retry topic to its target when it is due.
 
-Records carry `x-tributary-due-ms` (epoch ms) and `x-tributary-target` (a topic). A
+Records carry a due time (epoch ms) and a target topic (`schemas.headers`). A
 partition's records are forwarded in order; when the head record is not due yet the
 partition is paused and the consumer seeks back to it, to be resumed at its due
 time. Nothing sleeps per record and other partitions keep flowing. A record's due time
@@ -21,6 +21,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from schemas import headers as h
 from schemas.groups import RETRY_SCHEDULER
 from schemas.topics import MAX_RECORD_BYTES, RETRY
 from tributary.kafka_admin import commit_or_log, started
@@ -28,8 +29,6 @@ from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-DUE_HEADER = "x-tributary-due-ms"
-TARGET_HEADER = "x-tributary-target"
 
 
 def wait_ms(due_ms: int | None, now_ms: int) -> int:
@@ -43,9 +42,9 @@ def routing(record: ConsumerRecord) -> tuple[int | None, str | None, list[tuple[
     target: str | None = None
     rest: list[tuple[str, bytes]] = []
     for name, value in record.headers or ():
-        if name == DUE_HEADER:
+        if name == h.DUE_MS:
             due = int(value)
-        elif name == TARGET_HEADER:
+        elif name == h.TARGET:
             target = value.decode()
         else:
             rest.append((name, value))

@@ -6,6 +6,7 @@ from typing import Any
 
 import faust
 
+from schemas.editions import editions
 from schemas.envelope import CloudEvent, to_kafka
 from schemas.topics import TopicSpec
 
@@ -24,6 +25,8 @@ def raw_topic(app: faust.App, spec: TopicSpec, namespace: str) -> faust.TopicT:
 async def send_event(
     topic: faust.TopicT, event: CloudEvent, extra: dict[str, str] | None = None
 ) -> None:
-    """`event` in binary content mode, keyed by its user."""
-    key, value, headers = to_kafka(event, extra)
-    await topic.send(key=key, value=value, headers=headers)
+    """`event` in binary content mode, keyed by its user (one record per edition of its type
+    still produced: `schemas.editions`)."""
+    for edition in editions(event):
+        key, value, headers = to_kafka(edition, extra)
+        await topic.send(key=key, value=value, headers=headers)

@@ -32,12 +32,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.structs import ConsumerRecord
 
-from schemas import groups
+from schemas import groups, tables
 from schemas.topics import MAX_RECORD_BYTES
-from streams import state, tables
+from streams import state
 from streams.metrics import EVENTS_PROCESSED
 from streams.outputs import Output, dead_lettered, too_large
-from streams.tables import app_id
 from tributary.kafka_admin import read_partitions
 from tributary.settings import Settings
 
@@ -87,7 +86,7 @@ class TransactionalLoop:
         self.position_table = tables.position_table(processor.name)
         self.table_names = (*processor.tables, self.position_table)
         self.changelogs = {
-            name: f"{app_id(settings.namespace)}-{name}-changelog" for name in self.table_names
+            name: tables.changelog_topic(settings.namespace, name) for name in self.table_names
         }
         self._owned: dict[int, Owned] = {}
         self._lock = asyncio.Lock()
@@ -325,7 +324,7 @@ class TransactionalLoop:
         """The partition's transactional producer, not started yet."""
         return AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap,
-            transactional_id=f"{self.group}-{partition}",
+            transactional_id=tables.transactional_id(self.group, partition),
             acks="all",
             enable_idempotence=True,
             max_request_size=MAX_RECORD_BYTES,

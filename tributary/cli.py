@@ -14,7 +14,7 @@ from tributary import admin
 from tributary.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from streams.dlq_admin import DeadLetter
+    from streams.dlq_admin import Letter
 
 # Plain tracebacks: a crashed process's log is read by people and CI, not a terminal.
 cli = typer.Typer(
@@ -248,7 +248,7 @@ dlq = typer.Typer(help="The dead-letter topic: records no agent could process.")
 cli.add_typer(dlq, name="dlq")
 
 
-def _letters() -> list[DeadLetter]:
+def _letters() -> list[Letter]:
     import asyncio
 
     from streams import dlq_admin
@@ -256,7 +256,7 @@ def _letters() -> list[DeadLetter]:
     return asyncio.run(dlq_admin.read(get_settings()))
 
 
-def _letter_at(position: str) -> DeadLetter:
+def _letter_at(position: str) -> Letter:
     """The dead letter at PARTITION:OFFSET, or exit with an error saying there is none."""
     letter = next((d for d in _letters() if d.position == position), None)
     if letter is None:
@@ -267,12 +267,13 @@ def _letter_at(position: str) -> DeadLetter:
 @dlq.command("list")
 def dlq_list() -> None:
     """One line per dead letter: position, reason, event type and id."""
+    from schemas import headers as h
     from schemas.envelope import header_value
 
     letters = _letters()
     for d in letters:
-        ce_type = header_value(d.headers, "ce_type") or "-"
-        ce_id = header_value(d.headers, "ce_id") or "-"
+        ce_type = header_value(d.headers, h.CE_TYPE) or "-"
+        ce_id = header_value(d.headers, h.CE_ID) or "-"
         typer.echo(f"{d.position:<10} {d.reason:<20} {ce_type:<24} {ce_id}  {d.error[:60]}")
     typer.echo(f"{len(letters)} dead letter(s)")
 

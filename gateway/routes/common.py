@@ -8,6 +8,7 @@ from fastapi import Request, Response
 
 from gateway.errors import ApiError
 from gateway.responses import json_response
+from schemas import headers as h
 from schemas.api import ErrorBody
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -41,7 +42,7 @@ async def admit(
 
 async def with_idempotency(request: Request, route: str, user_id: str, produce: Any) -> Response:
     """Run `produce()` once per Idempotency-Key; replay the stored answer afterwards."""
-    key = request.headers.get("idempotency-key")
+    key = request.headers.get(h.IDEMPOTENCY_KEY)
     if key is None:
         status, body = await produce()
         return json_response(body, status=status)

@@ -19,6 +19,8 @@ from gateway.errors import ApiError
 from gateway.metrics import EVENTS_ACCEPTED
 from gateway.routes.common import ERRORS, admit, refuse_when_draining, with_idempotency
 from gateway.tracing import trace_headers
+from schemas import contracts
+from schemas import headers as h
 from schemas.api import Accepted, BatchIn, BatchResult, EventIn, ItemResult
 from schemas.envelope import CloudEvent, new_event_id, utcnow
 from schemas.topics import INGEST
@@ -55,6 +57,8 @@ def to_event(
         type=item.type,
         time=item.time or utcnow(),
         subject=subject,
+        # The client's type is the client's: the schema is named, not looked up by type.
+        dataschema=contracts.CLIENT_EVENT_SCHEMA,
         data=item.data,
     )
 
@@ -81,7 +85,7 @@ async def post_event(
     principal: Principal | None = Depends(authenticate),
 ) -> Response:
     state = request.app.state
-    idem = request.headers.get("idempotency-key")
+    idem = request.headers.get(h.IDEMPOTENCY_KEY)
     event = to_event(item, principal, idem)
     await admit(request, response, event.subject, 1)
 
@@ -112,7 +116,7 @@ async def post_batch(
         raise ApiError(
             422, "batch_too_large", f"At most {state.settings.max_batch_events} events per batch."
         )
-    idem = request.headers.get("idempotency-key")
+    idem = request.headers.get(h.IDEMPOTENCY_KEY)
     results: list[ItemResult] = []
     events: list[tuple[int, CloudEvent]] = []
     for index, raw in enumerate(batch.events):

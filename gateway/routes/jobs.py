@@ -22,8 +22,11 @@ from gateway.errors import ApiError, DependencyUnavailable
 from gateway.metrics import EVENTS_ACCEPTED
 from gateway.routes.common import ERRORS, admit, refuse_when_draining, with_idempotency
 from gateway.tracing import trace_headers
+from schemas import headers as h
+from schemas import keys
 from schemas.envelope import USER_ID_PATTERN, CloudEvent, new_event_id
 from schemas.jobs import (
+    CONTAINER_ID_PATTERN,
     CONTAINER_START,
     CONTAINER_STOP,
     INFERENCE_REQUESTED,
@@ -32,14 +35,12 @@ from schemas.jobs import (
     InferenceIn,
     JobAccepted,
     JobView,
-    container_key,
-    job_key,
 )
 from schemas.topics import COMMANDS
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 SOURCE = "tributary/gateway"
-ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
+ID_PATTERN = CONTAINER_ID_PATTERN
 _ID_NAMESPACE = uuid.UUID("3c0f5f2e-1d7b-4a84-b5a4-0e6e4a9b7c11")
 _USER_ID = re.compile(USER_ID_PATTERN)
 
@@ -48,7 +49,7 @@ async def caller(request: Request, principal: Principal | None = Depends(authent
     """The user: from the credential, or in dev mode (auth off) the X-Tributary-User header."""
     if principal is not None:
         return principal.user_id
-    user = request.headers.get("x-tributary-user")
+    user = request.headers.get(h.USER)
     if not user or not _USER_ID.fullmatch(user):
         raise ApiError(
             422,
@@ -61,7 +62,7 @@ async def caller(request: Request, principal: Principal | None = Depends(authent
 
 def command_id(user: str, route: str, request: Request) -> str:
     """The job id: derived from the Idempotency-Key when there is one, so a retry names it."""
-    idem = request.headers.get("idempotency-key")
+    idem = request.headers.get(h.IDEMPOTENCY_KEY)
     if idem is None:
         return new_event_id()
     return str(uuid.uuid5(_ID_NAMESPACE, f"{user}:{route}:{idem}"))
@@ -76,7 +77,7 @@ async def submit(
     topic = COMMANDS.physical(state.settings.namespace)
 
     async def produce() -> tuple[int, dict[str, Any]]:
-        extra = trace_headers(request.headers, request.headers.get("idempotency-key"))
+        extra = trace_headers(request.headers, request.headers.get(h.IDEMPOTENCY_KEY))
         await state.producer.send(topic, event, extra)
         EVENTS_ACCEPTED.labels(topic=COMMANDS.name).inc()
         answer = JobAccepted(
@@ -136,7 +137,7 @@ async def stop_container(
 ) -> Response:
     await read_hash(
         request,
-        container_key(request.app.state.settings.namespace, container_id),
+        keys.container(request.app.state.settings.namespace, container_id),
         user,
         "container",
     )
@@ -154,7 +155,7 @@ async def stop_container(
 async def get_container(
     request: Request, container_id: str = Path(pattern=ID_PATTERN), user: str = Depends(caller)
 ) -> ContainerView:
-    key = container_key(request.app.state.settings.namespace, container_id)
+    key = keys.container(request.app.state.settings.namespace, container_id)
     fields = await read_hash(request, key, user, "container")
     return ContainerView(
         container_id=container_id,
@@ -193,7 +194,7 @@ async def get_job(
     request: Request, job_id: str = Path(pattern=ID_PATTERN), user: str = Depends(caller)
 ) -> JobView:
     fields = await read_hash(
-        request, job_key(request.app.state.settings.namespace, job_id), user, "job"
+        request, keys.job(request.app.state.settings.namespace, job_id), user, "job"
     )
     return JobView(
         job_id=job_id,

@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnect
 
 from gateway.errors import ApiError
-from schemas.push import jobs_stream_key, stream_key
+from schemas import keys
 
 router = APIRouter(tags=["push"])
 
@@ -44,9 +44,9 @@ async def push(
         return
     await websocket.accept()
     if channel == "jobs":
-        key, last = jobs_stream_key(state.settings.namespace, user), cursor
+        key, last = keys.jobs_stream(state.settings.namespace, user), cursor
     else:
-        key, last = stream_key(state.settings.namespace, user), f"{max(since, 0)}-0"
+        key, last = keys.push_stream(state.settings.namespace, user), f"{max(since, 0)}-0"
     receiver = asyncio.create_task(websocket.receive())
     try:
         while True:

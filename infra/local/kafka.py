@@ -24,8 +24,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from infra.local.process import Managed, ServiceError, family, port_in_use, run_or_fail, wait_until
+from schemas.tables import changelog_topics
 from schemas.topics import MAX_RECORD_BYTES, REGISTRY
-from streams.tables import changelog_topics
 from tributary.kafka_admin import admin_client
 from tributary.settings import Settings
 

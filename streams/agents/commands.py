@@ -11,37 +11,39 @@ the table writes, the outputs and the input offset one Kafka transaction.
 
 from __future__ import annotations
 
-from typing import Any
-
 import structlog
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
+from schemas import headers as h
+from schemas import tables
 from schemas.envelope import CloudEvent, EnvelopeError, from_kafka
 from schemas.jobs import (
     CONTAINER_START,
     CONTAINER_STOP,
     INFERENCE_REQUESTED,
+    JOB_DUE,
     JOB_FINISHED,
     ContainerIn,
+    ContainerSpec,
+    ContainerStop,
     InferenceIn,
+    InferenceSpec,
     Job,
+    JobFinished,
     JobKind,
     JobState,
+    StopSpec,
 )
 from schemas.topics import COMMANDS, DLQ, JOBS, REJECTED, RETRY, WORK_TIERS
-from streams import admission, emit, outputs, state, tables
+from streams import admission, emit, outputs, state
 from streams.admission import Quotas, UserState, Verdict
 from streams.metrics import EVENTS_PROCESSED
 from streams.outputs import Output
-from streams.retry_scheduler import DUE_HEADER, TARGET_HEADER
 from tributary.limits import parse_windows
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
-
-JOB_DUE = "job.due"  # a debounced job whose delay is over, back from the retry topic
-
 
 def quotas(settings: Settings) -> Quotas:
     return Quotas(
@@ -71,7 +73,7 @@ class Commands:
     def process(self, record: ConsumerRecord, tables_: state.Tables) -> list[Output]:
         at_ms = record.timestamp
         users = tables_[tables.USER_STATE]
-        if dict(record.headers or ()).get("ce_type") == JOB_DUE.encode():
+        if dict(record.headers or ()).get(h.CE_TYPE) == JOB_DUE.encode():
             return self.due(record, users)
         try:
             command = from_kafka(record.value, record.headers)
@@ -97,32 +99,26 @@ class Commands:
 
     def enqueue(self, job: Job, at_ms: int, delay_ms: int = 0) -> list[Output]:
         queued = outputs.event(self.jobs, emit.job_event(job, JobState.QUEUED, at_ms))
-        value = job.model_dump_json().encode()
-        key = job.user_id.encode()
         if not delay_ms:
-            return [queued, Output(self.tiers[job.priority], value, key)]
+            return [*queued, *outputs.event(self.tiers[job.priority], emit.work(job, at_ms))]
         # The retry scheduler hands it back on `commands` when due (debounce).
-        headers = [
-            (DUE_HEADER, str(at_ms + delay_ms).encode()),
-            (TARGET_HEADER, self.source.encode()),
-            ("ce_type", JOB_DUE.encode()),
+        return [
+            *queued,
+            *outputs.scheduled(
+                self.retry, emit.work(job, at_ms, due=True), at_ms + delay_ms, self.source
+            ),
         ]
-        return [queued, Output(self.retry, value, key, headers)]
 
     def refuse(
         self, command: CloudEvent, job: Job | None, verdict: Verdict, at_ms: int
     ) -> list[Output]:
         reason = verdict.reason or "refused"
-        out = [
-            outputs.event(
-                self.rejected, emit.rejected(command, reason, at_ms, verdict.retry_after_ms)
-            )
-        ]
+        out = outputs.event(
+            self.rejected, emit.rejected(command, reason, at_ms, verdict.retry_after_ms)
+        )
         if job is not None:
-            out.append(
-                outputs.event(
-                    self.jobs, emit.job_event(job, JobState.REJECTED, at_ms, reason=reason)
-                )
+            out += outputs.event(
+                self.jobs, emit.job_event(job, JobState.REJECTED, at_ms, reason=reason)
             )
         return out
 
@@ -138,7 +134,9 @@ class Commands:
                 max_attempts=spec.max_attempts,
                 timeout_s=spec.timeout_s,
                 accepted_ms=at_ms,
-                spec=spec.model_dump(include={"model", "inputs", "debounce_key"}),
+                spec=InferenceSpec.model_validate(
+                    spec.model_dump(include={"model", "inputs", "debounce_key"})
+                ),
             )
             verdict = admission.admit_inference(state_, self.rules, job.job_id, at_ms)
             if not verdict.accepted:
@@ -148,11 +146,8 @@ class Commands:
             if replaced is not None:
                 admission.finished(state_, replaced, None, "replaced")
                 gone = job.model_copy(update={"job_id": replaced})
-                out.append(
-                    outputs.event(
-                        self.jobs,
-                        emit.job_event(gone, JobState.REJECTED, at_ms, reason="debounced"),
-                    )
+                out += outputs.event(
+                    self.jobs, emit.job_event(gone, JobState.REJECTED, at_ms, reason="debounced")
                 )
             return out + self.enqueue(job, at_ms, spec.debounce_ms if spec.debounce_key else 0)
         if command.type == CONTAINER_START:
@@ -164,14 +159,14 @@ class Commands:
                 priority=container.priority,
                 accepted_ms=at_ms,
                 timeout_s=60,
-                spec={**container.model_dump(), "container_id": command.id},
+                spec=ContainerSpec(**container.model_dump(), container_id=command.id),
             )
             verdict = admission.admit_container(state_, self.rules, command.id, at_ms)
             if not verdict.accepted:
                 return self.refuse(command, job, verdict, at_ms)
             return self.enqueue(job, at_ms)
         if command.type == CONTAINER_STOP:
-            container_id = str(command.data.get("container_id", ""))
+            container_id = ContainerStop.model_validate(command.data).container_id
             job = Job(
                 job_id=command.id,
                 user_id=user,
@@ -179,17 +174,15 @@ class Commands:
                 priority="high",
                 accepted_ms=at_ms,
                 timeout_s=60,
-                spec={"container_id": container_id},
+                spec=StopSpec(container_id=container_id),
             )
             verdict = admission.stop_container(state_, container_id)
             if not verdict.accepted:
                 return self.refuse(command, job, verdict, at_ms)
             return self.enqueue(job, at_ms)
         if command.type == JOB_FINISHED:
-            data: dict[str, Any] = command.data
-            admission.finished(
-                state_, str(data["job_id"]), data.get("container_id"), str(data["outcome"])
-            )
+            done = JobFinished.model_validate(command.data)
+            admission.finished(state_, done.job_id, done.container_id, done.outcome)
             return []
         raise ValueError(f"unknown command type {command.type!r}")
 
@@ -204,8 +197,8 @@ class Commands:
         if not admission.is_latest(user_state, _debounce_key(job), job.job_id):
             return []
         users[job.user_id] = user_state.to_json()
-        return [Output(self.tiers[job.priority], record.value, job.user_id.encode())]
+        return outputs.event(self.tiers[job.priority], emit.work(job, record.timestamp))
 
 
 def _debounce_key(job: Job) -> str | None:
-    return job.spec.get("debounce_key")
+    return job.spec.debounce_key if isinstance(job.spec, InferenceSpec) else None

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from aiokafka.structs import ConsumerRecord
 
+from schemas import tables
 from schemas.envelope import EnvelopeError, from_kafka
 from schemas.topics import COUNTED, DLQ, INGEST
-from streams import outputs, state, tables
+from streams import outputs, state
 from streams.metrics import EVENTS_PROCESSED
 from streams.outputs import Output
 from streams.sequencing import stamp
@@ -47,7 +48,7 @@ class Counter:
         seqs[incoming.user_id] = seq
         seen[seen_key] = record.timestamp
         EVENTS_PROCESSED.labels(agent=self.name, outcome="counted").inc()
-        return [outputs.event(self.counted, out)]
+        return outputs.event(self.counted, out)
 
     def tidy(self, tables_: state.Tables, now_ms: int) -> None:
         state.forget_expired(tables_[tables.SEEN_EVENTS], now_ms, self.ttl_ms)

@@ -25,15 +25,18 @@ from typing import Any
 import faust
 import structlog
 
-from schemas.jobs import Job, JobKind, JobState
+from schemas import headers as h
+from schemas import tables
+from schemas.dead_letters import DeadLetter as Letter
+from schemas.dead_letters import Origin
+from schemas.envelope import to_kafka
+from schemas.jobs import ContainerSpec, ContainerStatus, InferenceSpec, Job, JobKind, JobState
 from schemas.topics import COMMANDS, CONTAINERS, DLQ, JOBS, RETRY, WORK_TIERS
-from streams import emit, tables
-from streams.dlq import dead_letter
-from streams.dlq_admin import RETRIED_FROM
+from streams import emit
+from streams.dlq import dead_letter, origin_of
 from streams.gpu_pool import GpuPool
 from streams.lifecycle import Backoff, DeadLetter, after_failure
 from streams.metrics import EVENTS_PROCESSED
-from streams.retry_scheduler import DUE_HEADER, TARGET_HEADER
 from streams.runners.docker_runner import DockerRunner
 from streams.runners.errors import RunnerError
 from streams.runners.triton_runner import TritonRunner
@@ -76,7 +79,8 @@ def install(app: faust.App, settings: Settings) -> None:
 
     async def run(job: Job) -> tuple[Any, str]:
         """The side effect; returns (result, outcome reported to the command agent)."""
-        if job.kind is JobKind.INFERENCE:
+        if isinstance(job.spec, InferenceSpec):
+            spec = job.spec
 
             async def progress(fraction: float) -> None:
                 await send_event(
@@ -86,29 +90,29 @@ def install(app: faust.App, settings: Settings) -> None:
                     ),
                 )
 
-            texts = [str(t) for t in job.spec["inputs"]]
-            return await triton.embed(str(job.spec["model"]), texts, progress), "completed"
-        container_id = str(job.spec["container_id"])
-        if job.kind is JobKind.CONTAINER_START:
-            info = await asyncio.to_thread(docker_runner.start, container_id, job.user_id, job.spec)
+            return await triton.embed(spec.model, list(spec.inputs), progress), "completed"
+        container_id = job.spec.container_id
+        if isinstance(job.spec, ContainerSpec):
+            info = await asyncio.to_thread(docker_runner.start, job.user_id, job.spec)
             await send_event(
                 containers,
                 emit.container_event(
                     job,
                     container_id,
-                    "running",
+                    ContainerStatus.RUNNING,
                     now_ms(),
-                    image=job.spec["image"],
+                    image=job.spec.image,
                     engine_id=info["engine_id"],
                     name=info["name"],
                 ),
             )
             return info, "running"
         info = await asyncio.to_thread(docker_runner.stop, container_id)
-        await send_event(containers, emit.container_event(job, container_id, "stopped", now_ms()))
+        stopped = emit.container_event(job, container_id, ContainerStatus.STOPPED, now_ms())
+        await send_event(containers, stopped)
         return info, "stopped"
 
-    async def fail(job: Job, error: str, permanent: bool) -> None:
+    async def fail(job: Job, origin: Origin, error: str, permanent: bool) -> None:
         at = now_ms()
         await send_event(
             jobs, emit.job_event(job, JobState.FAILED, at, reason=error, permanent=permanent)
@@ -119,56 +123,40 @@ def install(app: faust.App, settings: Settings) -> None:
             # "<why dead>: <last error>", so GET /v1/jobs says what actually went wrong.
             reason = f"{step.reason}: {error}"
             await send_event(jobs, emit.job_event(dead, JobState.DEAD_LETTERED, at, reason=reason))
-            await dlq.send(
-                key=job.user_id.encode(),
-                value=dead.model_dump_json().encode(),
-                headers=[
-                    ("x-tributary-reason", step.reason.encode()),
-                    ("x-tributary-error", error[:2000].encode()),
-                    # `tributary dlq retry` sends it back to this work topic.
-                    (
-                        "x-tributary-origin",
-                        f"{WORK_TIERS[job.priority].physical(ns)}:job:{job.job_id}".encode(),
-                    ),
-                ],
-            )
-            container_id = job.spec.get("container_id")
-            await send_event(commands, emit.job_finished(job, "dead_lettered", at, container_id))
+            # The dead job as a work record, at the work record's position: `tributary dlq
+            # retry` sends it back there.
+            key, value, headers = to_kafka(emit.work(dead, at))
+            letter = Letter.of(step.reason, error, origin)
+            await dlq.send(key=key, value=value, headers=letter.headers(headers))
+            await send_event(commands, emit.job_finished(job, "dead_lettered", at))
             EVENTS_PROCESSED.labels(agent="executor", outcome="dead_lettered").inc()
             return
         await send_event(
             jobs,
             emit.job_event(step.job, JobState.RETRYING, at, due_ms=step.due_ms, reason=error),
         )
-        await retry.send(
-            key=job.user_id.encode(),
-            value=step.job.model_dump_json().encode(),
-            headers=[
-                (DUE_HEADER, str(step.due_ms).encode()),
-                (TARGET_HEADER, WORK_TIERS[job.priority].physical(ns).encode()),
-            ],
-        )
+        schedule = {h.DUE_MS: str(step.due_ms), h.TARGET: WORK_TIERS[job.priority].physical(ns)}
+        await send_event(retry, emit.work(step.job, at), schedule)
         EVENTS_PROCESSED.labels(agent="executor", outcome="retrying").inc()
 
-    async def attempt(job: Job) -> None:
+    async def attempt(job: Job, origin: Origin) -> None:
         """One attempt: `active`, the side effect, then `completed` or a failure step."""
         await send_event(jobs, emit.job_event(job, JobState.ACTIVE, now_ms()))
         try:
             result, outcome = await asyncio.wait_for(run(job), job.timeout_s)
         except RunnerError as exc:
-            await fail(job, str(exc), exc.permanent)
+            await fail(job, origin, str(exc), exc.permanent)
             return
         except TimeoutError:
-            await fail(job, f"timed out after {job.timeout_s:g}s", False)
+            await fail(job, origin, f"timed out after {job.timeout_s:g}s", False)
             return
         except Exception as exc:  # a bug of ours must not kill the agent or lose the job
             log.exception("job attempt crashed", job_id=job.job_id)
-            await fail(job, f"unexpected error: {exc!r}", False)
+            await fail(job, origin, f"unexpected error: {exc!r}", False)
             return
         at = now_ms()
         await send_event(jobs, emit.job_event(job, JobState.COMPLETED, at, result=result))
-        container_id = job.spec.get("container_id")
-        await send_event(commands, emit.job_finished(job, outcome, at, container_id))
+        await send_event(commands, emit.job_finished(job, outcome, at))
         EVENTS_PROCESSED.labels(agent="executor", outcome="completed").inc()
 
     async def execute(stream: faust.StreamT) -> None:
@@ -179,7 +167,7 @@ def install(app: faust.App, settings: Settings) -> None:
                 await dead_letter(dlq, event, reason="invalid_job", error=str(exc))
                 continue
             done = attempts[job.job_id]
-            if RETRIED_FROM in dict(event.headers or {}):
+            if h.RETRIED_FROM in dict(event.headers or {}):
                 # Retried from the DLQ by an operator: a fresh set of attempts.
                 job = job.model_copy(
                     update={"attempt": done + 1, "max_attempts": done + job.max_attempts}
@@ -190,7 +178,7 @@ def install(app: faust.App, settings: Settings) -> None:
             attempts[job.job_id] = job.attempt
             # `active` to `completed`/`failed` inside the slot: never more at once than slots.
             async with slot_for(job):
-                await attempt(job)
+                await attempt(job, origin_of(event))
 
     for tier, spec in WORK_TIERS.items():
         app.agent(

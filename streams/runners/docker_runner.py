@@ -14,7 +14,7 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from requests.exceptions import RequestException
 
-from schemas.jobs import container_name
+from schemas.jobs import ContainerSpec, container_name
 from streams.runners.errors import RunnerError
 
 
@@ -32,8 +32,9 @@ class DockerRunner:
                 raise RunnerError(f"docker engine unreachable: {exc}", permanent=False) from exc
         return self._client
 
-    def start(self, container_id: str, user_id: str, spec: dict[str, Any]) -> dict[str, Any]:
+    def start(self, user_id: str, spec: ContainerSpec) -> dict[str, Any]:
         """Create and start (or find) the container; return what the user may see of it."""
+        container_id = spec.container_id
         name = container_name(self._namespace, container_id)
         client = self._docker()
         try:
@@ -41,20 +42,20 @@ class DockerRunner:
                 container = client.containers.get(name)
             except NotFound:
                 container = client.containers.create(
-                    spec["image"],
-                    command=spec.get("command") or None,
+                    spec.image,
+                    command=spec.command or None,
                     name=name,
                     init=True,
                     network_mode="none",
-                    nano_cpus=int(float(spec.get("cpus", 0.5)) * 1e9),
-                    mem_limit=f"{int(spec.get('memory_mb', 128))}m",
+                    nano_cpus=int(spec.cpus * 1e9),
+                    mem_limit=f"{spec.memory_mb}m",
                     labels={"tributary.user": user_id, "tributary.container": container_id},
                 )
             if container.status != "running":
                 container.start()
             container.reload()
         except ImageNotFound as exc:
-            raise RunnerError(f"image not found: {spec.get('image')}", permanent=True) from exc
+            raise RunnerError(f"image not found: {spec.image}", permanent=True) from exc
         except APIError as exc:
             raise RunnerError(str(exc), permanent=exc.is_client_error()) from exc
         except (DockerException, RequestException) as exc:

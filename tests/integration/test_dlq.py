@@ -78,7 +78,7 @@ def test_dead_letter_once_with_reason_then_retry(
         assert "ce_subject" in letter.error
         assert letter.value == b'{"n": 1}'
         assert header_value(letter.headers, "ce_id") == "bad-1"
-        assert letter.origin_topic == INGEST.physical(settings.namespace)
+        assert letter.info.origin.topic == INGEST.physical(settings.namespace)
 
         for key, value in stack.settings_env(settings).items():
             monkeypatch.setenv(key, value)
@@ -152,7 +152,7 @@ def test_a_malformed_job_due_is_dead_lettered_and_the_command_agent_goes_on(
         asyncio.run(produce_due(b"not a job"))
         first = letters_when(settings, 1)
         assert [(d.reason, d.value) for d in first] == [("invalid_job", b"not a job")]
-        assert first[0].origin_topic == COMMANDS.physical(settings.namespace)
+        assert first[0].info.origin.topic == COMMANDS.physical(settings.namespace)
         # The agent survived it: the next record on the same partition is decided too.
         asyncio.run(produce_due(b"{}"))
         both = letters_when(settings, 2)
@@ -193,7 +193,7 @@ def test_a_record_too_large_to_pass_on_is_dead_lettered_and_the_partition_goes_o
         [letter] = letters_when(settings, 1)
         assert letter.reason == "record_too_large"
         assert letter.value is None and letter.key == b"big-u"
-        assert letter.origin_topic == topic
+        assert letter.info.origin.topic == topic
         counted = asyncio.run(read_until(settings, COUNTED.physical(settings.namespace), 1, 60))
         assert [from_kafka(r.value, r.headers).data["data"] for r in counted] == [{"b": "x" * 10}]
         [placed] = asyncio.run(dlq_admin.retry(settings, [letter]))

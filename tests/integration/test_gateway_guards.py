@@ -21,6 +21,7 @@ from gateway.errors import ApiError, DependencyUnavailable
 from gateway.limiter import Policy, RateLimiter
 from infra.local import redis
 from infra.local.process import free_port
+from schemas import keys
 from schemas.envelope import header_value
 from tests.integration.test_gateway_http import read_record, wait_ready
 from tributary import redis_client
@@ -349,7 +350,7 @@ def test_a_deleted_api_key_is_refused_at_once_or_after_the_cache(
     request); with 0 a key deleted from Redis is refused on the next request."""
     from starlette.requests import Request
 
-    from gateway.auth import Authenticator, create_api_key, keys_hash
+    from gateway.auth import Authenticator, create_api_key
 
     settings = redis_settings.model_copy(update={"api_key_cache_s": cache_s})
 
@@ -360,7 +361,7 @@ def test_a_deleted_api_key_is_refused_at_once_or_after_the_cache(
             auth = Authenticator(settings, client)
             request = Request({"type": "http", "headers": [(b"x-api-key", key.encode())]})
             first = (await auth(request)).user_id  # type: ignore[union-attr]
-            await client.delete(keys_hash(settings.namespace))
+            await client.delete(keys.api_keys(settings.namespace))
             try:
                 second: str | None = (await auth(request)).user_id  # type: ignore[union-attr]
             except ApiError as exc:

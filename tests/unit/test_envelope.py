@@ -32,7 +32,10 @@ json_values = st.recursive(
     when=st.datetimes(min_value=datetime(2000, 1, 1), timezones=st.just(UTC)),
 )
 def test_binary_mode_round_trip(user: str, data: dict, when: datetime) -> None:
-    event = CloudEvent(source="test", type="t.x", subject=user, time=when, data=data)
+    schema = "urn:tributary:schema:tributary.event:1"
+    event = CloudEvent(
+        source="test", type="t.x", subject=user, time=when, data=data, dataschema=schema
+    )
     key, value, headers = to_kafka(event, {"traceparent": "00-abc-def-01"})
     assert key == user.encode()
     assert from_kafka(value, headers) == event
@@ -43,6 +46,7 @@ def test_binary_mode_round_trip(user: str, data: dict, when: datetime) -> None:
         event.subject,
         event.time,
         event.data,
+        schema,
     )
     assert header_value(headers, "traceparent") == "00-abc-def-01"
     assert header_value(headers, "ce_subject") == user

@@ -5,11 +5,18 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.jobs import Job, JobKind
+from schemas.jobs import InferenceSpec, Job, JobKind
 from streams.lifecycle import Backoff, DeadLetter, Retry, after_failure
 from streams.retry_scheduler import wait_ms
 
-JOB = Job(job_id="j", user_id="u", kind=JobKind.INFERENCE, accepted_ms=0, max_attempts=3)
+JOB = Job(
+    job_id="j",
+    user_id="u",
+    kind=JobKind.INFERENCE,
+    accepted_ms=0,
+    max_attempts=3,
+    spec=InferenceSpec(model="minilm", inputs=["a"]),
+)
 
 
 @given(st.text(min_size=1, max_size=20), st.integers(1, 30))

@@ -22,7 +22,15 @@ def test_a_command_only_sets_submitted_where_nothing_is_known() -> None:
 
 def test_every_job_event_state_is_a_state_the_api_knows() -> None:
     for state in ("queued", "active", "progress", "completed", "failed", "retrying"):
-        data = {"job_id": "j1", "kind": "inference", "state": state, "attempt": 1, "at_ms": 5}
+        data = {
+            "job_id": "j1",
+            "kind": "inference",
+            "state": state,
+            "attempt": 1,
+            "priority": "normal",
+            "accepted_ms": 1,
+            "at_ms": 5,
+        }
         status, pushed = updates("ns", view(f"job.{state}", data))
         assert JobState(status.fields["state"]) and pushed.push is not None
 

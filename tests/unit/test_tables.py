@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from schemas.tables import changelog_topics
 from streams.agents.commands import Commands
 from streams.agents.counter import Counter
 from streams.app import create_app
-from streams.tables import changelog_topics
 from streams.transactional import TransactionalLoop
 from tributary.settings import Settings
 

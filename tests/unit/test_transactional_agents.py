@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from aiokafka.structs import ConsumerRecord
 
+from schemas import tables
 from schemas.envelope import CloudEvent, from_kafka, to_kafka
 from schemas.jobs import INFERENCE_REQUESTED
-from streams import state, tables
+from streams import state
 from streams.agents.commands import Commands
 from streams.agents.counter import Counter
 from tributary.settings import Settings

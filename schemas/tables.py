@@ -1,4 +1,4 @@
-"""Every table the stream workers keep, named in one place.
+"""Every table the stream workers keep, and the Kafka topics behind them, named in one place.
 
 Faust would create a table's changelog topic itself when a worker starts, but a
 worker that writes to a table right after that can still see the new topic with no
@@ -39,6 +39,16 @@ def app_id(namespace: str) -> str:
     return EXECUTORS.physical(namespace)
 
 
+def changelog_topic(namespace: str, table: str) -> str:
+    """The compacted topic a table's changes are written to (Faust's naming)."""
+    return f"{app_id(namespace)}-{table}-changelog"
+
+
+def transactional_id(group: str, partition: int) -> str:
+    """The producer id of a transactional loop's input partition (fences a zombie owner)."""
+    return f"{group}-{partition}"
+
+
 def changelog_topics(namespace: str, dedup_ttl_s: int) -> dict[str, dict[str, str]]:
     """Changelog topic name -> its config, as Faust names and configures them."""
     topics = {}
@@ -49,5 +59,5 @@ def changelog_topics(namespace: str, dedup_ttl_s: int) -> dict[str, dict[str, st
             config = {"cleanup.policy": "compact,delete", "retention.ms": str(retention_ms)}
         else:
             config = {"cleanup.policy": "compact"}
-        topics[f"{app_id(namespace)}-{table}-changelog"] = config
+        topics[changelog_topic(namespace, table)] = config
     return topics

@@ -1,0 +1,151 @@
+"""The contract registry: every CloudEvents type Tributary writes, its `data` model and version.
+
+A record's `dataschema` attribute names its schema as `urn:tributary:schema:<type>:<version>`.
+The same name is a path in the repository (`schemas/published/<type>/<version>.json`, written
+by `tributary schemas export`) and on the gateway (`GET /v1/schemas/<type>/<version>`). A URN
+rather than a URL: the name stays the same on every deployment and in topics replayed years
+later; the gateway and the repository both resolve it.
+
+A type whose `data` changes incompatibly gets a new version. Its older editions stay listed
+with the date until which writers produce them side by side (`schemas.editions`), so a
+subscriber has that long to move.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from pydantic import BaseModel
+
+from schemas.events import CLIENT_EVENT, COUNTED_TYPE, ClientEvent, CountedData
+from schemas.jobs import (
+    COMMAND_REJECTED,
+    CONTAINER_EVENT_TYPES,
+    CONTAINER_START,
+    CONTAINER_STOP,
+    INFERENCE_REQUESTED,
+    JOB_DUE,
+    JOB_FINISHED,
+    JOB_STEP_TYPES,
+    JOB_WORK,
+    CommandRejected,
+    ContainerEvent,
+    ContainerIn,
+    ContainerStop,
+    InferenceIn,
+    Job,
+    JobFinished,
+    JobStep,
+)
+
+SCHEMA_URN = "urn:tributary:schema"
+
+Downgrade = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Edition:
+    """An older version of a type, still written beside the current one until `until`."""
+
+    version: int
+    model: builtins.type[BaseModel]
+    until: date
+    downgrade: Downgrade  # the current version's data -> this version's
+
+
+@dataclass(frozen=True)
+class Contract:
+    type: str
+    model: builtins.type[BaseModel]
+    description: str
+    version: int = 1
+    older: tuple[Edition, ...] = field(default=())
+
+    def models(self) -> dict[int, builtins.type[BaseModel]]:
+        """Every version still published: version -> model."""
+        return {**{e.version: e.model for e in self.older}, self.version: self.model}
+
+
+def _contracts() -> tuple[Contract, ...]:
+    steps = tuple(
+        Contract(t, JobStep, f"A job step: {t.removeprefix('job.')}.") for t in JOB_STEP_TYPES
+    )
+    containers = tuple(
+        Contract(t, ContainerEvent, f"A container is {t.removeprefix('container.')}.")
+        for t in CONTAINER_EVENT_TYPES
+    )
+    return (
+        Contract(CLIENT_EVENT, ClientEvent, "A client's event (any `type` the client chose)."),
+        Contract(COUNTED_TYPE, CountedData, "A client's event with the user's sequence number."),
+        Contract(CONTAINER_START, ContainerIn, "A request to start a container."),
+        Contract(CONTAINER_STOP, ContainerStop, "A request to stop a container."),
+        Contract(INFERENCE_REQUESTED, InferenceIn, "A request to embed texts."),
+        Contract(JOB_FINISHED, JobFinished, "An executor's report that a job is over."),
+        Contract(JOB_WORK, Job, "An accepted job, for an executor."),
+        Contract(JOB_DUE, Job, "A debounced job whose delay is over."),
+        *steps,
+        *containers,
+        Contract(COMMAND_REJECTED, CommandRejected, "A refused command, and the rule."),
+    )
+
+
+CONTRACTS: tuple[Contract, ...] = _contracts()
+_BY_TYPE = {c.type: c for c in CONTRACTS}
+
+
+def contract(event_type: str) -> Contract:
+    """The contract of `event_type`; raises KeyError naming it."""
+    try:
+        return _BY_TYPE[event_type]
+    except KeyError:
+        raise KeyError(f"no contract for type {event_type!r}") from None
+
+
+def known(event_type: str) -> bool:
+    return event_type in _BY_TYPE
+
+
+def dataschema(event_type: str, version: int | None = None) -> str:
+    """The `dataschema` of `event_type` (its current version unless `version` is given)."""
+    return f"{SCHEMA_URN}:{event_type}:{version or contract(event_type).version}"
+
+
+CLIENT_EVENT_SCHEMA = dataschema(CLIENT_EVENT)
+
+
+def parse_dataschema(uri: str) -> tuple[str, int] | None:
+    """(type, version) of a `dataschema` we wrote, or None."""
+    prefix = SCHEMA_URN + ":"
+    if not uri.startswith(prefix):
+        return None
+    event_type, _, version = uri.removeprefix(prefix).rpartition(":")
+    if not event_type or not version.isdigit():
+        return None
+    return event_type, int(version)
+
+
+def json_schema(event_type: str, version: int) -> dict[str, Any]:
+    """The JSON Schema (2020-12) of version `version` of `event_type`; KeyError if unknown."""
+    model = contract(event_type).models().get(version)
+    if model is None:
+        raise KeyError(f"no version {version} of type {event_type!r}")
+    schema = model.model_json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": dataschema(event_type, version),
+        **schema,
+    }
+
+
+def is_current(uri: str | None) -> bool:
+    """False for a side-by-side copy in an older version; readers of ours skip those."""
+    if uri is None:
+        return True
+    named = parse_dataschema(uri)
+    if named is None or not known(named[0]):
+        return True
+    return named[1] == contract(named[0]).version
