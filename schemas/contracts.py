@@ -128,19 +128,6 @@ def parse_dataschema(uri: str) -> tuple[str, int] | None:
     return event_type, int(version)
 
 
-def json_schema(event_type: str, version: int) -> dict[str, Any]:
-    """The JSON Schema (2020-12) of version `version` of `event_type`; KeyError if unknown."""
-    model = contract(event_type).models().get(version)
-    if model is None:
-        raise KeyError(f"no version {version} of type {event_type!r}")
-    schema = model.model_json_schema()
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": dataschema(event_type, version),
-        **schema,
-    }
-
-
 def is_current(uri: str | None) -> bool:
     """False for a side-by-side copy in an older version; readers of ours skip those."""
     if uri is None:

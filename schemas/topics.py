@@ -9,6 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from schemas.events import CLIENT_EVENT, COUNTED_TYPE
+from schemas.jobs import (
+    COMMAND_REJECTED,
+    CONTAINER_EVENT_TYPES,
+    CONTAINER_START,
+    CONTAINER_STOP,
+    INFERENCE_REQUESTED,
+    JOB_DUE,
+    JOB_FINISHED,
+    JOB_STEP_TYPES,
+    JOB_WORK,
+)
+
 DAY_MS = 24 * 60 * 60 * 1000
 # The largest record batch every topic takes (`max.message.bytes`) and every producer may
 # send (`max_request_size`); both default to 1 MiB, less than a 1 MiB body plus its headers.
@@ -21,12 +34,20 @@ class KeyedBy(StrEnum):
     USER = "user"
 
 
+class Audience(StrEnum):
+    SUBSCRIBERS = "subscribers"  # a contract: other services may read it
+    INTERNAL = "internal"  # between Tributary's own processes; readable, not promised
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     """What a topic holds, how it is keyed and how long it is kept."""
 
     name: str
     description: str
+    carries: tuple[str, ...]  # the CloudEvents types on it (`schemas.contracts`)
+    guarantee: str  # how records get there: exactly once, or at-least-once and how to dedup
+    audience: Audience = Audience.INTERNAL
     keyed_by: KeyedBy = KeyedBy.USER
     retention_ms: int = 7 * DAY_MS
     compacted: bool = False
@@ -47,15 +68,32 @@ class TopicSpec:
 INGEST = TopicSpec(
     name="events.ingest",
     description="Every client event accepted by the gateway (CloudEvents, binary mode).",
+    carries=(CLIENT_EVENT,),
+    guarantee=(
+        "at-least-once from the gateway (idempotent producer, 202 after acks=all); a client's"
+        " retry with the same event id or Idempotency-Key is dropped by the counter."
+    ),
+    audience=Audience.SUBSCRIBERS,
 )
 COUNTED = TopicSpec(
     name="events.counted",
     description="Ingested events stamped by the owning agent with the user's sequence number.",
+    carries=(COUNTED_TYPE,),
+    guarantee=(
+        "exactly once (the counter's Kafka transactions; read with read_committed): each"
+        " client event once, `seq` 1, 2, 3… per user without gaps."
+    ),
+    audience=Audience.SUBSCRIBERS,
 )
 
 DLQ = TopicSpec(
     name="dlq",
-    description="Records no agent could process: the original record plus x-tributary-* reason.",
+    description=(
+        "Records no agent could process, unchanged (not always CloudEvents: that can be why"
+        " they failed), with `x-tributary-reason`, `-error` and `-origin` headers."
+    ),
+    carries=(),
+    guarantee="at-least-once; `tributary dlq` lists, shows and retries them.",
     retention_ms=30 * DAY_MS,
 )
 
@@ -65,18 +103,28 @@ COMMANDS = TopicSpec(
         "Container and inference commands from the gateway, and the executors' job.finished"
         " reports: the one ordered log per user that the command agent decides from."
     ),
+    carries=(CONTAINER_START, CONTAINER_STOP, INFERENCE_REQUESTED, JOB_FINISHED),
+    guarantee=(
+        "at-least-once (gateway, executors); the command agent drops a command id it has seen."
+    ),
 )
 WORK_HIGH = TopicSpec(
     name="work.high",
     description="Accepted jobs of the high priority tier, for the executors.",
+    carries=(JOB_WORK,),
+    guarantee="exactly once from the command agent (transactions); once more after a DLQ retry.",
 )
 WORK_NORMAL = TopicSpec(
     name="work.normal",
     description="Accepted jobs of the normal priority tier, for the executors.",
+    carries=(JOB_WORK,),
+    guarantee="exactly once from the command agent (transactions); once more after a DLQ retry.",
 )
 RETRY = TopicSpec(
     name="work.retry",
-    description="Jobs waiting for their next attempt; header x-tributary-due-ms says when.",
+    description="Jobs waiting for their next attempt or a debounce delay; headers say when.",
+    carries=(JOB_WORK, JOB_DUE),
+    guarantee="at-least-once (executors) or exactly once (command agent); ids are stable.",
 )
 JOBS = TopicSpec(
     name="jobs.events",
@@ -84,14 +132,26 @@ JOBS = TopicSpec(
         "Job lifecycle: queued, active, progress, completed, failed, retrying, dead_lettered,"
         " rejected, with attempts, reasons and results."
     ),
+    carries=JOB_STEP_TYPES,
+    guarantee=(
+        "queued and rejected exactly once (command agent); the executors' steps at-least-once"
+        " with ids derived from (job, state, attempt): deduplicate by id."
+    ),
+    audience=Audience.SUBSCRIBERS,
 )
 CONTAINERS = TopicSpec(
     name="containers.events",
     description="Container state changes (running, stopped) as the executor saw them.",
+    carries=CONTAINER_EVENT_TYPES,
+    guarantee="at-least-once, ids derived from (job, state): deduplicate by id.",
+    audience=Audience.SUBSCRIBERS,
 )
 REJECTED = TopicSpec(
     name="commands.rejected",
     description="Commands the command agent refused, with the limit or rule that refused them.",
+    carries=(COMMAND_REJECTED,),
+    guarantee="exactly once (the command agent's Kafka transactions).",
+    audience=Audience.SUBSCRIBERS,
 )
 
 WORK_TIERS = {"high": WORK_HIGH, "normal": WORK_NORMAL}

@@ -353,6 +353,16 @@ def ch_migrate() -> None:
     typer.echo(f"applied {applied}" if applied else "up to date")
 
 
+def _contracts() -> None:
+    from tributary.cli_contracts import schemas_cli, tail
+
+    cli.command("tail")(tail)
+    cli.add_typer(schemas_cli, name="schemas")
+
+
+_contracts()
+
+
 @cli.command()
 def demo(events: int = 300, users: int = 10) -> None:
     """Send events over HTTP and show what reached ClickHouse through Kafka and Faust."""
