@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 .PHONY: system setup triton-venv demo test lint down
 
-system:  ## Debian packages: redis-server, Java 17, Maven, docker.io, busybox, haproxy, docker-compose (skipped when present)
+system:  ## Debian packages: redis-server, Java 17, Maven, docker.io, busybox, haproxy, docker-compose, nodejs, npm (skipped when present)
 	bash infra/install-system.sh
 
 $(VENV)/.installed: pyproject.toml
@@ -23,7 +23,12 @@ $(VENV)/.installed: pyproject.toml
 
 triton-venv: .venv-triton/.installed
 
-setup: system $(VENV)/.installed triton-venv
+# The JavaScript example subscriber's packages (kafkajs, Ajv), from package-lock.json.
+docs/examples/js/node_modules/.installed: docs/examples/js/package-lock.json
+	npm ci --prefix docs/examples/js --no-audit --no-fund --silent
+	touch $@
+
+setup: system $(VENV)/.installed triton-venv docs/examples/js/node_modules/.installed
 
 demo: setup  ## bring the stack up and push events HTTP → Kafka → Faust → ClickHouse
 	$(BIN)/tributary up

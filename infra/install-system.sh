@@ -9,6 +9,9 @@ command -v dockerd >/dev/null || need+=(docker.io)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v haproxy >/dev/null || need+=(haproxy)
 command -v docker-compose >/dev/null || need+=(docker-compose)
+# The JavaScript example subscriber (docs/examples/js) runs in the tests.
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 if ((${#need[@]})); then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

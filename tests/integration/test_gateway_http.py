@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 
+import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi.testclient import TestClient
@@ -14,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.app import create_app
 from infra.local.process import free_port
 from schemas.envelope import from_kafka, header_value
+from schemas.publishing import PUBLISHED
 from schemas.topics import INGEST
 from tributary.demo import api_keys
 from tributary.settings import Settings
@@ -77,6 +79,12 @@ def test_accepted_event_is_on_the_topic_in_binary_mode(
     assert (event.id, event.subject, event.data) == ("evt-1", "user-1", {"n": 1})
     traceparent = header_value(record.headers, "traceparent")
     assert traceparent is not None and traceparent.startswith("00-")
+    # A client's type is the client's: its data is named "any object", never looked up by type.
+    schema = "urn:tributary:schema:tributary.event:1"
+    assert header_value(record.headers, "ce_dataschema") == schema
+    spoof = client.post("/v1/events", json={**EVENT, "type": "job.completed"}).json()
+    record = asyncio.run(read_record(services, spoof["partition"], spoof["offset"]))
+    assert header_value(record.headers, "ce_dataschema") == schema
 
 
 def test_one_users_events_share_a_partition(client: TestClient) -> None:
@@ -249,3 +257,25 @@ def test_a_body_just_under_the_limit_is_produced(
     assert accepted.get("status", 202) == 202, accepted
     record = asyncio.run(read_record(services, accepted["partition"], accepted["offset"]))
     assert from_kafka(record.value, record.headers).data == {"blob": blob}
+
+
+def test_published_schemas_are_served_without_a_credential(services: Settings) -> None:
+    with TestClient(create_app(services)) as anonymous:
+        listed = anonymous.get("/v1/schemas")
+        assert listed.status_code == 200
+        entries = {(e["type"], e["version"]): e for e in listed.json()["schemas"]}
+        completed = entries[("job.completed", 1)]
+        assert completed["dataschema"] == "urn:tributary:schema:job.completed:1"
+        assert completed["topics"] == ["jobs.events"] and completed["current"]
+        answer = anonymous.get(completed["url"])
+        assert answer.status_code == 200
+        assert answer.headers["content-type"] == "application/schema+json"
+        published = PUBLISHED / "job.completed" / "1.json"
+        assert answer.json() == orjson.loads(published.read_bytes())
+        for path, error in (
+            ("/v1/schemas/no.such.type/1", "unknown_type"),
+            ("/v1/schemas/job.completed/7", "unknown_version"),
+        ):
+            missing = anonymous.get(path)
+            assert (missing.status_code, missing.json()["error"]) == (404, error)
+        assert anonymous.get("/v1/schemas/job.completed/zero").status_code == 422

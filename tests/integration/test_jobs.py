@@ -7,21 +7,27 @@ HTTP → `commands` → command agent (limits) → work tier → executor (Docke
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import docker
 import httpx
+import orjson
 import pytest
 
 from infra.local import dockerd, stack, triton
 from schemas.jobs import container_name
-from schemas.topics import REJECTED
+from schemas.publishing import PUBLISHED
+from schemas.topics import DLQ, REGISTRY, REJECTED, WORK_NORMAL, Audience
 from streams import dlq_admin
 from tests.conftest import PORT_OFFSET
 from tests.integration.kafka_helpers import read_all
 from tributary.demo import api_keys, query
+from tributary.demo import run as run_demo
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -170,6 +176,25 @@ def test_missing_image_is_dead_lettered_once_without_retries(
     ]
     assert len(letters) == 1
     assert letters[0].reason == "permanent_error" and "image not found" in letters[0].error
+    # The letter names the work record the executor read (`tributary dlq retry` sends the
+    # job back there), and ClickHouse holds the same origin.
+    origin = letters[0].info.origin if letters[0].info else None
+    assert origin is not None and origin.topic == WORK_NORMAL.physical(settings.namespace)
+    [work] = [
+        r
+        for r in asyncio.run(read_all(settings, origin.topic))
+        if r.offset == origin.offset and r.partition == origin.partition
+    ]
+    assert job_id.encode() in work.value
+    db = settings.clickhouse_database
+    sql = (
+        f"SELECT origin_topic, origin_partition, origin_offset, reason FROM {db}.dead_letters"
+        f" WHERE position(value, '{job_id}') > 0"
+    )
+    deadline = time.monotonic() + 30
+    while not (rows := query(settings, sql)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert rows == [[origin.topic, origin.partition, origin.offset, "permanent_error"]]
 
 
 def test_a_job_past_its_timeout_fails_each_attempt_then_is_dead_lettered(
@@ -335,3 +360,88 @@ def test_a_high_priority_job_overtakes_a_normal_backlog(jobs_stack: tuple[Settin
     # Sent last, finished before most of the normal jobs sent before it.
     later = [j for j in done_normal if j["updated_ms"] > done_high["updated_ms"]]
     assert len(later) >= 5, [j["updated_ms"] - done_high["updated_ms"] for j in done_normal]
+
+
+# What the agents write (the inputs, `events.ingest` and `commands`, also carry records other
+# tests put there on purpose to see them dead-lettered; the DLQ keeps failed records as is).
+OUTPUTS = [spec for spec in REGISTRY if spec.name not in ("events.ingest", "commands", DLQ.name)]
+EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
+
+
+def test_the_example_subscribers_read_every_output_topic_as_valid_cloudevents(
+    jobs_stack: tuple[Settings, dict],
+) -> None:
+    """docs/examples: the Python (confluent-kafka, CloudEvents SDK, schemas from the repository)
+    and JavaScript (kafkajs, Ajv, schemas from the gateway) subscribers read what the demo and
+    this module's jobs wrote; every record must be a CloudEvent whose data validates against
+    the schema its dataschema names."""
+    settings, _ = jobs_stack
+    # After this module's job tests (pytest runs a module in order): they wrote every kind
+    # of job step, container state, refusal and dead letter.
+    run_demo(settings, 100, 4, echo=lambda _: None)
+    topics = [spec.physical(settings.namespace) for spec in OUTPUTS]
+    before = {
+        spec.name: len(asyncio.run(read_all(settings, spec.physical(settings.namespace))))
+        for spec in OUTPUTS
+    }
+    assert all(before.values()), before
+    if not (EXAMPLES / "js" / "node_modules").exists():
+        subprocess.run(
+            ["npm", "ci", "--prefix", str(EXAMPLES / "js"), "--no-audit", "--no-fund"], check=True
+        )
+    group = f"{settings.namespace}-examples"
+    python = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES / "subscriber.py"),
+            "--bootstrap",
+            settings.kafka_bootstrap,
+            "--group",
+            f"{group}-py",
+            "--schemas",
+            str(PUBLISHED),
+            *topics,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    node = subprocess.run(
+        [
+            "node",
+            str(EXAMPLES / "js" / "subscriber.mjs"),
+            "--bootstrap",
+            settings.kafka_bootstrap,
+            "--group",
+            f"{group}-js",
+            "--schemas",
+            f"{settings.gateway_url}/v1/schemas",
+            *topics,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    for name, result in (("python", python), ("node", node)):
+        assert result.returncode == 0, f"{name}: {result.stdout[-3000:]}{result.stderr[-3000:]}"
+        summary = orjson.loads(result.stdout.strip().splitlines()[-1])
+        assert summary["invalid_count"] == 0, summary["invalid"]
+        for spec in OUTPUTS:
+            assert summary["read"][spec.physical(settings.namespace)] >= before[spec.name], (
+                name,
+                spec.name,
+                summary["read"],
+            )
+        # Every public type the stack wrote was read and validated.
+        seen = set(summary["types"])
+        assert {
+            "tributary.event.counted",
+            "job.queued",
+            "job.completed",
+            "job.dead_lettered",
+            "container.running",
+            "container.stopped",
+            "command.rejected",
+            "job.work",
+        } <= seen, seen
+    assert [s.audience for s in OUTPUTS].count(Audience.SUBSCRIBERS) == 4
