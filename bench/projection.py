@@ -97,7 +97,7 @@ async def bench(events: int, batch_rows: int) -> None:
 
     ch = connect(settings)
     migrate(ch)
-    projection = for_topic("events.ingest")
+    projection = for_topic(INGEST.name)
     rows = [projection.row(record("bench", i % 6, i, e)) or () for i, e in enumerate(sample)]
     del sample
     ch.command(f"CREATE TABLE {ch.database}.plain AS {ch.database}.events_ingest")
@@ -117,7 +117,7 @@ async def bench(events: int, batch_rows: int) -> None:
     tune_for_throughput()  # as the projector process does (projections/service.py)
     projector_s = await run_projector(projector, events)
 
-    job = Replay(projector, "events.ingest")
+    job = Replay(projector, INGEST.name)
     t = time.perf_counter()
     status = (await job.run()).as_dict()
     replay_s = time.perf_counter() - t

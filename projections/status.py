@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-import orjson
 import structlog
 from pydantic import ValidationError
 from redis.exceptions import RedisError
@@ -33,6 +32,7 @@ from schemas.jobs import (
     JobStep,
 )
 from schemas.push import JOBS_STREAM_MAXLEN, job_payload
+from schemas.status import ContainerStatusHash, JobStatus
 from tributary import redis_client
 from tributary.kafka_admin import commit_or_log
 from tributary.settings import Settings
@@ -54,18 +54,18 @@ def updates(namespace: str, event: EventView) -> list[Update]:
     """What one event changes in Redis (pure); raises `ValidationError` on a bad `data`."""
     if not contracts.is_current(event.dataschema):
         return []  # a copy in an older version of its type: the current one is applied
-    at = str(int(event.time.timestamp() * 1000))
+    at = int(event.time.timestamp() * 1000)
     if event.type == INFERENCE_REQUESTED:
         return [_submitted(namespace, event, JobKind.INFERENCE, at)]
     if event.type == CONTAINER_START:
         request = ContainerIn.model_validate(event.data)
-        fields = {
-            "user": event.subject,
-            "state": "requested",
-            "image": request.image,
-            "job_id": event.id,
-            "updated_ms": at,
-        }
+        fields = ContainerStatusHash(
+            user=event.subject,
+            state="requested",
+            image=request.image,
+            job_id=event.id,
+            updated_ms=at,
+        ).fields()
         return [
             _submitted(namespace, event, JobKind.CONTAINER_START, at),
             Update(keys.container(namespace, event.id), fields, only_if_new=True),
@@ -74,39 +74,35 @@ def updates(namespace: str, event: EventView) -> list[Update]:
         return _job_step(namespace, event, JobStep.model_validate(event.data))
     if event.type in CONTAINER_EVENT_TYPES:
         container = ContainerEvent.model_validate(event.data)
-        fields = {"user": event.subject, "state": str(container.state), "updated_ms": at}
-        if container.image is not None:
-            fields["image"] = container.image
+        fields = ContainerStatusHash(
+            user=event.subject, state=container.state, image=container.image, updated_ms=at
+        ).fields()
         return [Update(keys.container(namespace, container.container_id), fields)]
     # job.finished (the executor's report to the command agent: the job's own steps say
     # it), container.stop (its job's steps say it), anything else: nothing to show.
     return []
 
 
-def _submitted(namespace: str, event: EventView, kind: JobKind, at: str) -> Update:
-    fields = {"user": event.subject, "kind": str(kind), "state": "submitted", "updated_ms": at}
-    return Update(keys.job(namespace, event.id), fields, only_if_new=True)
+def _submitted(namespace: str, event: EventView, kind: JobKind, at: int) -> Update:
+    status = JobStatus(user=event.subject, kind=kind, state=JobState.SUBMITTED, updated_ms=at)
+    return Update(keys.job(namespace, event.id), status.fields(), only_if_new=True)
 
 
 def _job_step(namespace: str, event: EventView, step: JobStep) -> list[Update]:
-    at = str(step.at_ms)
-    fields = {
-        "user": event.subject,
-        "kind": str(step.kind),
-        "state": str(step.state),
-        "attempts": str(step.attempt),
-        "updated_ms": at,
-    }
-    if step.progress is not None:
-        fields["progress"] = str(step.progress)
-    if step.state is JobState.COMPLETED:
-        fields["progress"] = "1.0"
-        fields["result"] = orjson.dumps(step.result).decode()
-    if step.reason is not None:
-        fields["failure_reason"] = step.reason
+    completed = step.state is JobState.COMPLETED
+    status = JobStatus(
+        user=event.subject,
+        kind=step.kind,
+        state=step.state,
+        attempts=step.attempt,
+        updated_ms=step.at_ms,
+        progress=1.0 if completed else step.progress,
+        result=JobStatus.result_text(step.result) if completed else None,
+        failure_reason=step.reason,
+    )
     data = step.model_dump(mode="json", exclude_none=True)
     out = [
-        Update(keys.job(namespace, step.job_id), fields),
+        Update(keys.job(namespace, step.job_id), status.fields()),
         # Pushed to the user's WebSocket (channel=jobs); ids are derived, so a client
         # drops a step it has seen when a re-read batch pushes it again.
         Update(
@@ -119,8 +115,10 @@ def _job_step(namespace: str, event: EventView, step: JobStep) -> list[Update]:
         JobState.REJECTED,
         JobState.DEAD_LETTERED,
     ):
-        failed = {"state": "failed", "reason": step.reason or "", "updated_ms": at}
-        out.append(Update(keys.container(namespace, step.job_id), failed))
+        failed = ContainerStatusHash(
+            state="failed", reason=step.reason or "", updated_ms=step.at_ms
+        )
+        out.append(Update(keys.container(namespace, step.job_id), failed.fields()))
     return out
 
 

@@ -12,7 +12,6 @@ import re
 import uuid
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Depends, Path, Request, Response
 from redis.exceptions import RedisError
 
@@ -31,11 +30,13 @@ from schemas.jobs import (
     CONTAINER_STOP,
     INFERENCE_REQUESTED,
     ContainerIn,
+    ContainerStop,
     ContainerView,
     InferenceIn,
     JobAccepted,
     JobView,
 )
+from schemas.status import ContainerStatusHash, JobStatus
 from schemas.topics import COMMANDS
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
@@ -92,15 +93,15 @@ async def submit(
     return answer
 
 
-async def read_hash(request: Request, key: str, user: str, what: str) -> dict[str, str]:
+async def read_hash(request: Request, key: str, user: str, what: str) -> dict[bytes, bytes]:
+    """The status hash at `key`; 404 when there is none or it is another user's."""
     try:
-        raw = await request.app.state.redis.hgetall(key)
+        raw: dict[bytes, bytes] = await request.app.state.redis.hgetall(key)
     except RedisError as exc:
         raise DependencyUnavailable("redis", f"status store unavailable: {exc}") from exc
-    fields = {k.decode(): v.decode() for k, v in raw.items()}
-    if not fields or fields.get("user") != user:
+    if not raw or JobStatus.from_fields(raw).user != user:
         raise ApiError(404, "not_found", f"No such {what}.")
-    return fields
+    return raw
 
 
 WRITE = [Depends(require_json), Depends(refuse_when_draining)]
@@ -142,7 +143,7 @@ async def stop_container(
         "container",
     )
     await admit(request, response, user, 1, policy="containers")
-    data = {"container_id": container_id}
+    data = ContainerStop(container_id=container_id).model_dump()
     return await submit(request, response, user, "containers_stop", CONTAINER_STOP, data)
 
 
@@ -156,15 +157,8 @@ async def get_container(
     request: Request, container_id: str = Path(pattern=ID_PATTERN), user: str = Depends(caller)
 ) -> ContainerView:
     key = keys.container(request.app.state.settings.namespace, container_id)
-    fields = await read_hash(request, key, user, "container")
-    return ContainerView(
-        container_id=container_id,
-        state=fields["state"],
-        image=fields.get("image"),
-        job_id=fields.get("job_id"),
-        updated_ms=int(fields["updated_ms"]) if "updated_ms" in fields else None,
-        reason=fields.get("reason"),
-    )
+    raw = await read_hash(request, key, user, "container")
+    return ContainerStatusHash.from_fields(raw).view(container_id)
 
 
 @router.post(
@@ -193,16 +187,5 @@ async def post_inference(
 async def get_job(
     request: Request, job_id: str = Path(pattern=ID_PATTERN), user: str = Depends(caller)
 ) -> JobView:
-    fields = await read_hash(
-        request, keys.job(request.app.state.settings.namespace, job_id), user, "job"
-    )
-    return JobView(
-        job_id=job_id,
-        kind=fields.get("kind", ""),
-        state=fields["state"],  # type: ignore[arg-type]
-        attempts=int(fields.get("attempts", 0)),
-        progress=float(fields.get("progress", 0.0)),
-        failure_reason=fields.get("failure_reason"),
-        result=orjson.loads(fields["result"]) if "result" in fields else None,
-        updated_ms=int(fields["updated_ms"]) if "updated_ms" in fields else None,
-    )
+    key = keys.job(request.app.state.settings.namespace, job_id)
+    return JobStatus.from_fields(await read_hash(request, key, user, "job")).view(job_id)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from projections.status import updates
 from schemas.envelope import EventView
 from schemas.jobs import JobState
+from schemas.status import JobStatus
 
 T = datetime(2026, 11, 25, tzinfo=UTC)
 
@@ -39,3 +40,21 @@ def test_the_executors_report_to_the_command_agent_is_not_a_job_state() -> None:
     """Found by a test: `job.finished` (on `commands`) once wrote state "finished", a 500."""
     data = {"job_id": "j1", "kind": "inference", "outcome": "completed"}
     assert updates("ns", view("job.finished", data)) == []
+
+
+def test_a_job_hash_reads_back_as_the_api_answer() -> None:
+    data = {
+        "job_id": "j1",
+        "kind": "inference",
+        "state": "completed",
+        "attempt": 2,
+        "priority": "normal",
+        "accepted_ms": 1,
+        "at_ms": 9,
+        "result": [[0.5, 1.0]],
+    }
+    status, _ = updates("ns", view("job.completed", data))
+    raw = {k.encode(): v.encode() for k, v in status.fields.items()}
+    answer = JobStatus.from_fields(raw).view("j1")
+    assert (answer.state, answer.attempts, answer.progress) == ("completed", 2, 1.0)
+    assert (answer.result, answer.updated_ms, answer.kind) == ([[0.5, 1.0]], 9, "inference")

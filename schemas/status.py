@@ -1,0 +1,76 @@
+"""The status hashes in Redis: written by the status projector, read by the gateway.
+
+`GET /v1/jobs/{id}` and `GET /v1/containers/{id}` answer from these (`schemas.keys.job`,
+`schemas.keys.container`). A hash is written in parts (a command sets what is not known yet,
+each event overwrites what it says), so every field is optional; values are text in Redis.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+import orjson
+from pydantic import BaseModel
+
+from schemas.jobs import ContainerView, JobState, JobView
+
+
+class _Hash(BaseModel):
+    user: str | None = None
+    updated_ms: int | None = None
+
+    def fields(self) -> dict[str, str]:
+        """The set fields, as Redis hash fields."""
+        return {k: str(v) for k, v in self.model_dump(exclude_none=True).items()}
+
+    @classmethod
+    def from_fields(cls, raw: dict[bytes, bytes] | dict[str, str]) -> Self:
+        return cls.model_validate(
+            {(k.decode() if isinstance(k, bytes) else k): _text(v) for k, v in raw.items()}
+        )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class JobStatus(_Hash):
+    kind: str | None = None
+    state: JobState | None = None
+    attempts: int | None = None
+    progress: float | None = None
+    result: str | None = None  # the result's JSON text
+    failure_reason: str | None = None
+
+    @staticmethod
+    def result_text(result: Any) -> str:
+        return orjson.dumps(result).decode()
+
+    def view(self, job_id: str) -> JobView:
+        return JobView(
+            job_id=job_id,
+            kind=self.kind or "",
+            state=self.state or JobState.SUBMITTED,
+            attempts=self.attempts or 0,
+            progress=self.progress or 0.0,
+            failure_reason=self.failure_reason,
+            result=orjson.loads(self.result) if self.result is not None else None,
+            updated_ms=self.updated_ms,
+        )
+
+
+class ContainerStatusHash(_Hash):
+    state: str | None = None  # requested, running, stopped, failed
+    image: str | None = None
+    job_id: str | None = None
+    reason: str | None = None
+
+    def view(self, container_id: str) -> ContainerView:
+        return ContainerView(
+            container_id=container_id,
+            state=self.state or "requested",
+            image=self.image,
+            job_id=self.job_id,
+            updated_ms=self.updated_ms,
+            reason=self.reason,
+        )
