@@ -20,7 +20,7 @@ from schemas import contracts, keys
 from schemas.envelope import EnvelopeError, from_kafka_lenient
 from schemas.events import CountedData
 from schemas.groups import PROJECTOR_PUSH
-from schemas.push import push_payload
+from schemas.push import STREAM_FIELD, push_payload
 from tributary import redis_client
 from tributary.kafka_admin import commit_or_log
 from tributary.settings import Settings
@@ -71,7 +71,7 @@ class PushProjector:
             pipe = self.redis.pipeline(transaction=False)
             for key, payload, entry_id in entries:
                 pipe.xadd(
-                    key, {"event": payload}, id=entry_id, maxlen=PUSH_MAXLEN, approximate=True
+                    key, {STREAM_FIELD: payload}, id=entry_id, maxlen=PUSH_MAXLEN, approximate=True
                 )
                 pipe.expire(key, PUSH_TTL_S)
             try:

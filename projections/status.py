@@ -31,8 +31,8 @@ from schemas.jobs import (
     JobState,
     JobStep,
 )
-from schemas.push import JOBS_STREAM_MAXLEN, job_payload
-from schemas.status import ContainerStatusHash, JobStatus
+from schemas.push import JOBS_STREAM_MAXLEN, STREAM_FIELD, job_payload
+from schemas.status import ContainerState, ContainerStatusHash, JobStatus
 from tributary import redis_client
 from tributary.kafka_admin import commit_or_log
 from tributary.settings import Settings
@@ -61,7 +61,7 @@ def updates(namespace: str, event: EventView) -> list[Update]:
         request = ContainerIn.model_validate(event.data)
         fields = ContainerStatusHash(
             user=event.subject,
-            state="requested",
+            state=ContainerState.REQUESTED,
             image=request.image,
             job_id=event.id,
             updated_ms=at,
@@ -75,7 +75,10 @@ def updates(namespace: str, event: EventView) -> list[Update]:
     if event.type in CONTAINER_EVENT_TYPES:
         container = ContainerEvent.model_validate(event.data)
         fields = ContainerStatusHash(
-            user=event.subject, state=container.state, image=container.image, updated_ms=at
+            user=event.subject,
+            state=ContainerState(container.state),
+            image=container.image,
+            updated_ms=at,
         ).fields()
         return [Update(keys.container(namespace, container.container_id), fields)]
     # job.finished (the executor's report to the command agent: the job's own steps say
@@ -116,7 +119,7 @@ def _job_step(namespace: str, event: EventView, step: JobStep) -> list[Update]:
         JobState.DEAD_LETTERED,
     ):
         failed = ContainerStatusHash(
-            state="failed", reason=step.reason or "", updated_ms=step.at_ms
+            state=ContainerState.FAILED, reason=step.reason or "", updated_ms=step.at_ms
         )
         out.append(Update(keys.container(namespace, step.job_id), failed.fields()))
     return out
@@ -158,7 +161,7 @@ class StatusProjector:
                 if update.push is not None:
                     pipe.xadd(
                         update.key,
-                        {"event": update.push},
+                        {STREAM_FIELD: update.push},
                         maxlen=JOBS_STREAM_MAXLEN,
                         approximate=True,
                     )

@@ -14,7 +14,7 @@ subscriber has that long to move.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from schemas.events import CLIENT_EVENT, COUNTED_TYPE, ClientEvent, CountedData
+from schemas.headers import CE_DATASCHEMA
 from schemas.jobs import (
     COMMAND_REJECTED,
     CONTAINER_EVENT_TYPES,
@@ -47,14 +48,26 @@ SCHEMA_URN = "urn:tributary:schema"
 Downgrade = Callable[[dict[str, Any]], dict[str, Any]]
 
 
+SIDE_BY_SIDE_DAYS = 90  # the least time an older version is still written (subscribers.md)
+
+
 @dataclass(frozen=True)
 class Edition:
-    """An older version of a type, still written beside the current one until `until`."""
+    """An older version of a type, still written beside the current one from `since` (the
+    day its successor shipped) until `until`, at least `SIDE_BY_SIDE_DAYS` later."""
 
     version: int
     model: builtins.type[BaseModel]
+    since: date
     until: date
     downgrade: Downgrade  # the current version's data -> this version's
+
+    def __post_init__(self) -> None:
+        if (self.until - self.since).days < SIDE_BY_SIDE_DAYS:
+            raise ValueError(
+                f"version {self.version} must be written for {SIDE_BY_SIDE_DAYS} days after"
+                f" its successor ships: until {self.until} is too early for {self.since}"
+            )
 
 
 @dataclass(frozen=True)
@@ -126,6 +139,15 @@ def parse_dataschema(uri: str) -> tuple[str, int] | None:
     if not event_type or not version.isdigit():
         return None
     return event_type, int(version)
+
+
+def superseded(headers: Sequence[tuple[str, bytes]] | None) -> bool:
+    """A record that is a side-by-side copy in an older version (skip it: the current one is
+    beside it); from its Kafka headers."""
+    for name, value in headers or ():
+        if name == CE_DATASCHEMA and value is not None:
+            return not is_current(value.decode(errors="replace"))
+    return False
 
 
 def is_current(uri: str | None) -> bool:

@@ -69,6 +69,18 @@ class DeadLetter(BaseModel):
         return cls(reason=found.get(h.REASON) or "?", error=found.get(h.ERROR, ""), origin=origin)
 
 
+def origin_topic(record_headers: Sequence[tuple[str, bytes]]) -> str | None:
+    """The topic a letter came from: from `topic:partition:offset`, or from the form the
+    executors wrote until the contract fixed it, `topic:job:<job id>` (the DLQ keeps letters
+    30 days, so those can still be retried)."""
+    text = next((v.decode(errors="replace") for k, v in record_headers if k == h.ORIGIN), "")
+    origin = Origin.parse(text)
+    if origin is not None:
+        return origin.topic
+    topic, found, _ = text.partition(":job:")
+    return topic if found and topic else None
+
+
 def without_letter(record_headers: Iterable[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     """The failed record's own headers, without the dead letter's."""
     return [(k, v) for k, v in record_headers if k not in h.DEAD_LETTER_HEADERS]

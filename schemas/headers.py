@@ -21,6 +21,9 @@ TRACEPARENT = "traceparent"
 # The client's Idempotency-Key: an HTTP request header, copied onto the record it made.
 IDEMPOTENCY_KEY = "idempotency-key"
 
+# Every header of our own starts so.
+OURS_PREFIX = "x-tributary-"
+
 # A dead letter: why it failed, the error, and where the record was (`topic:partition:offset`).
 REASON = "x-tributary-reason"
 ERROR = "x-tributary-error"

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Priority = Literal["high", "normal"]
+# How a job ended, as the executor reports it (a container start ends `running`).
+Outcome = Literal["completed", "running", "stopped", "dead_lettered"]
 IMAGE_PATTERN = r"^[a-z0-9][a-z0-9._/-]{0,127}(:[A-Za-z0-9._-]{1,64})?$"
 # One argument of a container's command, one text to embed (MiniLM reads the first 256
 # word pieces of a text; far longer ones are client bugs, refused with 422 by name).
@@ -139,6 +141,14 @@ class StopSpec(BaseModel):
     container_id: str
 
 
+class FailedAttempt(BaseModel):
+    """One failed attempt of a job, kept in its history."""
+
+    attempt: int
+    error: str
+    at_ms: int
+
+
 class Job(BaseModel):
     """`data` of `job.work` and `job.due`: an accepted job on the work and retry topics."""
 
@@ -151,7 +161,7 @@ class Job(BaseModel):
     timeout_s: float = 30.0
     accepted_ms: int
     spec: InferenceSpec | ContainerSpec | StopSpec
-    history: list[dict[str, Any]] = Field(default_factory=list)
+    history: list[FailedAttempt] = Field(default_factory=list)
 
     def container_id(self) -> str | None:
         """The container a start or stop is about; None for inference."""
@@ -163,7 +173,7 @@ class JobFinished(BaseModel):
 
     job_id: str
     kind: JobKind
-    outcome: str = Field(description="completed, running, stopped or dead_lettered")
+    outcome: Outcome
     container_id: str | None = None
 
 

@@ -7,7 +7,8 @@ each event overwrites what it says), so every field is optional; values are text
 
 from __future__ import annotations
 
-from typing import Any, Self
+from enum import StrEnum
+from typing import Any, Self, TypeVar
 
 import orjson
 from pydantic import BaseModel
@@ -35,6 +36,8 @@ def _text(value: bytes | str) -> str:
 
 
 class JobStatus(_Hash):
+    """A job's status: `GET /v1/jobs/{id}`."""
+
     kind: str | None = None
     state: JobState | None = None
     attempts: int | None = None
@@ -59,8 +62,19 @@ class JobStatus(_Hash):
         )
 
 
+class ContainerState(StrEnum):
+    """A container as `GET /v1/containers/{id}` shows it."""
+
+    REQUESTED = "requested"  # the command is on `commands`
+    RUNNING = "running"
+    STOPPED = "stopped"
+    FAILED = "failed"  # refused or dead-lettered before it ran
+
+
 class ContainerStatusHash(_Hash):
-    state: str | None = None  # requested, running, stopped, failed
+    """A container's status: `GET /v1/containers/{id}`."""
+
+    state: ContainerState | None = None
     image: str | None = None
     job_id: str | None = None
     reason: str | None = None
@@ -68,9 +82,12 @@ class ContainerStatusHash(_Hash):
     def view(self, container_id: str) -> ContainerView:
         return ContainerView(
             container_id=container_id,
-            state=self.state or "requested",
+            state=self.state or ContainerState.REQUESTED,
             image=self.image,
             job_id=self.job_id,
             updated_ms=self.updated_ms,
             reason=self.reason,
         )
+
+
+Status = TypeVar("Status", JobStatus, ContainerStatusHash)

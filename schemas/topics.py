@@ -103,9 +103,10 @@ COMMANDS = TopicSpec(
         "Container and inference commands from the gateway, and the executors' job.finished"
         " reports: the one ordered log per user that the command agent decides from."
     ),
-    carries=(CONTAINER_START, CONTAINER_STOP, INFERENCE_REQUESTED, JOB_FINISHED),
+    carries=(CONTAINER_START, CONTAINER_STOP, INFERENCE_REQUESTED, JOB_FINISHED, JOB_DUE),
     guarantee=(
-        "at-least-once (gateway, executors); the command agent drops a command id it has seen."
+        "at-least-once (gateway, executors, the retry scheduler's job.due); the command agent"
+        " drops a command id it has seen."
     ),
 )
 WORK_HIGH = TopicSpec(

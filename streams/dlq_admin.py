@@ -16,7 +16,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import RecordsToDelete
 
 from schemas import headers as h
-from schemas.dead_letters import DeadLetter, without_letter
+from schemas.dead_letters import DeadLetter, origin_topic, without_letter
+from schemas.envelope import header_value
 from schemas.topics import DLQ, MAX_RECORD_BYTES
 from tributary.kafka_admin import admin_client, partitions, read_to_end, started
 from tributary.settings import Settings
@@ -44,15 +45,15 @@ class Letter:
 
     @property
     def reason(self) -> str:
-        return self.info.reason if self.info else "?"
+        return header_value(self.headers, h.REASON) or "?"
 
     @property
     def error(self) -> str:
-        return self.info.error if self.info else ""
+        return header_value(self.headers, h.ERROR) or ""
 
     @property
     def origin(self) -> str:
-        return str(self.info.origin) if self.info else "?"
+        return header_value(self.headers, h.ORIGIN) or "?"
 
     def original_headers(self) -> list[tuple[str, bytes]]:
         return without_letter(self.headers)
@@ -79,13 +80,13 @@ async def retry(settings: Settings, letters: list[Letter]) -> list[str]:
     async with started(producer):
         placed = []
         for letter in letters:
-            info = letter.info
+            topic = origin_topic(letter.headers)
             if letter.value is None:  # not copied (record_too_large): nothing to send
                 placed.append(
                     f"{letter.position} skipped: no value kept; the record is at {letter.origin}"
                 )
                 continue
-            if info is None:
+            if topic is None:
                 placed.append(f"{letter.position} skipped: no origin to send it back to")
                 continue
             headers = [
@@ -93,7 +94,7 @@ async def retry(settings: Settings, letters: list[Letter]) -> list[str]:
                 (h.RETRIED_FROM, f"dlq:{letter.position}".encode()),
             ]
             meta = await producer.send_and_wait(
-                info.origin.topic, letter.value, key=letter.key, headers=headers
+                topic, letter.value, key=letter.key, headers=headers
             )
             placed.append(f"{letter.position} -> {meta.topic}:{meta.partition}:{meta.offset}")
         return placed

@@ -25,6 +25,7 @@ from schemas.jobs import (
     JobFinished,
     JobState,
     JobStep,
+    Outcome,
     container_event_type,
     job_step_type,
 )
@@ -81,7 +82,7 @@ def rejected(command: CloudEvent, reason: str, at_ms: int, retry_after_ms: int =
     )
 
 
-def job_finished(job: Job, outcome: str, at_ms: int) -> CloudEvent:
+def job_finished(job: Job, outcome: Outcome, at_ms: int) -> CloudEvent:
     """The executor's report back onto `commands`, releasing the job's quota."""
     data = JobFinished(
         job_id=job.job_id, kind=job.kind, outcome=outcome, container_id=job.container_id()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from schemas.jobs import Job
+from schemas.jobs import FailedAttempt, Job
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def after_failure(
     job: Job, error: str, permanent: bool, now_ms: int, backoff: Backoff
 ) -> Retry | DeadLetter:
     """A failed attempt becomes a later attempt, or a dead letter (last attempt, or permanent)."""
-    history = [*job.history, {"attempt": job.attempt, "error": error, "at_ms": now_ms}]
+    history = [*job.history, FailedAttempt(attempt=job.attempt, error=error, at_ms=now_ms)]
     if permanent:
         return DeadLetter(job.model_copy(update={"history": history}), "permanent_error")
     if job.attempt >= job.max_attempts:

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from schemas.push import EventMessage
 from tributary import admin
 from tributary.settings import Settings
 
@@ -66,17 +67,17 @@ async def send_events(
 
 async def read_push(
     settings: Settings, user: str, key: str | None, since: int, count: int, timeout_s: float = 30
-) -> list[dict[str, Any]]:
+) -> list[EventMessage]:
     """Open `WS /v1/ws?since=...` as `user` and return the next `count` messages."""
-    import orjson
     import websockets
 
     params = f"since={since}" + (f"&api_key={key}" if key else f"&subject={user}")
     url = settings.gateway_url.replace("http://", "ws://") + f"/v1/ws?{params}"
-    messages: list[dict[str, Any]] = []
+    messages: list[EventMessage] = []
     async with websockets.connect(url) as ws:
         while len(messages) < count:
-            messages.append(orjson.loads(await asyncio.wait_for(ws.recv(), timeout_s)))
+            message = await asyncio.wait_for(ws.recv(), timeout_s)
+            messages.append(EventMessage.model_validate_json(message))
     return messages
 
 
@@ -135,7 +136,7 @@ def run(settings: Settings, events: int, users: int, echo: Callable[[str], None]
     user = f"demo-{run_id}-u0"
     expected = events // users + (1 if events % users else 0)
     pushed = asyncio.run(read_push(settings, user, keys.get(user), 0, expected))
-    seqs = [m["seq"] for m in pushed]
+    seqs = [m.seq for m in pushed]
     echo(
         f"WebSocket /v1/ws as {user}: {len(pushed)} events pushed, seq {seqs[0]}..{seqs[-1]}, "
         f"{'in order' if seqs == list(range(1, len(seqs) + 1)) else 'OUT OF ORDER'}"

@@ -127,7 +127,7 @@ def pretty(record: Record, style: Style = _plain) -> str:
     body = orjson.dumps(shown["data"]).decode()
     if len(body) > 160:  # a large payload, readable: one field per line
         body = orjson.dumps(shown["data"], option=orjson.OPT_INDENT_2).decode()
-    extra = [f"  {k}: {v}" for k, v in shown["headers"].items() if k.startswith("x-tributary-")]
+    extra = [f"  {k}: {v}" for k, v in shown["headers"].items() if k.startswith(h.OURS_PREFIX)]
     return "\n".join([head, *extra, *("  " + line for line in body.splitlines())])
 
 

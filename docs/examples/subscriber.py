@@ -26,6 +26,7 @@ from cloudevents.kafka import KafkaMessage, from_binary
 from confluent_kafka import Consumer, TopicPartition
 
 URN = "urn:tributary:schema:"
+REQUIRED = ("specversion", "id", "source", "type", "subject", "time", "dataschema")
 
 
 class Schemas:
@@ -76,7 +77,7 @@ def main() -> int:
     consumer.subscribe(args.topics)
 
     schemas = Schemas(args.schemas)
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str, str]] = set()
     read: dict[str, int] = {t: 0 for t in args.topics}
     types: dict[str, int] = {}
     duplicates = 0
@@ -92,17 +93,21 @@ def main() -> int:
                 raw = message.headers() or []
                 pairs = raw.items() if isinstance(raw, dict) else raw
                 headers = {k: v for k, v in pairs if isinstance(v, bytes)}
+                # The SDK fills in a missing id or time itself: check the record has them.
+                for attribute in REQUIRED:
+                    if f"ce_{attribute}" not in headers:
+                        raise ValueError(f"no ce_{attribute} header")
                 event = from_binary(
                     KafkaMessage(headers=headers, key=message.key(), value=message.value() or b"")
                 )
-                for attribute in ("subject", "time", "dataschema"):
-                    if attribute not in event:
-                        raise ValueError(f"no {attribute} attribute")
                 schemas.validator(event["dataschema"]).validate(event.data)
             except Exception as exc:
                 invalid.append({"at": where, "error": str(exc)[:300]})
             else:
-                identity = (event["source"], event["id"])
+                # A bumped type is written twice (same id, one per version) for a while: a
+                # service reads the version it knows; this example reads both, so it keys
+                # its dedup by version too.
+                identity = (event["source"], event["id"], event["dataschema"])
                 if identity in seen:
                     duplicates += 1  # delivered again (at-least-once): already handled
                 else:
@@ -110,8 +115,12 @@ def main() -> int:
                     types[event["type"]] = types.get(event["type"], 0) + 1
         assigned = consumer.assignment()
         if assigned:
-            for tp in consumer.position(assigned):
-                if ends.get((tp.topic, tp.partition), 0) <= tp.offset:
+            # Where the group is in each partition: its position once it has fetched there,
+            # else its committed offset (a partition with nothing new has no position yet).
+            positions = consumer.position(assigned)
+            unknown = [tp for tp in positions if tp.offset < 0]
+            for tp in [*positions, *(consumer.committed(unknown, timeout=10) if unknown else [])]:
+                if tp.offset >= 0 and ends.get((tp.topic, tp.partition), 0) <= tp.offset:
                     ends.pop((tp.topic, tp.partition), None)
     if sum(read.values()):
         consumer.commit(asynchronous=False)

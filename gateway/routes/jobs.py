@@ -36,7 +36,7 @@ from schemas.jobs import (
     JobAccepted,
     JobView,
 )
-from schemas.status import ContainerStatusHash, JobStatus
+from schemas.status import ContainerStatusHash, JobStatus, Status
 from schemas.topics import COMMANDS
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
@@ -93,15 +93,17 @@ async def submit(
     return answer
 
 
-async def read_hash(request: Request, key: str, user: str, what: str) -> dict[bytes, bytes]:
+async def read_hash(request: Request, model: type[Status], key: str, user: str) -> Status:
     """The status hash at `key`; 404 when there is none or it is another user's."""
     try:
         raw: dict[bytes, bytes] = await request.app.state.redis.hgetall(key)
     except RedisError as exc:
         raise DependencyUnavailable("redis", f"status store unavailable: {exc}") from exc
-    if not raw or JobStatus.from_fields(raw).user != user:
+    status = model.from_fields(raw) if raw else None
+    if status is None or status.user != user:
+        what = "job" if model is JobStatus else "container"
         raise ApiError(404, "not_found", f"No such {what}.")
-    return raw
+    return status
 
 
 WRITE = [Depends(require_json), Depends(refuse_when_draining)]
@@ -136,12 +138,8 @@ async def stop_container(
     container_id: str = Path(pattern=ID_PATTERN),
     user: str = Depends(caller),
 ) -> Response:
-    await read_hash(
-        request,
-        keys.container(request.app.state.settings.namespace, container_id),
-        user,
-        "container",
-    )
+    key = keys.container(request.app.state.settings.namespace, container_id)
+    await read_hash(request, ContainerStatusHash, key, user)
     await admit(request, response, user, 1, policy="containers")
     data = ContainerStop(container_id=container_id).model_dump()
     return await submit(request, response, user, "containers_stop", CONTAINER_STOP, data)
@@ -157,8 +155,7 @@ async def get_container(
     request: Request, container_id: str = Path(pattern=ID_PATTERN), user: str = Depends(caller)
 ) -> ContainerView:
     key = keys.container(request.app.state.settings.namespace, container_id)
-    raw = await read_hash(request, key, user, "container")
-    return ContainerStatusHash.from_fields(raw).view(container_id)
+    return (await read_hash(request, ContainerStatusHash, key, user)).view(container_id)
 
 
 @router.post(
@@ -188,4 +185,4 @@ async def get_job(
     request: Request, job_id: str = Path(pattern=ID_PATTERN), user: str = Depends(caller)
 ) -> JobView:
     key = keys.job(request.app.state.settings.namespace, job_id)
-    return JobStatus.from_fields(await read_hash(request, key, user, "job")).view(job_id)
+    return (await read_hash(request, JobStatus, key, user)).view(job_id)

@@ -14,13 +14,13 @@ import asyncio
 import contextlib
 from typing import Literal
 
-import orjson
 from fastapi import APIRouter, Query, WebSocket
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnect
 
 from gateway.errors import ApiError
 from schemas import keys
+from schemas.push import STREAM_FIELD, with_cursor
 
 router = APIRouter(tags=["push"])
 
@@ -61,11 +61,11 @@ async def push(
             for _, entries in reader.result() or []:
                 for entry_id, fields in entries:
                     last = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                    stored = fields[STREAM_FIELD.encode()]
                     if channel == "jobs":
-                        message = {**orjson.loads(fields[b"event"]), "cursor": last}
-                        await websocket.send_text(orjson.dumps(message).decode())
+                        await websocket.send_text(with_cursor(stored, last))
                     else:
-                        await websocket.send_text(fields[b"event"].decode())
+                        await websocket.send_text(stored.decode())
     except RedisError:
         await websocket.close(code=1011, reason="redis_unavailable")
     except WebSocketDisconnect:

@@ -15,8 +15,8 @@ import structlog
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
+from schemas import contracts, tables
 from schemas import headers as h
-from schemas import tables
 from schemas.envelope import CloudEvent, EnvelopeError, from_kafka
 from schemas.jobs import (
     CONTAINER_START,
@@ -72,6 +72,8 @@ class Commands:
 
     def process(self, record: ConsumerRecord, tables_: state.Tables) -> list[Output]:
         at_ms = record.timestamp
+        if contracts.superseded(record.headers):
+            return []  # an older version's copy of a report: its current one is beside it
         users = tables_[tables.USER_STATE]
         if dict(record.headers or ()).get(h.CE_TYPE) == JOB_DUE.encode():
             return self.due(record, users)

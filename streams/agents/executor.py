@@ -25,12 +25,20 @@ from typing import Any
 import faust
 import structlog
 
+from schemas import contracts, tables
 from schemas import headers as h
-from schemas import tables
 from schemas.dead_letters import DeadLetter as Letter
 from schemas.dead_letters import Origin
 from schemas.envelope import to_kafka
-from schemas.jobs import ContainerSpec, ContainerStatus, InferenceSpec, Job, JobKind, JobState
+from schemas.jobs import (
+    ContainerSpec,
+    ContainerStatus,
+    InferenceSpec,
+    Job,
+    JobKind,
+    JobState,
+    Outcome,
+)
 from schemas.topics import COMMANDS, CONTAINERS, DLQ, JOBS, RETRY, WORK_TIERS
 from streams import emit
 from streams.dlq import dead_letter, origin_of
@@ -77,7 +85,7 @@ def install(app: faust.App, settings: Settings) -> None:
         limit = max(1, pool.slots - reserved)
         return pool.slot(lease_ms=int(job.timeout_s * 1000) + LEASE_MARGIN_MS, limit=limit)
 
-    async def run(job: Job) -> tuple[Any, str]:
+    async def run(job: Job) -> tuple[Any, Outcome]:
         """The side effect; returns (result, outcome reported to the command agent)."""
         if isinstance(job.spec, InferenceSpec):
             spec = job.spec
@@ -161,6 +169,8 @@ def install(app: faust.App, settings: Settings) -> None:
 
     async def execute(stream: faust.StreamT) -> None:
         async for event in stream.events():
+            if contracts.superseded(list(dict(event.headers or {}).items())):
+                continue  # an older version's copy of the job: its current one is beside it
             try:
                 job = Job.model_validate_json(event.value)
             except ValueError as exc:

@@ -153,10 +153,10 @@ def test_websocket_pushes_a_users_events_in_order_and_resumes(apps: Settings) ->
     _, _, keys = asyncio.run(send_events(apps, run, events=20, users=1))
     user, key = next(iter(keys.items()))
     pushed = asyncio.run(read_push(apps, user, key, since=0, count=20))
-    assert [m["seq"] for m in pushed] == list(range(1, 21))
-    assert [m["data"]["n"] for m in pushed] == list(range(20))
+    assert [m.seq for m in pushed] == list(range(1, 21))
+    assert [m.data["n"] for m in pushed] == list(range(20))
     resumed = asyncio.run(read_push(apps, user, key, since=15, count=5))
-    assert [m["seq"] for m in resumed] == [16, 17, 18, 19, 20]
+    assert [m.seq for m in resumed] == [16, 17, 18, 19, 20]
 
 
 def test_websocket_refuses_a_bad_credential(apps: Settings) -> None:

@@ -10,6 +10,7 @@ import asyncio
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,16 +19,18 @@ import docker
 import httpx
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from infra.local import dockerd, stack, triton
 from schemas.jobs import container_name
 from schemas.publishing import PUBLISHED
-from schemas.topics import DLQ, REGISTRY, REJECTED, WORK_NORMAL, Audience
+from schemas.topics import COMMANDS, DLQ, INGEST, REGISTRY, REJECTED, WORK_NORMAL
 from streams import dlq_admin
 from tests.conftest import PORT_OFFSET
 from tests.integration.kafka_helpers import read_all
 from tributary.demo import api_keys, query
 from tributary.demo import run as run_demo
+from tributary.kafka_admin import partitions, started
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -362,40 +365,58 @@ def test_a_high_priority_job_overtakes_a_normal_backlog(jobs_stack: tuple[Settin
     assert len(later) >= 5, [j["updated_ms"] - done_high["updated_ms"] for j in done_normal]
 
 
-# What the agents write (the inputs, `events.ingest` and `commands`, also carry records other
-# tests put there on purpose to see them dead-lettered; the DLQ keeps failed records as is).
-OUTPUTS = [spec for spec in REGISTRY if spec.name not in ("events.ingest", "commands", DLQ.name)]
+# Every topic but the DLQ (it keeps failed records as they were: not always CloudEvents).
+TOPICS = [spec for spec in REGISTRY if spec is not DLQ]
+# The inputs also hold records other tests wrote straight to them to see them dead-lettered:
+# the example subscribers start on these where the test starts, as a new service would.
+INPUTS = {INGEST.name, COMMANDS.name}
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 
 
-def test_the_example_subscribers_read_every_output_topic_as_valid_cloudevents(
+async def start_groups_at_the_end(settings: Settings, groups: list[str], topics: list[str]) -> None:
+    """Commit each group's offsets at the current end of `topics`."""
+    for group in groups:
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group)
+        async with started(consumer):
+            tps = [
+                TopicPartition(t, p)
+                for t in topics
+                for p in await partitions(settings.kafka_bootstrap, t)
+            ]
+            consumer.assign(tps)
+            ends = await consumer.end_offsets(tps)
+            await consumer.commit({tp: ends[tp] for tp in tps})
+
+
+def test_the_example_subscribers_read_every_topic_as_valid_cloudevents(
     jobs_stack: tuple[Settings, dict],
 ) -> None:
     """docs/examples: the Python (confluent-kafka, CloudEvents SDK, schemas from the repository)
     and JavaScript (kafkajs, Ajv, schemas from the gateway) subscribers read what the demo and
     this module's jobs wrote; every record must be a CloudEvent whose data validates against
     the schema its dataschema names."""
-    settings, _ = jobs_stack
+    settings, keys = jobs_stack
+    ns = settings.namespace
+    group = f"{ns}-examples-{uuid.uuid4().hex[:6]}"
+    inputs = [spec.physical(ns) for spec in TOPICS if spec.name in INPUTS]
+    asyncio.run(start_groups_at_the_end(settings, [f"{group}-py", f"{group}-js"], inputs))
     # After this module's job tests (pytest runs a module in order): they wrote every kind
-    # of job step, container state, refusal and dead letter.
+    # of job step, container state, refusal and dead letter. Then the demo, and one job.
     run_demo(settings, 100, 4, echo=lambda _: None)
-    topics = [spec.physical(settings.namespace) for spec in OUTPUTS]
-    before = {
-        spec.name: len(asyncio.run(read_all(settings, spec.physical(settings.namespace))))
-        for spec in OUTPUTS
-    }
-    assert all(before.values()), before
+    [inference] = submit_inference(settings, keys["bob"], ["a subscriber reads this"], 1)
+    wait_for_job(settings, keys["bob"], inference, {"completed"})
+    topics = [spec.physical(ns) for spec in TOPICS]
+    counts = {t: len(asyncio.run(read_all(settings, t))) for t in topics}
+    assert all(counts.values()), counts
     if not (EXAMPLES / "js" / "node_modules").exists():
-        subprocess.run(
-            ["npm", "ci", "--prefix", str(EXAMPLES / "js"), "--no-audit", "--no-fund"], check=True
-        )
-    group = f"{settings.namespace}-examples"
+        npm = ["npm", "ci", "--prefix", str(EXAMPLES / "js"), "--no-audit", "--no-fund"]
+        subprocess.run(npm, check=True)
+    common = ["--bootstrap", settings.kafka_bootstrap]
     python = subprocess.run(
         [
             sys.executable,
             str(EXAMPLES / "subscriber.py"),
-            "--bootstrap",
-            settings.kafka_bootstrap,
+            *common,
             "--group",
             f"{group}-py",
             "--schemas",
@@ -410,8 +431,7 @@ def test_the_example_subscribers_read_every_output_topic_as_valid_cloudevents(
         [
             "node",
             str(EXAMPLES / "js" / "subscriber.mjs"),
-            "--bootstrap",
-            settings.kafka_bootstrap,
+            *common,
             "--group",
             f"{group}-js",
             "--schemas",
@@ -422,26 +442,26 @@ def test_the_example_subscribers_read_every_output_topic_as_valid_cloudevents(
         text=True,
         timeout=180,
     )
+    expected_types = {
+        "demo.click",  # the demo's own type, schema tributary.event
+        "tributary.event.counted",
+        "inference.requested",
+        "job.finished",
+        "job.queued",
+        "job.completed",
+        "job.dead_lettered",
+        "job.work",
+        "container.running",
+        "container.stopped",
+        "command.rejected",
+    }
     for name, result in (("python", python), ("node", node)):
         assert result.returncode == 0, f"{name}: {result.stdout[-3000:]}{result.stderr[-3000:]}"
         summary = orjson.loads(result.stdout.strip().splitlines()[-1])
         assert summary["invalid_count"] == 0, summary["invalid"]
-        for spec in OUTPUTS:
-            assert summary["read"][spec.physical(settings.namespace)] >= before[spec.name], (
-                name,
-                spec.name,
-                summary["read"],
-            )
-        # Every public type the stack wrote was read and validated.
-        seen = set(summary["types"])
-        assert {
-            "tributary.event.counted",
-            "job.queued",
-            "job.completed",
-            "job.dead_lettered",
-            "container.running",
-            "container.stopped",
-            "command.rejected",
-            "job.work",
-        } <= seen, seen
-    assert [s.audience for s in OUTPUTS].count(Audience.SUBSCRIBERS) == 4
+        for topic in topics:
+            if topic not in inputs:  # from the beginning: at least what was there
+                assert summary["read"][topic] >= counts[topic], (name, topic, summary["read"])
+        # The demo's 100 events went in on the ingest topic since the groups started.
+        assert summary["read"][INGEST.physical(ns)] >= 100, (name, summary["read"])
+        assert expected_types <= set(summary["types"]), (name, summary["types"])

@@ -91,7 +91,7 @@ def test_tail_pretty_prints_where_who_and_what(produced: tuple[Settings, str]) -
     heads = [line for line in lines if line.startswith(INGEST.physical(settings.namespace))]
     assert len(heads) == 10
     assert f"{run}-u1" in heads[0] and "test.event" in heads[0] and "id=" in heads[0]
-    assert '"n": 0' in "\n".join(lines)
+    assert '{"n":0}' in "\n".join(lines)
 
 
 def test_tail_joins_no_consumer_group(produced: tuple[Settings, str]) -> None:

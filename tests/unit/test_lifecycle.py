@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.jobs import InferenceSpec, Job, JobKind
+from schemas.jobs import FailedAttempt, InferenceSpec, Job, JobKind
 from streams.lifecycle import Backoff, DeadLetter, Retry, after_failure
 from streams.retry_scheduler import wait_ms
 
@@ -37,13 +37,13 @@ def test_transient_failure_is_retried_then_dead_lettered_after_the_last_attempt(
     assert isinstance(second, Retry) and second.job.attempt == 3
     last = after_failure(second.job, "boom", False, 30_000, backoff)
     assert isinstance(last, DeadLetter) and last.reason == "attempts_exhausted"
-    assert [h["attempt"] for h in last.job.history] == [1, 2, 3]
+    assert [h.attempt for h in last.job.history] == [1, 2, 3]
 
 
 def test_permanent_failure_skips_retries() -> None:
     step = after_failure(JOB, "image not found", permanent=True, now_ms=0, backoff=Backoff())
     assert isinstance(step, DeadLetter) and step.reason == "permanent_error"
-    assert step.job.history == [{"attempt": 1, "error": "image not found", "at_ms": 0}]
+    assert step.job.history == [FailedAttempt(attempt=1, error="image not found", at_ms=0)]
 
 
 def test_retry_scheduler_waits_until_due() -> None:

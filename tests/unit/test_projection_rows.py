@@ -92,3 +92,18 @@ def test_an_event_whose_value_is_not_a_json_object_is_unreadable(value: bytes) -
     record = Record("ns.events.ingest", 0, 0, 0, b"k", value, CE_HEADERS)
     with pytest.raises(UNREADABLE):
         for_topic("events.ingest").row(record)
+
+
+def test_a_letter_keeps_its_origin_and_an_older_executor_letter_its_topic() -> None:
+    from schemas.dead_letters import DeadLetter, Origin, origin_topic
+
+    letter = DeadLetter.of(
+        "timed_out", "x" * 5000, Origin(topic="ns.work.normal", partition=2, offset=7)
+    )
+    headers = letter.headers([("ce_id", b"j"), ("x-tributary-reason", b"old")])
+    assert DeadLetter.from_headers(headers) == letter and len(letter.error) == 2000
+    assert dict(headers)["x-tributary-origin"] == b"ns.work.normal:2:7"
+    assert origin_topic(headers) == "ns.work.normal"
+    legacy = [("x-tributary-origin", b"ns.work.high:job:6d9a3925-d9ca")]
+    assert DeadLetter.from_headers(legacy) is None and origin_topic(legacy) == "ns.work.high"
+    assert origin_topic([("x-tributary-origin", b"nonsense")]) is None

@@ -83,7 +83,9 @@ await consumer.run({
       const { attributes, data } = cloudEvent(message);
       const validate = await validatorFor(attributes.dataschema);
       if (!validate(data)) throw new Error(ajv.errorsText(validate.errors));
-      const identity = `${attributes.source}\u0000${attributes.id}`;
+      // A bumped type is written twice (same id, one per version) for a while: a service
+      // reads the version it knows; this example reads both, so its dedup key has the version.
+      const identity = `${attributes.source}\u0000${attributes.id}\u0000${attributes.dataschema}`;
       if (seen.has(identity)) {
         duplicates += 1;
       } else {
