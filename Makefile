@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: system setup triton-venv demo test lint down
+.PHONY: system setup triton-venv demo test lint down images
 
-system:  ## Debian packages: redis-server, Java 17, Maven, docker.io, busybox, haproxy, docker-compose, nodejs, npm (skipped when present)
+system:  ## Debian packages: redis-server, Java 17, Maven, docker.io, busybox, haproxy, docker-compose, nodejs, npm, mmdebstrap (skipped when present)
 	bash infra/install-system.sh
 
 $(VENV)/.installed: pyproject.toml
@@ -38,6 +38,9 @@ test: setup  ## lint, then the default test suite against real services
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+images: setup  ## the container images, built here from Debian packages and PyPI (no registry)
+	$(BIN)/tributary images build
 
 down:
 	$(BIN)/tributary down

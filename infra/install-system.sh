@@ -11,6 +11,8 @@ command -v haproxy >/dev/null || need+=(haproxy)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 # The JavaScript example subscriber (docs/examples/js) runs in the tests.
 command -v node >/dev/null || need+=(nodejs)
+# Container images without a registry: a Debian root file system for their base (infra/local/images.py).
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 command -v npm >/dev/null || need+=(npm)
 if ((${#need[@]})); then
   SUDO=""

@@ -23,10 +23,11 @@ from infra.local import kafka, redis, stack
 from infra.local.process import free_port
 from projections.clickhouse import ClickHouse, connect
 from projections.migrations import migrate
+from tests import containers
 from tributary.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST_DATA = ROOT / ".tributary-test"
+TEST_DATA = Path(os.environ.get("TRIBUTARY_TEST_DATA_DIR", ROOT / ".tributary-test"))
 # Shifts the test broker's and Redis's ports, so two checkouts can run their suites at once.
 PORT_OFFSET = int(os.environ.get("TRIBUTARY_TEST_PORT_OFFSET", "0"))
 
@@ -63,8 +64,14 @@ def make_settings(**overrides: object) -> Settings:
 
 @pytest.fixture(scope="session")
 def services() -> Iterator[Settings]:
-    """Kafka and Redis up, and this session's topics created."""
+    """Kafka and Redis up, and this session's topics created: local processes, or with
+    TRIBUTARY_TEST_SERVICES=containers, containers from our images (tests/containers.py)."""
     settings = make_settings()
+    if containers.SELECTED:
+        with containers.services(settings):
+            kafka.ensure_topics(settings)
+            yield settings
+        return
     started = []
     for module in (kafka, redis):
         if module.managed(settings).pid() is None:

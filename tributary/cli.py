@@ -359,6 +359,10 @@ def _contracts() -> None:
     cli.command("tail")(tail)
     cli.add_typer(schemas_cli, name="schemas")
 
+    from tributary.cli_images import images_cli
+
+    cli.add_typer(images_cli, name="images")
+
 
 _contracts()
 
