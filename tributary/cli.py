@@ -39,16 +39,31 @@ def _shaped(brokers: int | None, gateways: int | None, workers: int | None) -> S
     return Settings.model_validate({**get_settings().model_dump(), **chosen})
 
 
+COMPOSE = typer.Option(
+    False, "--compose", help="docker-compose.yml from our images instead of local processes"
+)
+
+
 @cli.command()
-def up(brokers: int = BROKERS, gateways: int = GATEWAYS, workers: int = WORKERS) -> None:
+def up(
+    brokers: int = BROKERS,
+    gateways: int = GATEWAYS,
+    workers: int = WORKERS,
+    compose: bool = COMPOSE,
+) -> None:
     """Start Kafka, Redis, the topics, the projector, workers and gateways (idempotent).
 
-    Give `status` the same flags (or settings); `down` stops whatever it finds."""
+    Give `status` the same flags (or settings); `down` stops whatever it finds. With
+    --compose: the production docker-compose.yml, from images built here."""
+    from infra.local import compose as compose_run
     from infra.local import stack
     from infra.local.process import ServiceError
 
     try:
-        timings = stack.up(_shaped(brokers, gateways, workers), echo=typer.echo)
+        if compose:
+            timings = compose_run.up(get_settings(), echo=typer.echo)
+        else:
+            timings = stack.up(_shaped(brokers, gateways, workers), echo=typer.echo)
     except ServiceError as exc:
         _fail(str(exc))
     typer.echo(
@@ -59,10 +74,19 @@ def up(brokers: int = BROKERS, gateways: int = GATEWAYS, workers: int = WORKERS)
 
 
 @cli.command()
-def down(brokers: int = BROKERS, gateways: int = GATEWAYS, workers: int = WORKERS) -> None:
+def down(
+    brokers: int = BROKERS,
+    gateways: int = GATEWAYS,
+    workers: int = WORKERS,
+    compose: bool = COMPOSE,
+) -> None:
     """Stop everything `up` started (processes flush and leave their groups first)."""
+    from infra.local import compose as compose_run
     from infra.local import stack
 
+    if compose:
+        typer.echo(compose_run.down(get_settings()))
+        return
     stack.down(_shaped(brokers, gateways, workers), echo=typer.echo)
 
 

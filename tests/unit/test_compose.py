@@ -1,5 +1,5 @@
-"""docker-compose.yml cannot run here (no registry): Debian's docker-compose validates and
-resolves it, and its structure is checked on what that resolves to."""
+"""docker-compose.yml's structure, on what Debian's docker-compose resolves it to. (It runs
+for real in tests/integration/test_compose_run.py, marked slow: images take minutes.)"""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import yaml
 from typer.main import get_command
 
 from infra.local.haproxy import config as haproxy_config
+from infra.local.images import IMAGES
 from tributary.cli import cli
 from tributary.settings import Settings
 
@@ -59,7 +60,7 @@ def test_production_topology_is_complete() -> None:
     voters = ",".join(f"{n}@kafka-{n}:9093" for n in BROKERS)
     for n in BROKERS:
         env = SERVICES[f"kafka-{n}"]["environment"]
-        assert SERVICES[f"kafka-{n}"]["image"].startswith("apache/kafka:4.")
+        assert SERVICES[f"kafka-{n}"]["image"] == "tributary/kafka:local"
         assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
         assert (env["KAFKA_NODE_ID"], env["KAFKA_CONTROLLER_QUORUM_VOTERS"]) == (str(n), voters)
         for name in (
@@ -99,8 +100,9 @@ def test_workers_reach_triton_and_a_docker_engine_each_with_its_own_volume() -> 
         [volume] = sources(SERVICES[name])
         volumes.add(volume)
     assert len(volumes) == len(WORKERS)
-    dockerfile = SERVICES["triton"]["build"]["dockerfile"]
-    assert "requirements.txt" in (ROOT / dockerfile).read_text()
+    [triton] = [image for image in IMAGES if image.name == "triton"]
+    assert SERVICES["triton"]["image"] == triton.tag
+    assert "requirements.txt" in triton.dockerfile.read_text()
 
 
 def test_long_running_services_have_healthchecks() -> None:
@@ -160,3 +162,19 @@ def test_clickhouse_guards_its_default_user_and_its_system_tables() -> None:
         "select_from_information_schema_requires_grant",
     ):
         assert improvements.findtext(setting) == "true", setting
+
+
+def test_every_image_but_clickhouse_is_one_we_build() -> None:
+    ours = {image.tag for image in IMAGES}
+    for name, service in SERVICES.items():
+        if name != "clickhouse":
+            assert service["image"] in ours, name
+            assert "build" not in service, name  # built by `tributary images build`
+
+
+def test_the_local_override_swaps_only_clickhouse_and_the_engine() -> None:
+    local = yaml.safe_load((ROOT / "infra" / "compose" / "local.yml").read_text())
+    assert set(local["services"]) == {"clickhouse", "docker", "projector", *WORKERS}
+    assert local["services"]["projector"]["environment"] == {"TRIBUTARY_CLICKHOUSE_URL": ""}
+    for name in WORKERS:
+        assert set(local["services"][name]) == {"environment", "volumes"}
