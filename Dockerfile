@@ -11,8 +11,8 @@ RUN python3 -m venv /opt/tributary
 ENV PATH=/opt/tributary/bin:$PATH PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 # The dependencies first, in a layer that changes only with pyproject.toml.
-COPY pyproject.toml README.md ./
-RUN for p in schemas gateway streams projections infra tributary; do mkdir -p $p && touch $p/__init__.py; done \
+COPY pyproject.toml ./
+RUN touch README.md && for p in schemas gateway streams projections infra tributary; do mkdir -p $p && touch $p/__init__.py; done \
     && pip install --no-cache-dir . && pip uninstall -y -q tributary && rm -rf /app/*
 COPY pyproject.toml README.md ./
 COPY schemas schemas

@@ -104,26 +104,42 @@ def down(settings: Settings) -> str:
     return compose(settings, "down", "-v", "--remove-orphans", timeout_s=300)
 
 
-def _unhealthy(settings: Settings) -> list[str]:
-    """The project's running containers whose healthcheck does not pass yet."""
+def _docker(settings: Settings, *args: str) -> str:
     env = {**os.environ, "DOCKER_HOST": settings.docker_dsn}
-    listing = ["ps", "--filter", f"label=com.docker.compose.project={PROJECT}"]
-    out = subprocess.run(
-        ["docker", *listing, "--format", "{{.Names}} {{.Status}}"],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    return [line for line in out.stdout.splitlines() if "starting" in line or "unhealthy" in line]
+    done = subprocess.run(["docker", *args], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ServiceError(f"docker {' '.join(args[:2])}: {done.stderr[-2000:]}")
+    return done.stdout
+
+
+def _unhealthy(settings: Settings) -> list[str]:
+    """The project's containers not healthy yet: starting, unhealthy, or exited (a crash;
+    `topics` alone is meant to exit, with 0). Raises ServiceError on a crashed one."""
+    label = f"label=com.docker.compose.project={PROJECT}"
+    out = _docker(settings, "ps", "-a", "--filter", label, "--format", "{{.Names}}|{{.Status}}")
+    waiting = []
+    for line in out.splitlines():
+        name, _, status = line.partition("|")
+        if status.startswith("Exited"):
+            if not (name.endswith("_topics_1") and status.startswith("Exited (0)")):
+                raise ServiceError(f"{name} {status}: docker logs {name}")
+        elif "starting" in status or "unhealthy" in status or not status.startswith("Up"):
+            waiting.append(line)
+    return waiting
 
 
 def leftovers(settings: Settings) -> list[str]:
-    """The project's containers, networks and volumes still on the engine."""
+    """The project's containers, networks and volumes still on the engine, and users'
+    containers the workers started (label `tributary.container`)."""
     label = f"label=com.docker.compose.project={PROJECT}"
-    env = {**os.environ, "DOCKER_HOST": settings.docker_dsn}
     found = []
     for kind in ("container", "network", "volume"):
         listing = [kind, "ls", "-q", "--filter", label] + (["-a"] if kind == "container" else [])
-        out = subprocess.run(["docker", *listing], env=env, capture_output=True, text=True)
-        found += [f"{kind} {line}" for line in out.stdout.split() if line]
-    return found
+        found += [f"{kind} {line}" for line in _docker(settings, *listing).split()]
+    users = _docker(settings, "container", "ls", "-aq", "--filter", "label=tributary.container")
+    return found + [f"user container {line}" for line in users.split()]
+
+
+def volumes(settings: Settings) -> set[str]:
+    """Every volume on the engine (anonymous ones too: the images' VOLUME folders)."""
+    return set(_docker(settings, "volume", "ls", "-q").split())

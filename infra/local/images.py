@@ -37,8 +37,9 @@ BASE_ENV = (
     f"SSL_CERT_FILE={CA_BUNDLE}",
     f"REQUESTS_CA_BUNDLE={CA_BUNDLE}",
 )
-PREFIX = "tributary"
-TAG = "local"
+# The tags: TRIBUTARY_IMAGE_PREFIX/<name>:TRIBUTARY_IMAGE_TAG, as docker-compose.yml names them.
+PREFIX = os.environ.get("TRIBUTARY_IMAGE_PREFIX", "tributary")
+TAG = os.environ.get("TRIBUTARY_IMAGE_TAG", "local")
 
 
 @dataclass(frozen=True)
@@ -178,14 +179,20 @@ def base(settings: Settings, echo: Callable[[str], None] = print) -> float:
 
 
 def build(
-    settings: Settings, names: list[str] | None = None, echo: Callable[[str], None] = print
+    settings: Settings,
+    names: list[str] | None = None,
+    echo: Callable[[str], None] = print,
+    from_base: str | None = None,
 ) -> list[Built]:
-    """Build the images named (all by default) on `settings`' engine; each with its time."""
+    """Build the images named (all by default) on `settings`' engine; each with its time.
+    `from_base`: a Debian bookworm image to start from (e.g. `debian:bookworm-slim` where a
+    registry is reachable) instead of the one `base()` makes here."""
     chosen = [i for i in IMAGES if names is None or i.name in names]
     unknown = set(names or ()) - {i.name for i in IMAGES}
     if unknown:
         raise ServiceError(f"no image {sorted(unknown)}; known: {[i.name for i in IMAGES]}")
-    base(settings, echo)
+    if from_base is None:
+        base(settings, echo)
     built = []
     for image in chosen:
         started = time.monotonic()
@@ -196,7 +203,7 @@ def build(
             "--network",
             "host",
             "--build-arg",
-            f"BASE={BASE}",
+            f"BASE={from_base or BASE}",
             "-f",
             str(image.dockerfile),
             "-t",

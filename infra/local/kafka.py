@@ -271,8 +271,23 @@ def ensure_topics(settings: Settings) -> list[str]:
     return asyncio.run(_ensure_topics(settings))
 
 
+async def _brokers_registered(admin: AIOKafkaAdminClient, count: int, timeout_s: float) -> None:
+    """Wait until `count` brokers are in the cluster: a topic with that many replicas cannot
+    be made before (compose starts `tributary topics` once the brokers accept connections,
+    which can be before all of them have joined)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        brokers = (await admin.describe_cluster())["brokers"]
+        if len(brokers) >= count:
+            return
+        if time.monotonic() > deadline:
+            raise ServiceError(f"{len(brokers)} of {count} brokers joined in {timeout_s:.0f}s")
+        await asyncio.sleep(0.5)
+
+
 async def _ensure_topics(settings: Settings) -> list[str]:
     async with admin_client(settings.kafka_bootstrap) as admin:
+        await _brokers_registered(admin, settings.replication_factor, timeout_s=120)
         existing = set(await admin.list_topics())
         replicated = {"min.insync.replicas": str(settings.min_insync_replicas)}
         registry = {

@@ -32,6 +32,7 @@ IP_FORMAT = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
 def topology() -> Iterator[Settings]:
     settings = Settings(data_dir=TEST_DATA / "compose")
     ours = dockerd.managed(settings).pid() is None and not dockerd.is_ready(settings)
+    volumes_before = compose.volumes(settings) if dockerd.is_ready(settings) else set()
     try:
         timings = compose.up(settings)
         print(f"compose: images {timings['images']:.1f} s, ready {timings['ready']:.1f} s")
@@ -46,10 +47,13 @@ def topology() -> Iterator[Settings]:
         # Redis is not published: API keys are made on its address on the compose network.
         yield settings.model_copy(update={"redis_url": f"redis://{redis_ip}:6379/0"})
     finally:
-        compose.down(settings)
-        leftovers = compose.leftovers(settings)
-        if ours:
-            dockerd.stop(settings)
+        try:
+            compose.down(settings)
+            leftovers = compose.leftovers(settings)
+            leftovers += [f"volume {v}" for v in compose.volumes(settings) - volumes_before]
+        finally:
+            if ours:
+                dockerd.stop(settings)
     assert leftovers == []
 
 
@@ -64,13 +68,18 @@ def test_events_through_the_balancer_arrive_once_and_in_order(topology: Settings
         if count >= 1000:
             break
         time.sleep(0.5)
+    # Per user: 100 rows, seq 1..100 with no gap or repeat, in the order of the log, and
+    # the client's own counter (data.n) in the same order: once, and in order.
     rows = query(
         topology,
-        f"SELECT user_id, count(), max(seq), groupArray(seq) = arraySort(groupArray(seq)) "
-        f"FROM (SELECT * FROM {db}.events_counted WHERE {where} ORDER BY _offset) "
-        "GROUP BY user_id ORDER BY user_id",
+        f"SELECT user_id, count(), uniqExact(seq), "
+        f"arrayMap(x -> x.2, arraySort(groupArray((_offset, seq)))) = range(1, 101), "
+        f"arrayMap(x -> x.2, arraySort(groupArray((seq, JSONExtractInt(data, 'data', 'n'))))) "
+        f"= range(0, 100) "
+        f"FROM {db}.events_counted WHERE {where} GROUP BY user_id ORDER BY user_id",
     )
-    assert len(rows) == 10 and all(r[1] == r[2] == 100 for r in rows), rows
+    assert len(rows) == 10, rows
+    assert all(list(r[1:]) == [100, 100, 1, 1] for r in rows), rows
     user = f"demo-{run}-u3"
     pushed = asyncio.run(read_push(topology, user, keys[user], 0, 100))
     assert [m.seq for m in pushed] == list(range(1, 101))
