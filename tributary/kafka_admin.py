@@ -69,11 +69,10 @@ async def read_to_end(bootstrap: str, topic: str) -> list[ConsumerRecord]:  # ty
     return records
 
 
-async def read_partitions(
-    bootstrap: str, tps: list[TopicPartition]
-) -> AsyncIterator[tuple[TopicPartition, list[ConsumerRecord]]]:  # type: ignore[type-arg]
-    """Batches of every committed record of `tps`, from their beginning to their end now."""
-    consumer = AIOKafkaConsumer(
+def committed_reader(bootstrap: str) -> AIOKafkaConsumer:
+    """A consumer for reading topics as they are: no group (it commits nothing and takes no
+    partitions from anyone), committed records only; assign and seek it yourself."""
+    return AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
         enable_auto_commit=False,
@@ -82,6 +81,13 @@ async def read_partitions(
         # finishes after our seek, the reader sits at the end and reads nothing.
         auto_offset_reset="earliest",
     )
+
+
+async def read_partitions(
+    bootstrap: str, tps: list[TopicPartition]
+) -> AsyncIterator[tuple[TopicPartition, list[ConsumerRecord]]]:  # type: ignore[type-arg]
+    """Batches of every committed record of `tps`, from their beginning to their end now."""
+    consumer = committed_reader(bootstrap)
     # started(): a reader cancelled while it connects (a sibling restore failed) still
     # closes its consumer.
     async with started(consumer):

@@ -16,11 +16,11 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from schemas import headers as h
 from schemas.topics import REGISTRY
-from tributary.kafka_admin import partitions, started
+from tributary.kafka_admin import committed_reader, partitions, started
 
 _RELATIVE = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -142,13 +142,7 @@ async def read(
     """The records of `topic` from the start asked for; to the end offsets seen at start,
     or on and on with `follow`. Starting at the end without `follow` reads nothing, so the
     end as a start implies following."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        auto_offset_reset="earliest",
-    )
+    consumer = committed_reader(bootstrap)
     async with started(consumer):
         tps = [TopicPartition(topic, p) for p in sorted(await partitions(bootstrap, topic))]
         consumer.assign(tps)
