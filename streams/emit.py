@@ -34,12 +34,18 @@ from streams.sequencing import derived_id
 SOURCE = "tributary/streams"
 
 
-def _at(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
-
-
-def _data(model: BaseModel) -> dict[str, Any]:
-    return model.model_dump(mode="json", exclude_none=True)
+def _event(
+    cause: str, step: str, event_type: str, at_ms: int, subject: str, data: BaseModel
+) -> CloudEvent:
+    """The event for `step` of `cause` (a job or command id), its id derived from both."""
+    return CloudEvent(
+        id=derived_id(cause, step),
+        source=SOURCE,
+        type=event_type,
+        time=datetime.fromtimestamp(at_ms / 1000, UTC),
+        subject=subject,
+        data=data.model_dump(mode="json", exclude_none=True),
+    )
 
 
 def job_event(job: Job, state: JobState, at_ms: int, step: str = "", **fields: Any) -> CloudEvent:
@@ -54,14 +60,8 @@ def job_event(job: Job, state: JobState, at_ms: int, step: str = "", **fields: A
         at_ms=at_ms,
         **fields,
     )
-    return CloudEvent(
-        id=derived_id(job.job_id, f"{state}:{job.attempt}:{step}"),
-        source=SOURCE,
-        type=job_step_type(state),
-        time=_at(at_ms),
-        subject=job.user_id,
-        data=_data(data),
-    )
+    step_id = f"{state}:{job.attempt}:{step}"
+    return _event(job.job_id, step_id, job_step_type(state), at_ms, job.user_id, data)
 
 
 def rejected(command: CloudEvent, reason: str, at_ms: int, retry_after_ms: int = 0) -> CloudEvent:
@@ -72,14 +72,7 @@ def rejected(command: CloudEvent, reason: str, at_ms: int, retry_after_ms: int =
         reason=reason,
         retry_after_ms=retry_after_ms,
     )
-    return CloudEvent(
-        id=derived_id(command.id, "rejected"),
-        source=SOURCE,
-        type=COMMAND_REJECTED,
-        time=_at(at_ms),
-        subject=command.subject,
-        data=_data(data),
-    )
+    return _event(command.id, "rejected", COMMAND_REJECTED, at_ms, command.subject, data)
 
 
 def job_finished(job: Job, outcome: Outcome, at_ms: int) -> CloudEvent:
@@ -87,14 +80,8 @@ def job_finished(job: Job, outcome: Outcome, at_ms: int) -> CloudEvent:
     data = JobFinished(
         job_id=job.job_id, kind=job.kind, outcome=outcome, container_id=job.container_id()
     )
-    return CloudEvent(
-        id=derived_id(job.job_id, f"finished:{job.attempt}"),
-        source=SOURCE,
-        type=JOB_FINISHED,
-        time=_at(at_ms),
-        subject=job.user_id,
-        data=_data(data),
-    )
+    step = f"finished:{job.attempt}"
+    return _event(job.job_id, step, JOB_FINISHED, at_ms, job.user_id, data)
 
 
 def container_event(
@@ -104,25 +91,12 @@ def container_event(
     data = ContainerEvent(
         container_id=container_id, job_id=job.job_id, state=status, at_ms=at_ms, **fields
     )
-    return CloudEvent(
-        id=derived_id(job.job_id, f"container:{status}"),
-        source=SOURCE,
-        type=container_event_type(status),
-        time=_at(at_ms),
-        subject=job.user_id,
-        data=_data(data),
-    )
+    event_type = container_event_type(status)
+    return _event(job.job_id, f"container:{status}", event_type, at_ms, job.user_id, data)
 
 
 def work(job: Job, at_ms: int, due: bool = False) -> CloudEvent:
     """`job.work`: an attempt of `job` for an executor (on a work or the retry topic), or
     `job.due`: a debounced job to hand back to the command agent when its delay is over."""
     kind = JOB_DUE if due else JOB_WORK
-    return CloudEvent(
-        id=derived_id(job.job_id, f"{kind}:{job.attempt}"),
-        source=SOURCE,
-        type=kind,
-        time=_at(at_ms),
-        subject=job.user_id,
-        data=_data(job),
-    )
+    return _event(job.job_id, f"{kind}:{job.attempt}", kind, at_ms, job.user_id, job)
