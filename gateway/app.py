@@ -17,7 +17,7 @@ from gateway.idempotency import Idempotency
 from gateway.limiter import Policy, RateLimiter
 from gateway.producer import EventProducer
 from gateway.request_metrics import RequestMetrics
-from gateway.routes import events, jobs, push, schemas
+from gateway.routes import container_logs, events, jobs, push, schemas
 from tributary import redis_client
 from tributary.limits import parse_windows
 from tributary.logging import configure_logging
@@ -90,6 +90,7 @@ def create_api(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(events.router)
     app.include_router(jobs.router)
+    app.include_router(container_logs.router)
     app.include_router(push.router)
     app.include_router(schemas.router)
     return app

@@ -32,7 +32,7 @@ from schemas.jobs import (
     JobStep,
 )
 from schemas.push import JOBS_STREAM_MAXLEN, STREAM_FIELD, job_payload
-from schemas.status import ContainerState, ContainerStatusHash, JobStatus
+from schemas.status import ENDED, ContainerState, ContainerStatusHash, JobStatus
 from tributary import redis_client
 from tributary.kafka_admin import commit_or_log
 from tributary.settings import Settings
@@ -48,6 +48,7 @@ class Update:
     fields: dict[str, str]
     only_if_new: bool = False
     push: bytes | None = None  # also appended to `key` as a stream entry (job steps)
+    expires: bool = True  # False: a live container's hash, kept until it ends
 
 
 def updates(namespace: str, event: EventView) -> list[Update]:
@@ -68,19 +69,23 @@ def updates(namespace: str, event: EventView) -> list[Update]:
         ).fields()
         return [
             _submitted(namespace, event, JobKind.CONTAINER_START, at),
-            Update(keys.container(namespace, event.id), fields, only_if_new=True),
+            Update(keys.container(namespace, event.id), fields, only_if_new=True, expires=False),
         ]
     if event.type in JOB_STEP_TYPES:
         return _job_step(namespace, event, JobStep.model_validate(event.data))
     if event.type in CONTAINER_EVENT_TYPES:
         container = ContainerEvent.model_validate(event.data)
+        state = ContainerState(container.state)
         fields = ContainerStatusHash(
             user=event.subject,
-            state=ContainerState(container.state),
+            state=state,
             image=container.image,
             updated_ms=at,
+            reason=container.reason,
+            exit_code=container.exit_code,
         ).fields()
-        return [Update(keys.container(namespace, container.container_id), fields)]
+        key = keys.container(namespace, container.container_id)
+        return [Update(key, fields, expires=state in ENDED)]
     # job.finished (the executor's report to the command agent: the job's own steps say
     # it), container.stop (its job's steps say it), anything else: nothing to show.
     return []
@@ -170,7 +175,10 @@ class StatusProjector:
                         pipe.hsetnx(update.key, name, value)
                 else:
                     pipe.hset(update.key, mapping=update.fields)  # type: ignore[arg-type]
-                pipe.expire(update.key, STATUS_TTL_S)
+                if update.expires:
+                    pipe.expire(update.key, STATUS_TTL_S)
+                elif update.push is None:
+                    pipe.persist(update.key)
             try:
                 await pipe.execute()
                 return

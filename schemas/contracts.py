@@ -26,16 +26,22 @@ from schemas.headers import CE_DATASCHEMA
 from schemas.jobs import (
     COMMAND_REJECTED,
     CONTAINER_EVENT_TYPES,
+    CONTAINER_GONE,
     CONTAINER_START,
     CONTAINER_STOP,
+    CONTAINERS_OBSERVED,
     INFERENCE_REQUESTED,
     JOB_DUE,
     JOB_FINISHED,
+    JOB_RESULT,
     JOB_STEP_TYPES,
     JOB_WORK,
+    AttemptResult,
     CommandRejected,
     ContainerEvent,
+    ContainerGone,
     ContainerIn,
+    ContainersObserved,
     ContainerStop,
     InferenceIn,
     Job,
@@ -83,7 +89,14 @@ class Contract:
         return {**{e.version: e.model for e in self.older}, self.version: self.model}
 
 
+# Container limits and stop reasons (schemas/jobs_v1.py): version 2 of three types.
+BUMPED = date(2026, 12, 3)
+BUMPED_UNTIL = date(2027, 3, 3)
+
+
 def _contracts() -> tuple[Contract, ...]:
+    from schemas import jobs_v1
+
     steps = tuple(
         Contract(t, JobStep, f"A job step: {t.removeprefix('job.')}.") for t in JOB_STEP_TYPES
     )
@@ -94,12 +107,35 @@ def _contracts() -> tuple[Contract, ...]:
     return (
         Contract(CLIENT_EVENT, ClientEvent, "A client's event (any `type` the client chose)."),
         Contract(COUNTED_TYPE, CountedData, "A client's event with the user's sequence number."),
-        Contract(CONTAINER_START, ContainerIn, "A request to start a container."),
+        Contract(
+            CONTAINER_START,
+            ContainerIn,
+            "A request to start a container.",
+            version=2,
+            older=(
+                Edition(1, jobs_v1.ContainerIn, BUMPED, BUMPED_UNTIL, jobs_v1.container_start_v1),
+            ),
+        ),
         Contract(CONTAINER_STOP, ContainerStop, "A request to stop a container."),
         Contract(INFERENCE_REQUESTED, InferenceIn, "A request to embed texts."),
         Contract(JOB_FINISHED, JobFinished, "An executor's report that a job is over."),
-        Contract(JOB_WORK, Job, "An accepted job, for an executor."),
-        Contract(JOB_DUE, Job, "A debounced job whose delay is over."),
+        Contract(
+            JOB_WORK,
+            Job,
+            "An accepted job, for an executor.",
+            version=2,
+            older=(Edition(1, jobs_v1.Job, BUMPED, BUMPED_UNTIL, jobs_v1.job_v1),),
+        ),
+        Contract(
+            JOB_DUE,
+            Job,
+            "A debounced job whose delay is over.",
+            version=2,
+            older=(Edition(1, jobs_v1.Job, BUMPED, BUMPED_UNTIL, jobs_v1.job_v1),),
+        ),
+        Contract(JOB_RESULT, AttemptResult, "How one attempt's side effect ended."),
+        Contract(CONTAINER_GONE, ContainerGone, "The engine says a container ended unasked."),
+        Contract(CONTAINERS_OBSERVED, ContainersObserved, "A user's containers on the engine."),
         *steps,
         *containers,
         Contract(COMMAND_REJECTED, CommandRejected, "A refused command, and the rule."),

@@ -37,8 +37,9 @@ class ConsumerGroup:
 # The deciding agents, one group each (streams/transactional.py: `streams-<agent name>`).
 COUNTER = ConsumerGroup("streams-counter", (INGEST,), "worker")
 COMMAND_AGENT = ConsumerGroup("streams-commands", (COMMANDS,), "worker")
-# The Faust app (the executors); its id names its table changelogs too.
-EXECUTORS = ConsumerGroup("streams", (WORK_HIGH, WORK_NORMAL), "worker")
+# The executors' decisions, one transactional loop per priority tier.
+EXECUTOR_HIGH = ConsumerGroup("streams-executor-high", (WORK_HIGH,), "worker")
+EXECUTOR_NORMAL = ConsumerGroup("streams-executor-normal", (WORK_NORMAL,), "worker")
 RETRY_SCHEDULER = ConsumerGroup("retry-scheduler", (RETRY,), "worker")
 PROJECTOR_CLICKHOUSE = ConsumerGroup(
     "projector-clickhouse",
@@ -51,7 +52,8 @@ PROJECTOR_STATUS = ConsumerGroup("projector-status", (COMMANDS, JOBS, CONTAINERS
 GROUPS: tuple[ConsumerGroup, ...] = (
     COUNTER,
     COMMAND_AGENT,
-    EXECUTORS,
+    EXECUTOR_HIGH,
+    EXECUTOR_NORMAL,
     RETRY_SCHEDULER,
     PROJECTOR_CLICKHOUSE,
     PROJECTOR_PUSH,
@@ -60,5 +62,6 @@ GROUPS: tuple[ConsumerGroup, ...] = (
 
 
 def of_agent(name: str) -> ConsumerGroup:
-    """The group of the transactional agent `name` (`counter`, `commands`)."""
+    """The group of the transactional agent `name` (`counter`, `commands`, `executor-high`,
+    `executor-normal`)."""
     return next(g for g in GROUPS if g.suffix == f"streams-{name}")

@@ -26,9 +26,15 @@ CONTAINER_START = "container.start"
 CONTAINER_STOP = "container.stop"
 INFERENCE_REQUESTED = "inference.requested"
 JOB_FINISHED = "job.finished"
+# The engine's reports on `commands`: a container died or was removed outside a stop
+# (the engine watcher), and what one sweep found of a user's containers (the reconciler).
+CONTAINER_GONE = "container.gone"
+CONTAINERS_OBSERVED = "containers.observed"
 # Accepted jobs on the work topics and the retry topic, and a debounced job coming due.
 JOB_WORK = "job.work"
 JOB_DUE = "job.due"
+# How one attempt's side effect ended, back on its work topic for the executor to decide.
+JOB_RESULT = "job.result"
 # A command the command agent refused, on `commands.rejected`.
 COMMAND_REJECTED = "command.rejected"
 
@@ -64,6 +70,15 @@ class ContainerStatus(StrEnum):
 
     RUNNING = "running"
     STOPPED = "stopped"
+    EXITED = "exited"  # ended outside a stop: see `ExitReason`
+
+
+# Why a container ended without being asked to: its process exited on its own, the kernel
+# killed it for memory, it was killed (a signal from outside), it was removed from the
+# engine by hand, or it was no longer on the engine at a reconcile.
+ExitReason = Literal["exited", "oom", "killed", "removed", "vanished"]
+# Why Tributary stopped a container that no one asked to stop.
+StopReason = Literal["requested", "lifetime", "idle", "orphan"]
 
 
 def container_event_type(status: ContainerStatus) -> str:
@@ -86,6 +101,22 @@ class ContainerIn(BaseModel):
     cpus: float = Field(default=0.5, gt=0, le=4)
     memory_mb: int = Field(default=128, ge=16, le=4096)
     priority: Priority = "normal"
+    max_lifetime_s: int | None = Field(
+        default=None,
+        ge=1,
+        le=30 * 86_400,
+        description=(
+            "Stopped this long after it started (default: TRIBUTARY_CONTAINER_MAX_LIFETIME_S)."
+        ),
+    )
+    idle_timeout_s: int | None = Field(
+        default=None,
+        ge=1,
+        le=30 * 86_400,
+        description=(
+            "Stopped after this long without using CPU (default: TRIBUTARY_CONTAINER_IDLE_S)."
+        ),
+    )
 
 
 class InferenceIn(BaseModel):
@@ -110,6 +141,36 @@ class ContainerStop(BaseModel):
     """`data` of `container.stop`: which of the caller's containers to stop."""
 
     container_id: str = Field(pattern=CONTAINER_ID_PATTERN)
+    reason: StopReason = "requested"
+
+
+class ContainerGone(BaseModel):
+    """`data` of `container.gone`: the engine says a container ended without a stop."""
+
+    container_id: str = Field(pattern=CONTAINER_ID_PATTERN)
+    reason: ExitReason
+    exit_code: int | None = None
+    at_ms: int
+
+
+class ObservedContainer(BaseModel):
+    """One container as a reconcile found it on the engine."""
+
+    container_id: str = Field(pattern=CONTAINER_ID_PATTERN)
+    running: bool
+    exit_code: int | None = None
+    oom_killed: bool = False
+    created_ms: int
+    idle_ms: int = Field(default=0, description="How long it has used no CPU (0: busy).")
+    max_lifetime_s: int | None = None
+    idle_timeout_s: int | None = None
+
+
+class ContainersObserved(BaseModel):
+    """`data` of `containers.observed`: every container of one user found on the engine."""
+
+    containers: list[ObservedContainer]
+    at_ms: int
 
 
 class InferenceSpec(BaseModel):
@@ -133,12 +194,15 @@ class ContainerSpec(BaseModel):
     cpus: float = 0.5
     memory_mb: int = 128
     priority: Priority = "normal"
+    max_lifetime_s: int | None = None
+    idle_timeout_s: int | None = None
 
 
 class StopSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     container_id: str
+    reason: StopReason = "requested"
 
 
 class FailedAttempt(BaseModel):
@@ -175,6 +239,10 @@ class JobFinished(BaseModel):
     kind: JobKind
     outcome: Outcome
     container_id: str | None = None
+    image: str | None = None
+    engine_id: str | None = None
+    name: str | None = None
+    reason: StopReason | None = Field(default=None, description="Why a container was stopped.")
 
 
 class JobStep(BaseModel):
@@ -206,6 +274,22 @@ class ContainerEvent(BaseModel):
     image: str | None = None
     engine_id: str | None = None
     name: str | None = None
+    reason: ExitReason | StopReason | None = Field(
+        default=None, description="Why it exited or was stopped."
+    )
+    exit_code: int | None = None
+
+
+class AttemptResult(BaseModel):
+    """`data` of `job.result`: how one attempt's side effect ended (the effect step's report
+    to the executor's decision, on the job's own work topic partition)."""
+
+    job: Job
+    at_ms: int
+    outcome: Outcome | None = Field(default=None, description="Set when it succeeded.")
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    permanent: bool = False
 
 
 class CommandRejected(BaseModel):
@@ -247,6 +331,16 @@ class ContainerView(BaseModel):
     job_id: str | None = None
     updated_ms: int | None = None
     reason: str | None = None
+    exit_code: int | None = None
+
+
+# Labels of our containers on the engine: whose it is and its limits (read back by the
+# engine watch, and by the gateway to check a container's owner at the engine).
+LABEL_NAMESPACE = "tributary.namespace"
+LABEL_USER = "tributary.user"
+LABEL_CONTAINER = "tributary.container"
+LABEL_LIFETIME = "tributary.max_lifetime_s"
+LABEL_IDLE = "tributary.idle_timeout_s"
 
 
 def container_name(namespace: str, container_id: str) -> str:

@@ -68,7 +68,13 @@ class ContainerState(StrEnum):
     REQUESTED = "requested"  # the command is on `commands`
     RUNNING = "running"
     STOPPED = "stopped"
+    EXITED = "exited"  # ended without a stop: `reason` says how (oom, killed, exited, ...)
     FAILED = "failed"  # refused or dead-lettered before it ran
+
+
+# A container in one of these states is over: its status hash may expire. The others
+# never do, so a running container can always be found (and stopped).
+ENDED = (ContainerState.STOPPED, ContainerState.EXITED, ContainerState.FAILED)
 
 
 class ContainerStatusHash(_Hash):
@@ -78,6 +84,7 @@ class ContainerStatusHash(_Hash):
     image: str | None = None
     job_id: str | None = None
     reason: str | None = None
+    exit_code: int | None = None
 
     def view(self, container_id: str) -> ContainerView:
         return ContainerView(
@@ -87,6 +94,7 @@ class ContainerStatusHash(_Hash):
             job_id=self.job_id,
             updated_ms=self.updated_ms,
             reason=self.reason,
+            exit_code=self.exit_code,
         )
 
 

@@ -9,13 +9,19 @@ create the changelogs beforehand, from this list.
 
 from __future__ import annotations
 
-from schemas.groups import EXECUTORS
+from schemas.topics import WORK_TIERS
 
 USER_SEQ = "user-seq"  # counter: user -> last sequence number
 SEEN_EVENTS = "seen-events"  # counter: user/event id -> seq (windowed, dedup)
 USER_STATE = "user-state"  # command agent: user -> limits, quotas, debounce
 SEEN_COMMANDS = "seen-commands"  # command agent: user/command id (windowed, dedup)
-JOB_ATTEMPTS = "job-attempts"  # executors: job id -> last attempt started
+JOB_ATTEMPTS = "job-attempts"  # executors: job id -> last attempt started (and if running)
+APP_ID = "streams"  # the worker's id: `<namespace>-streams`, the prefix of every changelog
+
+
+def job_attempts(tier: str) -> str:
+    """The executor of priority tier `tier`'s attempts table."""
+    return f"{JOB_ATTEMPTS}-{tier}"
 
 
 def position_table(loop: str) -> str:
@@ -29,14 +35,15 @@ TABLES = (
     SEEN_EVENTS,
     USER_STATE,
     SEEN_COMMANDS,
-    JOB_ATTEMPTS,
+    *(job_attempts(tier) for tier in WORK_TIERS),
     position_table("counter"),
     position_table("commands"),
+    *(position_table(f"executor-{tier}") for tier in WORK_TIERS),
 )
 
 
 def app_id(namespace: str) -> str:
-    return EXECUTORS.physical(namespace)
+    return f"{namespace}-{APP_ID}"
 
 
 def changelog_topic(namespace: str, table: str) -> str:

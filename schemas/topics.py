@@ -13,11 +13,14 @@ from schemas.events import CLIENT_EVENT, COUNTED_TYPE
 from schemas.jobs import (
     COMMAND_REJECTED,
     CONTAINER_EVENT_TYPES,
+    CONTAINER_GONE,
     CONTAINER_START,
     CONTAINER_STOP,
+    CONTAINERS_OBSERVED,
     INFERENCE_REQUESTED,
     JOB_DUE,
     JOB_FINISHED,
+    JOB_RESULT,
     JOB_STEP_TYPES,
     JOB_WORK,
 )
@@ -100,26 +103,47 @@ DLQ = TopicSpec(
 COMMANDS = TopicSpec(
     name="commands",
     description=(
-        "Container and inference commands from the gateway, and the executors' job.finished"
-        " reports: the one ordered log per user that the command agent decides from."
+        "Container and inference commands from the gateway, the executors' job.finished"
+        " reports and the engine's (container.gone, containers.observed): the one ordered log"
+        " per user that the command agent decides from."
     ),
-    carries=(CONTAINER_START, CONTAINER_STOP, INFERENCE_REQUESTED, JOB_FINISHED, JOB_DUE),
+    carries=(
+        CONTAINER_START,
+        CONTAINER_STOP,
+        INFERENCE_REQUESTED,
+        JOB_FINISHED,
+        JOB_DUE,
+        CONTAINER_GONE,
+        CONTAINERS_OBSERVED,
+    ),
     guarantee=(
-        "at-least-once (gateway, executors, the retry scheduler's job.due); the command agent"
-        " drops a command id it has seen."
+        "at-least-once (gateway, executors, the engine watcher, the retry scheduler's"
+        " job.due); the command agent drops a command id it has seen."
     ),
 )
 WORK_HIGH = TopicSpec(
     name="work.high",
-    description="Accepted jobs of the high priority tier, for the executors.",
-    carries=(JOB_WORK,),
-    guarantee="exactly once from the command agent (transactions); once more after a DLQ retry.",
+    description=(
+        "Accepted jobs of the high priority tier, for the executors, and how each attempt's"
+        " side effect ended (job.result), for the executor's decision."
+    ),
+    carries=(JOB_WORK, JOB_RESULT),
+    guarantee=(
+        "job.work exactly once from the command agent (transactions), once more after a DLQ"
+        " retry; job.result at-least-once (the executor decides an attempt's result once)."
+    ),
 )
 WORK_NORMAL = TopicSpec(
     name="work.normal",
-    description="Accepted jobs of the normal priority tier, for the executors.",
-    carries=(JOB_WORK,),
-    guarantee="exactly once from the command agent (transactions); once more after a DLQ retry.",
+    description=(
+        "Accepted jobs of the normal priority tier, for the executors, and how each attempt's"
+        " side effect ended (job.result), for the executor's decision."
+    ),
+    carries=(JOB_WORK, JOB_RESULT),
+    guarantee=(
+        "job.work exactly once from the command agent (transactions), once more after a DLQ"
+        " retry; job.result at-least-once (the executor decides an attempt's result once)."
+    ),
 )
 RETRY = TopicSpec(
     name="work.retry",
@@ -142,9 +166,15 @@ JOBS = TopicSpec(
 )
 CONTAINERS = TopicSpec(
     name="containers.events",
-    description="Container state changes (running, stopped) as the executor saw them.",
+    description=(
+        "Container state changes (running, stopped, exited with its reason and exit code),"
+        " decided by the command agent from the executors' and the engine's reports."
+    ),
     carries=CONTAINER_EVENT_TYPES,
-    guarantee="at-least-once, ids derived from (job, state): deduplicate by id.",
+    guarantee=(
+        "exactly once (the command agent's Kafka transactions); ids derived from"
+        " (container, state)."
+    ),
     audience=Audience.SUBSCRIBERS,
 )
 REJECTED = TopicSpec(

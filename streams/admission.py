@@ -36,6 +36,7 @@ class UserState:
     in_flight: list[str] = field(default_factory=list)  # inference job ids
     containers: dict[str, str] = field(default_factory=dict)  # container id -> state
     debounced: dict[str, str] = field(default_factory=dict)  # debounce key -> latest job id
+    running_since: dict[str, int] = field(default_factory=dict)  # container id -> ms
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -43,6 +44,7 @@ class UserState:
             "in_flight": self.in_flight,
             "containers": self.containers,
             "debounced": self.debounced,
+            "running_since": self.running_since,
         }
 
     @classmethod
@@ -53,6 +55,7 @@ class UserState:
             in_flight=list(raw.get("in_flight", [])),
             containers=dict(raw.get("containers", {})),
             debounced=dict(raw.get("debounced", {})),
+            running_since=dict(raw.get("running_since", {})),
         )
 
 
@@ -106,20 +109,29 @@ def stop_container(state: UserState, container_id: str) -> Verdict:
     return Verdict(True)
 
 
-def finished(state: UserState, job_id: str, container_id: str | None, outcome: str) -> None:
-    """The executor reports a job done: release what it held.
+def finished(
+    state: UserState, job_id: str, container_id: str | None, outcome: str, at_ms: int = 0
+) -> str | None:
+    """The executor reports a job done: release what it held. Returns what became of the
+    container it was about (`running`, `stopped`), or None when nothing did.
 
     A started container keeps its slot until it is stopped; one that failed to start,
-    or was stopped, gives it back.
+    or was stopped, gives it back. A start that finishes while a stop of it is under way
+    leaves it to the stop.
     """
     if job_id in state.in_flight:
         state.in_flight.remove(job_id)
     if container_id is None or container_id not in state.containers:
-        return
+        return None
     if outcome == "running":
+        if state.containers[container_id] != "starting":
+            return None
         state.containers[container_id] = "running"
-    else:
-        del state.containers[container_id]
+        state.running_since[container_id] = at_ms
+        return "running"
+    del state.containers[container_id]
+    state.running_since.pop(container_id, None)
+    return "stopped" if outcome == "stopped" else None
 
 
 def debounce(state: UserState, key: str | None, job_id: str) -> str | None:

@@ -1,29 +1,40 @@
-"""The stream worker: one Faust app hosting the executors, plus the transactional loops.
+"""The stream worker: the transactional loops, their effect steps, the engine watch.
 
 Data flow in a worker:
 - `events.ingest` → counter loop → `events.counted` (exactly once, `streams.transactional`)
-- `commands` → command loop → `jobs.events`, `commands.rejected`, work tiers, retry
-  (exactly once, `streams.transactional`)
-- work tiers → executor agents (Faust) → Docker / Triton → `jobs.events`, `commands`
-  (at-least-once, idempotent by attempt)
+- `commands` → command loop → `jobs.events`, `containers.events`, `commands.rejected`,
+  work tiers, retry (exactly once)
+- work tiers → executor loops (decide, exactly once) → attempt runners (Docker, Triton via
+  the cross-user batcher; at-least-once, idempotent) → `job.result` on the work tier →
+  executor loops → `jobs.events`, `commands`, retry, DLQ (exactly once)
+- the Docker engine → engine watch and reconcile → `commands` (at-least-once, ids derived)
 - `work.retry` → retry scheduler → its target topic (at-least-once)
+
+Faust hosts the web server (health, metrics) and the tasks; it runs no agent.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import faust
+from aiokafka import AIOKafkaProducer
 
 from schemas import tables
-from schemas.topics import MAX_RECORD_BYTES
+from schemas.topics import MAX_RECORD_BYTES, WORK_TIERS
 from streams import health
-from streams.agents import executor
 from streams.agents.commands import Commands
 from streams.agents.counter import Counter
+from streams.agents.executor import Executor
+from streams.gpu_pool import GpuPool
 from streams.retry_scheduler import RetryScheduler
+from streams.runners.attempts import AttemptRunner
+from streams.runners.docker_runner import DockerRunner
+from streams.runners.engine_watch import EngineWatch
+from streams.runners.triton_batcher import InferenceBatcher
+from streams.runners.triton_runner import TritonRunner
 from streams.transactional import TransactionalLoop
+from tributary import redis_client
 from tributary.settings import Settings
 
 # How long a stopping worker lets its loops finish the batch in hand and leave the group.
@@ -39,7 +50,9 @@ def create_app(settings: Settings) -> faust.App:
         broker=";".join(f"kafka://{host}" for host in settings.kafka_hosts),
         store="rocksdb://",
         datadir=str(datadir),
-        processing_guarantee=settings.processing_guarantee,
+        # Faust runs no agent: every loop keeps its own transactions. (Faust's exactly_once
+        # with no agent of its own crashes on its first assignment.)
+        processing_guarantee="at_least_once",
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         # Faust declares only what it owns (changelogs); sources come from the registry.
@@ -53,36 +66,55 @@ def create_app(settings: Settings) -> faust.App:
         table_standby_replicas=settings.table_standby_replicas,
         broker_session_timeout=settings.worker_session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.worker_session_timeout_s / 4),
-        broker_commit_interval=settings.worker_commit_interval_s,
         producer_max_request_size=MAX_RECORD_BYTES,
     )
+    executors = [TransactionalLoop(settings, Executor(settings, tier)) for tier in WORK_TIERS]
     loops = [
         TransactionalLoop(settings, Counter(settings)),
         TransactionalLoop(settings, Commands(settings)),
+        *executors,
     ]
     health.install(app, settings.stall_after_s, loops, settings.live_max_rss_mb)
-    executor.install(app, settings)
     stop = asyncio.Event()
     running: list[asyncio.Task[None]] = []
+    drains: list[AttemptRunner] = []
 
-    def runner(loop: TransactionalLoop) -> Any:
-        async def run_loop() -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            running.append(task)
-            await loop.run(stop)
-
-        return run_loop
-
-    for loop in loops:
-        app.task(runner(loop))
-
-    @app.on_before_shutdown.connect  # type: ignore[arg-type]  # async receivers are awaited
-    async def stop_loops(sender: Any, **kwargs: Any) -> None:
-        # Before Faust cancels its tasks: finish the batch in hand, leave the groups.
-        stop.set()
-        if running:
-            await asyncio.wait(running, timeout=STOP_GRACE_S)
+    @app.task
+    async def run_loops() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        running.append(task)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            max_request_size=MAX_RECORD_BYTES,
+        )
+        await producer.start()
+        redis = redis_client.connect(settings)
+        docker = DockerRunner(settings.docker_dsn, settings.namespace)
+        batcher = InferenceBatcher(
+            TritonRunner(settings.triton_url),
+            window_s=settings.inference_batch_window_ms / 1000,
+            max_batch=settings.inference_max_batch,
+            in_flight=settings.inference_requests_in_flight,
+            piece=settings.inference_piece,
+        )
+        pool = GpuPool(redis, settings.namespace, settings.gpu_pool, settings.gpu_pool_slots)
+        for loop in executors:
+            assert isinstance(loop.processor, Executor)
+            runner = AttemptRunner(settings, loop.processor, producer, docker, batcher, pool)
+            loop.effects = runner
+            drains.append(runner)
+        watch = EngineWatch(settings, producer)
+        try:
+            await asyncio.gather(*(loop.run(stop) for loop in loops), watch.run(stop))
+        finally:
+            for runner in drains:
+                await runner.drain(timeout_s=5.0)
+            await batcher.close()
+            await producer.stop()
+            await redis.aclose()
 
     @app.task
     async def retry_scheduler() -> None:

@@ -63,8 +63,7 @@ async def read(settings: Settings) -> list[Letter]:
     """Every dead letter still on the DLQ topic, oldest first per partition."""
     records = await read_to_end(settings.kafka_bootstrap, DLQ.physical(settings.namespace))
     letters = [
-        Letter(m.partition, m.offset, m.timestamp, m.key, m.value, list(m.headers))
-        for m in records
+        Letter(m.partition, m.offset, m.timestamp, m.key, m.value, list(m.headers)) for m in records
     ]
     return sorted(letters, key=lambda d: (d.timestamp_ms, d.partition, d.offset))
 

@@ -17,7 +17,9 @@ from schemas.jobs import (
     COMMAND_REJECTED,
     JOB_DUE,
     JOB_FINISHED,
+    JOB_RESULT,
     JOB_WORK,
+    AttemptResult,
     CommandRejected,
     ContainerEvent,
     ContainerStatus,
@@ -75,24 +77,37 @@ def rejected(command: CloudEvent, reason: str, at_ms: int, retry_after_ms: int =
     return _event(command.id, "rejected", COMMAND_REJECTED, at_ms, command.subject, data)
 
 
-def job_finished(job: Job, outcome: Outcome, at_ms: int) -> CloudEvent:
-    """The executor's report back onto `commands`, releasing the job's quota."""
+def job_finished(job: Job, outcome: Outcome, at_ms: int, **fields: Any) -> CloudEvent:
+    """The executor's report back onto `commands`, releasing the job's quota; `fields`:
+    what the command agent tells of the container (`JobFinished`'s optional fields)."""
     data = JobFinished(
-        job_id=job.job_id, kind=job.kind, outcome=outcome, container_id=job.container_id()
+        job_id=job.job_id,
+        kind=job.kind,
+        outcome=outcome,
+        container_id=job.container_id(),
+        **fields,
     )
     step = f"finished:{job.attempt}"
     return _event(job.job_id, step, JOB_FINISHED, at_ms, job.user_id, data)
 
 
 def container_event(
-    job: Job, container_id: str, status: ContainerStatus, at_ms: int, **fields: Any
+    user: str, container_id: str, job_id: str, status: ContainerStatus, at_ms: int, **fields: Any
 ) -> CloudEvent:
-    """`container.<status>` on `containers.events`."""
+    """`container.<status>` on `containers.events`, caused by job `job_id` (the container's
+    start or stop; its own id when the engine reported it gone)."""
     data = ContainerEvent(
-        container_id=container_id, job_id=job.job_id, state=status, at_ms=at_ms, **fields
+        container_id=container_id, job_id=job_id, state=status, at_ms=at_ms, **fields
     )
     event_type = container_event_type(status)
-    return _event(job.job_id, f"container:{status}", event_type, at_ms, job.user_id, data)
+    return _event(job_id, f"container:{status}", event_type, at_ms, user, data)
+
+
+def attempt_result(job: Job, at_ms: int, **fields: Any) -> CloudEvent:
+    """`job.result`: how attempt `job.attempt` ended (`AttemptResult`'s fields), for the
+    executor's decision on the job's work topic partition."""
+    data = AttemptResult(job=job, at_ms=at_ms, **fields)
+    return _event(job.job_id, f"result:{job.attempt}", JOB_RESULT, at_ms, job.user_id, data)
 
 
 def work(job: Job, at_ms: int, due: bool = False) -> CloudEvent:

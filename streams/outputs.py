@@ -12,6 +12,7 @@ from schemas import headers as h
 from schemas.dead_letters import DeadLetter, Origin
 from schemas.editions import editions
 from schemas.envelope import CloudEvent, to_kafka
+from schemas.jobs import Job
 from schemas.topics import MAX_RECORD_BYTES
 
 log = structlog.get_logger(__name__)
@@ -30,6 +31,16 @@ class Output:
     value: bytes | None
     key: bytes | None = None
     headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Effect:
+    """A job attempt to run once the transaction that decided it has committed: the
+    decision is durable before the side effect starts. Its result comes back as a record
+    on `partition` of the processor's input topic."""
+
+    job: Job
+    partition: int
 
 
 def event(topic: str, ev: CloudEvent) -> list[Output]:

@@ -30,7 +30,6 @@ from tributary.settings import Settings
 log = structlog.get_logger(__name__)
 
 
-
 def wait_ms(due_ms: int | None, now_ms: int) -> int:
     """How long until a record is due (0: now). A record without a due time is due."""
     return 0 if due_ms is None else max(0, due_ms - now_ms)

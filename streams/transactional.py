@@ -17,6 +17,11 @@ A batch of one partition is processed against its tables; the outputs, the table
 (to the changelog partition of the same number) and the next input offset are one
 transaction. The tables take the changes only after the commit. Records below the offset
 a partition is known to be at (fetched before a rebalance or a seek) are dropped.
+
+A processor with side effects (the executors) also returns `Effect`s: they go to its
+effect step (`EffectStep`) only after the transaction that decided them committed, and
+outside the loop's lock, so no transaction is open while Docker or Triton work. On a
+takeover the effect step gets what the restored tables say is still running.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from schemas import groups, tables
 from schemas.topics import MAX_RECORD_BYTES
 from streams import state
 from streams.metrics import EVENTS_PROCESSED
-from streams.outputs import Output, dead_lettered, too_large
+from streams.outputs import Effect, Output, dead_lettered, too_large
 from tributary.kafka_admin import read_partitions
 from tributary.settings import Settings
 
@@ -49,12 +54,24 @@ class Processor(Protocol):
     tables: tuple[str, ...]  # its tables (changelog `<app id>-<table>-changelog`)
     dlq: str  # where a record it cannot handle goes, with the reason
 
-    def process(self, record: ConsumerRecord, tables: state.Tables) -> list[Output]:
+    def process(self, record: ConsumerRecord, tables: state.Tables) -> Sequence[Output | Effect]:
         """The outputs for one record; reads and writes `tables` (no I/O)."""
         ...
 
     def tidy(self, tables: state.Tables, now_ms: int) -> None:
         """Drop what has expired by event time `now_ms` (called once per batch)."""
+        ...
+
+
+class EffectStep(Protocol):
+    """Runs a processor's side effects; their results come back as input records."""
+
+    def resume(self, partition: int, tables: state.Tables) -> list[Effect]:
+        """What a taken-over partition's tables say is still to run (pure)."""
+        ...
+
+    async def submit(self, effects: list[Effect]) -> None:
+        """Start them; waits while the step is at its concurrency (backpressure)."""
         ...
 
 
@@ -79,9 +96,13 @@ class AssignmentFailed(Exception):
 
 
 class TransactionalLoop:
-    def __init__(self, settings: Settings, processor: Processor) -> None:
+    def __init__(
+        self, settings: Settings, processor: Processor, effects: EffectStep | None = None
+    ) -> None:
         self.settings = settings
         self.processor = processor
+        self.effects = effects
+        self._decided: list[Effect] = []  # committed, not yet handed to the effect step
         self.group = groups.of_agent(processor.name).physical(settings.namespace)
         self.position_table = tables.position_table(processor.name)
         self.table_names = (*processor.tables, self.position_table)
@@ -154,11 +175,11 @@ class TransactionalLoop:
                 batch = await consumer.getmany(timeout_ms=200, max_records=2000)
                 if self._assign_failed is not None:
                     raise AssignmentFailed(repr(self._assign_failed)) from self._assign_failed
-                if not batch:
-                    continue
-                async with self._lock:
-                    for tp, records in batch.items():
-                        await self._process(consumer, tp, records)
+                if batch:
+                    async with self._lock:
+                        for tp, records in batch.items():
+                            await self._process(consumer, tp, records)
+                await self._hand_over_effects()
         finally:
             async with self._lock:
                 await self._release(list(self._owned))
@@ -191,8 +212,13 @@ class TransactionalLoop:
                 return
         records = fresh
         outputs: list[Output] = []
+        effects: list[Effect] = []
         for record in records:
-            outputs += self._process_one(record, owned.tables)
+            for out in self._process_one(record, owned.tables):
+                if isinstance(out, Effect):
+                    effects.append(out)
+                else:
+                    outputs.append(out)
         self.processor.tidy(owned.tables, records[-1].timestamp)
         owned.tables[self.position_table][POSITION] = records[-1].offset + 1
         try:
@@ -205,8 +231,18 @@ class TransactionalLoop:
             raise
         owned.tables.apply()
         owned.next_offset = records[-1].offset + 1
+        self._decided += effects
 
-    def _process_one(self, record: ConsumerRecord, tables: state.Tables) -> list[Output]:
+    async def _hand_over_effects(self) -> None:
+        """Committed effects (and resumed ones) to the effect step, outside the lock."""
+        if self.effects is None or not self._decided:
+            return
+        effects, self._decided = self._decided, []
+        await self.effects.submit(effects)
+
+    def _process_one(
+        self, record: ConsumerRecord, tables: state.Tables
+    ) -> Sequence[Output | Effect]:
         if (letter := too_large(record, self.processor.dlq)) is not None:
             EVENTS_PROCESSED.labels(agent=self.processor.name, outcome="dead_lettered").inc()
             return [letter]
@@ -286,6 +322,8 @@ class TransactionalLoop:
             tables_, position = restored[partition]
             consumer.seek(TopicPartition(self.processor.source, partition), position)
             self._owned[partition] = Owned(producer, tables_, position)
+            if self.effects is not None:
+                self._decided += self.effects.resume(partition, tables_)
         log.info(
             "partitions assigned",
             loop=self.processor.name,

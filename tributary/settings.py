@@ -141,15 +141,6 @@ class Settings(BaseSettings):
     # Where the worker's health and metrics pages listen: loopback here; 0.0.0.0 in a pod,
     # so that its probes reach them (infra/k8s, docker-compose.yml).
     worker_web_host: str = "127.0.0.1"
-    processing_guarantee: str = Field(
-        default="exactly_once", pattern=r"^(exactly_once|at_least_once)$"
-    )
-
-    # How often a worker commits (with exactly-once: ends its transaction). Faust's default,
-    # 2.8 s, makes each inference job take 5.6 s end to end (two transactional hops); 0.2 s
-    # took 0.41 s (bench/RESULTS.md), but a CI run at 0.2 s saw a worker's transactional
-    # producer fenced, cause not found, so the default stays Faust's until that is understood.
-    worker_commit_interval_s: float = Field(default=2.8, gt=0)
 
     # A consumer with lag whose position has not moved for this long is reported stalled.
     stall_after_s: float = Field(default=60.0, gt=0)
@@ -160,7 +151,16 @@ class Settings(BaseSettings):
     max_running_containers: int = Field(default=4, ge=1)
     retry_base_ms: int = Field(default=2000, ge=1)
     retry_cap_ms: int = Field(default=300_000, ge=1)
-    executor_concurrency: int = Field(default=4, ge=1, le=64)
+    # Attempts one executor tier runs at once (in this worker); past it, its work topic waits.
+    executor_concurrency: int = Field(default=64, ge=1, le=1024)
+    # Containers: stopped this long after they started, or after this long without using
+    # CPU, unless the request says otherwise; the engine is reconciled against the command
+    # agent's table this often, and a container no record owns is removed after the grace.
+    container_max_lifetime_s: int = Field(default=24 * 60 * 60, ge=1)
+    container_idle_s: int = Field(default=60 * 60, ge=1)
+    reconcile_interval_s: float = Field(default=15.0, gt=0)
+    orphan_grace_s: float = Field(default=60.0, ge=0)
+    container_logs_max_lines: int = Field(default=1000, ge=1)
 
     # Docker engine for containers (`tributary up` starts one with its own socket when root).
     docker_host: str | None = None
@@ -170,9 +170,15 @@ class Settings(BaseSettings):
     # most `gpu_pool_slots` inference attempts run on it at once, across all workers.
     triton_url: str = "127.0.0.1:8000"
     gpu_pool: str = "default"
-    gpu_pool_slots: int = Field(default=4, ge=1)
+    gpu_pool_slots: int = Field(default=64, ge=1)
     # Slots normal-priority jobs leave free, so a high one never queues behind a backlog.
     gpu_pool_high_reserved: int = Field(default=1, ge=0)
+    # Cross-user batching: texts arriving within the window (or until the batch is full)
+    # go to Triton as one request; a job's texts are split into pieces (its progress steps).
+    inference_batch_window_ms: float = Field(default=5.0, ge=0)
+    inference_max_batch: int = Field(default=64, ge=1)
+    inference_piece: int = Field(default=16, ge=1)
+    inference_requests_in_flight: int = Field(default=4, ge=1)
 
     log_level: str = "INFO"
 

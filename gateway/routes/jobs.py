@@ -106,6 +106,14 @@ async def read_hash(request: Request, model: type[Status], key: str, user: str) 
     return status
 
 
+async def _held_by_another(request: Request, key: str, user: str) -> bool:
+    try:
+        owner = await request.app.state.redis.hget(key, "user")
+    except RedisError as exc:
+        raise DependencyUnavailable("redis", f"status store unavailable: {exc}") from exc
+    return owner is not None and owner.decode() != user
+
+
 WRITE = [Depends(require_json), Depends(refuse_when_draining)]
 
 
@@ -138,8 +146,15 @@ async def stop_container(
     container_id: str = Path(pattern=ID_PATTERN),
     user: str = Depends(caller),
 ) -> Response:
+    # The command agent decides (it holds the user's containers): a status hash that has
+    # expired or was never written must not keep a running container from being stopped.
+    # Only another user's container is refused here, as 404 (ids are not disclosed).
     key = keys.container(request.app.state.settings.namespace, container_id)
-    await read_hash(request, ContainerStatusHash, key, user)
+    try:
+        await read_hash(request, ContainerStatusHash, key, user)
+    except ApiError as exc:
+        if exc.status != 404 or await _held_by_another(request, key, user):
+            raise
     await admit(request, response, user, 1, policy="containers")
     data = ContainerStop(container_id=container_id).model_dump()
     return await submit(request, response, user, "containers_stop", CONTAINER_STOP, data)

@@ -3,8 +3,10 @@
 `commands` (keyed by user) → dedup → authoritative limits in event time (pure
 `streams.admission`) → `jobs.events` (queued / rejected), `commands.rejected`, and the
 accepted job on its priority tier's work topic, or on the retry topic while a
-debounce delay runs. Executors report back on `commands` (`job.finished`), so quota
-releases are ordered with the requests in one log and a replay decides the same.
+debounce delay runs. Executors report back on `commands` (`job.finished`), and so does
+the engine (`container.gone`, `containers.observed`: `streams.container_rules`), so quota
+releases are ordered with the requests in one log and a replay decides the same. It is
+the one writer of `containers.events`: a container's states follow that same order.
 Pure per record (`process`); the transactional loop (`streams.transactional`) makes
 the table writes, the outputs and the input offset one Kafka transaction.
 """
@@ -19,13 +21,18 @@ from schemas import contracts, tables
 from schemas import headers as h
 from schemas.envelope import CloudEvent, EnvelopeError, from_kafka
 from schemas.jobs import (
+    CONTAINER_GONE,
     CONTAINER_START,
     CONTAINER_STOP,
+    CONTAINERS_OBSERVED,
     INFERENCE_REQUESTED,
     JOB_DUE,
     JOB_FINISHED,
+    ContainerGone,
     ContainerIn,
+    ContainersObserved,
     ContainerSpec,
+    ContainerStatus,
     ContainerStop,
     InferenceIn,
     InferenceSpec,
@@ -33,17 +40,21 @@ from schemas.jobs import (
     JobFinished,
     JobKind,
     JobState,
+    StopReason,
     StopSpec,
 )
-from schemas.topics import COMMANDS, DLQ, JOBS, REJECTED, RETRY, WORK_TIERS
-from streams import admission, emit, outputs, state
+from schemas.topics import COMMANDS, CONTAINERS, DLQ, JOBS, REJECTED, RETRY, WORK_TIERS
+from streams import admission, container_rules, emit, outputs, state
 from streams.admission import Quotas, UserState, Verdict
+from streams.container_rules import Exited
 from streams.metrics import EVENTS_PROCESSED
 from streams.outputs import Output
+from streams.sequencing import derived_id
 from tributary.limits import parse_windows
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
+
 
 def quotas(settings: Settings) -> Quotas:
     return Quotas(
@@ -63,12 +74,16 @@ class Commands:
         ns = settings.namespace
         self.source = COMMANDS.physical(ns)
         self.jobs = JOBS.physical(ns)
+        self.containers = CONTAINERS.physical(ns)
         self.rejected = REJECTED.physical(ns)
         self.retry = RETRY.physical(ns)
         self.dlq = DLQ.physical(ns)
         self.tiers = {name: spec.physical(ns) for name, spec in WORK_TIERS.items()}
         self.ttl_ms = settings.dedup_ttl_s * 1000
         self.rules = quotas(settings)
+        self.lifetime_s = settings.container_max_lifetime_s
+        self.idle_s = settings.container_idle_s
+        self.grace_ms = int(settings.orphan_grace_s * 1000)
 
     def process(self, record: ConsumerRecord, tables_: state.Tables) -> list[Output]:
         at_ms = record.timestamp
@@ -81,7 +96,10 @@ class Commands:
             command = from_kafka(record.value, record.headers)
             seen = tables_[tables.SEEN_COMMANDS]
             seen_key = f"{command.subject}/{command.id}"
-            if state.seen_before(seen, seen_key, at_ms, self.ttl_ms):
+            # A reconcile's report is a fresh view each time, and deciding one twice is
+            # harmless: not remembered (there is one per user per sweep).
+            once = command.type != CONTAINERS_OBSERVED
+            if once and state.seen_before(seen, seen_key, at_ms, self.ttl_ms):
                 EVENTS_PROCESSED.labels(agent=self.name, outcome="duplicate").inc()
                 return []
             user_state = UserState.from_json(users.get(command.subject))
@@ -92,7 +110,8 @@ class Commands:
                 outputs.dead_lettered(record, self.dlq, reason="invalid_command", error=str(exc))
             ]
         users[command.subject] = user_state.to_json()
-        seen[seen_key] = at_ms
+        if once:
+            seen[seen_key] = at_ms
         EVENTS_PROCESSED.labels(agent=self.name, outcome="decided").inc()
         return out
 
@@ -154,6 +173,10 @@ class Commands:
             return out + self.enqueue(job, at_ms, spec.debounce_ms if spec.debounce_key else 0)
         if command.type == CONTAINER_START:
             container = ContainerIn.model_validate(command.data)
+            limits = {
+                "max_lifetime_s": container.max_lifetime_s or self.lifetime_s,
+                "idle_timeout_s": container.idle_timeout_s or self.idle_s,
+            }
             job = Job(
                 job_id=command.id,
                 user_id=user,
@@ -161,32 +184,67 @@ class Commands:
                 priority=container.priority,
                 accepted_ms=at_ms,
                 timeout_s=60,
-                spec=ContainerSpec(**container.model_dump(), container_id=command.id),
+                spec=ContainerSpec(**{**container.model_dump(), **limits}, container_id=command.id),
             )
             verdict = admission.admit_container(state_, self.rules, command.id, at_ms)
             if not verdict.accepted:
                 return self.refuse(command, job, verdict, at_ms)
             return self.enqueue(job, at_ms)
         if command.type == CONTAINER_STOP:
-            container_id = ContainerStop.model_validate(command.data).container_id
-            job = Job(
-                job_id=command.id,
-                user_id=user,
-                kind=JobKind.CONTAINER_STOP,
-                priority="high",
-                accepted_ms=at_ms,
-                timeout_s=60,
-                spec=StopSpec(container_id=container_id),
-            )
-            verdict = admission.stop_container(state_, container_id)
+            stop = ContainerStop.model_validate(command.data)
+            job = stop_job(command.id, user, stop.container_id, stop.reason, at_ms)
+            verdict = admission.stop_container(state_, stop.container_id)
             if not verdict.accepted:
                 return self.refuse(command, job, verdict, at_ms)
             return self.enqueue(job, at_ms)
         if command.type == JOB_FINISHED:
             done = JobFinished.model_validate(command.data)
-            admission.finished(state_, done.job_id, done.container_id, done.outcome)
-            return []
+            became = admission.finished(state_, done.job_id, done.container_id, done.outcome, at_ms)
+            if became is None or done.container_id is None:
+                return []
+            status = ContainerStatus(became)
+            fields = done.model_dump(include={"image", "engine_id", "name", "reason"})
+            event = emit.container_event(
+                user, done.container_id, done.job_id, status, at_ms, **fields
+            )
+            return outputs.event(self.containers, event)
+        if command.type == CONTAINER_GONE:
+            report = ContainerGone.model_validate(command.data)
+            if not container_rules.gone(state_, report.container_id):
+                return []
+            ended = Exited(report.container_id, report.reason, report.exit_code)
+            return self.exited(user, ended, at_ms)
+        if command.type == CONTAINERS_OBSERVED:
+            return self.reconcile(
+                user, ContainersObserved.model_validate(command.data), state_, at_ms
+            )
         raise ValueError(f"unknown command type {command.type!r}")
+
+    def reconcile(
+        self, user: str, observed: ContainersObserved, state_: UserState, at_ms: int
+    ) -> list[Output]:
+        """A sweep of the user's containers on the engine: exits, and stops to make."""
+        out: list[Output] = []
+        for action in container_rules.reconcile(state_, observed, self.grace_ms):
+            if isinstance(action, Exited):
+                out += self.exited(user, action, at_ms)
+            else:
+                job_id = derived_id(action.container_id, f"stop:{action.reason}")
+                job = stop_job(job_id, user, action.container_id, action.reason, at_ms)
+                out += self.enqueue(job, at_ms)
+        return out
+
+    def exited(self, user: str, gone: Exited, at_ms: int) -> list[Output]:
+        event = emit.container_event(
+            user,
+            gone.container_id,
+            gone.container_id,
+            ContainerStatus.EXITED,
+            at_ms,
+            reason=gone.reason,
+            exit_code=gone.exit_code,
+        )
+        return outputs.event(self.containers, event)
 
     def due(self, record: ConsumerRecord, users: state.Table) -> list[Output]:
         """A debounced job's delay is over: run it if no later request replaced it."""
@@ -200,6 +258,18 @@ class Commands:
             return []
         users[job.user_id] = user_state.to_json()
         return outputs.event(self.tiers[job.priority], emit.work(job, record.timestamp))
+
+
+def stop_job(job_id: str, user: str, container_id: str, reason: StopReason, at_ms: int) -> Job:
+    return Job(
+        job_id=job_id,
+        user_id=user,
+        kind=JobKind.CONTAINER_STOP,
+        priority="high",
+        accepted_ms=at_ms,
+        timeout_s=60,
+        spec=StopSpec(container_id=container_id, reason=reason),
+    )
 
 
 def _debounce_key(job: Job) -> str | None:

@@ -1,198 +1,243 @@
-"""The executors: accepted jobs → side effects (Docker, Triton) → job and container events.
+"""The executors' decisions: accepted jobs → attempts → outcomes (pure, per record).
 
-One agent per priority tier, each with its own consumer capacity, so a backlog of
-normal jobs never delays high ones. Per job attempt: `active`, then `progress` steps,
-then `completed`; or `failed` followed by `retrying` (onto the retry topic, due after
-backoff with jitter) or `dead_lettered` (onto the DLQ with the job, the error and
-every attempt). Finished jobs (any outcome) are reported back on `commands`, where
-the command agent releases their quota. An inference attempt first takes a slot of
-its GPU pool (`streams/gpu_pool.py`, shared by all workers); normal-priority jobs
-leave `gpu_pool_high_reserved` slots to high ones.
+One processor per priority tier, each on its own work topic and transactional loop, so a
+backlog of normal jobs never delays high ones. It decides; `streams/runners/attempts.py`
+acts. Per work record:
 
-Side effects are at-least-once made idempotent (container names derive from the
-command id; an embedding is the same when computed twice). The `attempts` table
-remembers the last attempt started per job, so a redelivered work record for an
-attempt that already ran is skipped.
+1. `job.work`: is this attempt new? If so the `attempts` table records it as running, and
+   the loop commits that before it hands the attempt to the effect step (an `Effect`):
+   the decision is durable before Docker or Triton is called, and no transaction is open
+   while they work. A work record seen before (the retry scheduler is at-least-once) is
+   dropped; one retried from the DLQ by an operator starts a fresh set of attempts.
+2. `job.result` (written by the effect step to the same partition): the attempt is over.
+   A completed one emits `completed` and reports `job.finished` on `commands`, where the
+   command agent releases the job's quota (and says what became of a container); a failed
+   one emits `failed`, then `retrying` (onto the retry topic, due after backoff with
+   jitter) or `dead_lettered` (onto the DLQ with the job, the error and every attempt).
+   A result for an attempt that is not running any more (a duplicate) is dropped.
+
+A worker that takes a partition over runs again the attempts its table says are running
+(`resume`): their owner died between the decision and the result. Docker starts are
+idempotent by name and an embedding is the same when computed twice, so a second run has
+no second effect; its result is decided once.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
+from dataclasses import dataclass
 from typing import Any
 
-import faust
 import structlog
+from aiokafka.structs import ConsumerRecord
+from pydantic import ValidationError
 
 from schemas import contracts, tables
 from schemas import headers as h
 from schemas.dead_letters import DeadLetter as Letter
 from schemas.dead_letters import Origin
-from schemas.envelope import to_kafka
-from schemas.jobs import (
-    ContainerSpec,
-    ContainerStatus,
-    InferenceSpec,
-    Job,
-    JobKind,
-    JobState,
-    Outcome,
-)
-from schemas.topics import COMMANDS, CONTAINERS, DLQ, JOBS, RETRY, WORK_TIERS
-from streams import emit
-from streams.dlq import dead_letter, origin_of
-from streams.gpu_pool import GpuPool
+from schemas.envelope import EnvelopeError, from_kafka, to_kafka
+from schemas.jobs import JOB_RESULT, AttemptResult, ContainerSpec, Job, JobState, StopSpec
+from schemas.topics import COMMANDS, DLQ, JOBS, RETRY, WORK_TIERS
+from streams import emit, outputs, state
 from streams.lifecycle import Backoff, DeadLetter, after_failure
 from streams.metrics import EVENTS_PROCESSED
-from streams.runners.docker_runner import DockerRunner
-from streams.runners.errors import RunnerError
-from streams.runners.triton_runner import TritonRunner
-from streams.topics import raw_topic, send_event
-from tributary import redis_client
+from streams.outputs import Effect, Output
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-LEASE_MARGIN_MS = 10_000  # a slot's lease: the attempt's timeout plus this
+_SWEPT = "~swept"  # the table's bookkeeping key (job ids are UUIDs)
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
+@dataclass(frozen=True)
+class Routes:
+    """Where an executor's decisions go: physical topic names."""
 
+    jobs: str
+    commands: str
+    retry: str
+    dlq: str
+    tiers: dict[str, str]
 
-def install(app: faust.App, settings: Settings) -> None:
-    ns = settings.namespace
-    commands = raw_topic(app, COMMANDS, ns)
-    jobs = raw_topic(app, JOBS, ns)
-    containers = raw_topic(app, CONTAINERS, ns)
-    retry = raw_topic(app, RETRY, ns)
-    dlq = raw_topic(app, DLQ, ns)
-    attempts = app.Table(
-        tables.JOB_ATTEMPTS, default=int, partitions=settings.partitions, key_type=str
-    )
-    backoff = Backoff(settings.retry_base_ms, settings.retry_cap_ms)
-    docker_runner = DockerRunner(settings.docker_dsn, ns)
-    triton = TritonRunner(settings.triton_url)
-
-    pool = GpuPool(redis_client.connect(settings), ns, settings.gpu_pool, settings.gpu_pool_slots)
-
-    def slot_for(job: Job) -> contextlib.AbstractAsyncContextManager[Any]:
-        """Inference holds a GPU pool slot; the lease outlives the attempt's timeout."""
-        if job.kind is not JobKind.INFERENCE:
-            return contextlib.nullcontext()
-        reserved = 0 if job.priority == "high" else settings.gpu_pool_high_reserved
-        limit = max(1, pool.slots - reserved)
-        return pool.slot(lease_ms=int(job.timeout_s * 1000) + LEASE_MARGIN_MS, limit=limit)
-
-    async def run(job: Job) -> tuple[Any, Outcome]:
-        """The side effect; returns (result, outcome reported to the command agent)."""
-        if isinstance(job.spec, InferenceSpec):
-            spec = job.spec
-
-            async def progress(fraction: float) -> None:
-                await send_event(
-                    jobs,
-                    emit.job_event(
-                        job, JobState.PROGRESS, now_ms(), f"{fraction:.3f}", progress=fraction
-                    ),
-                )
-
-            return await triton.embed(spec.model, list(spec.inputs), progress), "completed"
-        container_id = job.spec.container_id
-        if isinstance(job.spec, ContainerSpec):
-            info = await asyncio.to_thread(docker_runner.start, job.user_id, job.spec)
-            await send_event(
-                containers,
-                emit.container_event(
-                    job,
-                    container_id,
-                    ContainerStatus.RUNNING,
-                    now_ms(),
-                    image=job.spec.image,
-                    engine_id=info["engine_id"],
-                    name=info["name"],
-                ),
-            )
-            return info, "running"
-        info = await asyncio.to_thread(docker_runner.stop, container_id)
-        stopped = emit.container_event(job, container_id, ContainerStatus.STOPPED, now_ms())
-        await send_event(containers, stopped)
-        return info, "stopped"
-
-    async def fail(job: Job, origin: Origin, error: str, permanent: bool) -> None:
-        at = now_ms()
-        await send_event(
-            jobs, emit.job_event(job, JobState.FAILED, at, reason=error, permanent=permanent)
+    @classmethod
+    def of(cls, namespace: str) -> Routes:
+        return cls(
+            jobs=JOBS.physical(namespace),
+            commands=COMMANDS.physical(namespace),
+            retry=RETRY.physical(namespace),
+            dlq=DLQ.physical(namespace),
+            tiers={tier: spec.physical(namespace) for tier, spec in WORK_TIERS.items()},
         )
-        step = after_failure(job, error, permanent, at, backoff)
-        if isinstance(step, DeadLetter):
-            dead = step.job
-            # "<why dead>: <last error>", so GET /v1/jobs says what actually went wrong.
-            reason = f"{step.reason}: {error}"
-            await send_event(jobs, emit.job_event(dead, JobState.DEAD_LETTERED, at, reason=reason))
-            # The dead job as a work record, at the work record's position: `tributary dlq
-            # retry` sends it back there.
-            key, value, headers = to_kafka(emit.work(dead, at))
-            letter = Letter.of(step.reason, error, origin)
-            await dlq.send(key=key, value=value, headers=letter.headers(headers))
-            await send_event(commands, emit.job_finished(job, "dead_lettered", at))
-            EVENTS_PROCESSED.labels(agent="executor", outcome="dead_lettered").inc()
-            return
-        await send_event(
-            jobs,
-            emit.job_event(step.job, JobState.RETRYING, at, due_ms=step.due_ms, reason=error),
-        )
-        schedule = {h.DUE_MS: str(step.due_ms), h.TARGET: WORK_TIERS[job.priority].physical(ns)}
-        await send_event(retry, emit.work(step.job, at), schedule)
-        EVENTS_PROCESSED.labels(agent="executor", outcome="retrying").inc()
 
-    async def attempt(job: Job, origin: Origin) -> None:
-        """One attempt: `active`, the side effect, then `completed` or a failure step."""
-        await send_event(jobs, emit.job_event(job, JobState.ACTIVE, now_ms()))
+
+class Executor:
+    """Decides one priority tier's attempts: start, complete, retry or dead-letter."""
+
+    def __init__(self, settings: Settings, tier: str) -> None:
+        ns = settings.namespace
+        self.name = f"executor-{tier}"
+        self.source = WORK_TIERS[tier].physical(ns)
+        self.attempts = tables.job_attempts(tier)
+        self.tables: tuple[str, ...] = (self.attempts,)
+        self.routes = Routes.of(ns)
+        self.dlq = self.routes.dlq
+        self.backoff = Backoff(settings.retry_base_ms, settings.retry_cap_ms)
+        self.ttl_ms = settings.dedup_ttl_s * 1000
+
+    def process(self, record: ConsumerRecord, tables_: state.Tables) -> list[Output | Effect]:
+        if contracts.superseded(record.headers):
+            return []  # an older version's copy: its current one is beside it
+        attempts = tables_[self.attempts]
+        headers = dict(record.headers or ())
+        if headers.get(h.CE_TYPE) == JOB_RESULT.encode():
+            return self.finish(record, attempts)
         try:
-            result, outcome = await asyncio.wait_for(run(job), job.timeout_s)
-        except RunnerError as exc:
-            await fail(job, origin, str(exc), exc.permanent)
-            return
-        except TimeoutError:
-            await fail(job, origin, f"timed out after {job.timeout_s:g}s", False)
-            return
-        except Exception as exc:  # a bug of ours must not kill the agent or lose the job
-            log.exception("job attempt crashed", job_id=job.job_id)
-            await fail(job, origin, f"unexpected error: {exc!r}", False)
-            return
-        at = now_ms()
-        await send_event(jobs, emit.job_event(job, JobState.COMPLETED, at, result=result))
-        await send_event(commands, emit.job_finished(job, outcome, at))
-        EVENTS_PROCESSED.labels(agent="executor", outcome="completed").inc()
+            work = Job.model_validate_json(record.value)
+        except ValidationError as exc:
+            self._count("dead_lettered")
+            return [outputs.dead_lettered(record, self.dlq, reason="invalid_job", error=str(exc))]
+        job = start(attempts.get(work.job_id), work, retried=h.RETRIED_FROM in headers)
+        if job is None:
+            self._count("duplicate")
+            return []
+        origin = Origin(topic=record.topic, partition=record.partition, offset=record.offset)
+        attempts[job.job_id] = running(job, origin, record.timestamp)
+        self._count("started")
+        return [Effect(job, record.partition)]
 
-    async def execute(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            if contracts.superseded(list(dict(event.headers or {}).items())):
-                continue  # an older version's copy of the job: its current one is beside it
-            try:
-                job = Job.model_validate_json(event.value)
-            except ValueError as exc:
-                await dead_letter(dlq, event, reason="invalid_job", error=str(exc))
-                continue
-            done = attempts[job.job_id]
-            if h.RETRIED_FROM in dict(event.headers or {}):
-                # Retried from the DLQ by an operator: a fresh set of attempts.
-                job = job.model_copy(
-                    update={"attempt": done + 1, "max_attempts": done + job.max_attempts}
-                )
-            elif done >= job.attempt:
-                EVENTS_PROCESSED.labels(agent="executor", outcome="duplicate").inc()
-                continue
-            attempts[job.job_id] = job.attempt
-            # `active` to `completed`/`failed` inside the slot: never more at once than slots.
-            async with slot_for(job):
-                await attempt(job, origin_of(event))
+    def finish(self, record: ConsumerRecord, attempts: state.Table) -> list[Output | Effect]:
+        """An attempt's result: what it emits, once."""
+        try:
+            result = AttemptResult.model_validate(from_kafka(record.value, record.headers).data)
+        except (EnvelopeError, ValidationError) as exc:
+            self._count("dead_lettered")
+            letter = outputs.dead_lettered(
+                record, self.dlq, reason="invalid_result", error=str(exc)
+            )
+            return [letter]
+        entry = attempts.get(result.job.job_id)
+        if not is_running(entry, result.job.attempt):
+            self._count("duplicate")
+            return []
+        job = Job.model_validate(entry["job"])
+        attempts[job.job_id] = {"attempt": job.attempt, "at": record.timestamp}
+        if result.outcome is not None:
+            self._count("completed")
+            return completed(job, result, self.routes)
+        error = result.error or "failed"
+        origin = Origin.model_validate(entry["origin"])
+        out = failed(job, error, result.permanent, result.at_ms, self.backoff, origin, self.routes)
+        self._count("dead_lettered" if any(o.topic == self.dlq for o in out) else "retrying")
+        return list(out)
 
-    for tier, spec in WORK_TIERS.items():
-        app.agent(
-            raw_topic(app, spec, ns),
-            name=f"executor-{tier}",
-            concurrency=settings.executor_concurrency,
-        )(execute)
+    def tidy(self, tables_: state.Tables, now_ms: int) -> None:
+        forget_finished(tables_[self.attempts], now_ms, self.ttl_ms)
+
+    def resume(self, partition: int, tables_: state.Tables) -> list[Effect]:
+        """The attempts a previous owner started and did not finish: run them again."""
+        return [
+            Effect(Job.model_validate(entry["job"]), partition)
+            for key, entry in tables_[self.attempts].items()
+            if key != _SWEPT and isinstance(entry, dict) and "job" in entry
+        ]
+
+    def _count(self, outcome: str) -> None:
+        EVENTS_PROCESSED.labels(agent=self.name, outcome=outcome).inc()
+
+
+# -- the rules, one function each --------------------------------------------------------
+
+
+def start(entry: dict[str, Any] | None, job: Job, retried: bool) -> Job | None:
+    """The attempt to run for work record `job`, or None when it ran already.
+
+    `entry`: the job's row in the attempts table. A record retried from the DLQ by an
+    operator starts a fresh set of attempts after the last one."""
+    done = int(entry["attempt"]) if entry else 0
+    if retried:
+        return job.model_copy(update={"attempt": done + 1, "max_attempts": done + job.max_attempts})
+    return None if done >= job.attempt else job
+
+
+def running(job: Job, origin: Origin, at_ms: int) -> dict[str, Any]:
+    """The attempts table's row for a started attempt: what a takeover needs to run it."""
+    return {
+        "attempt": job.attempt,
+        "job": job.model_dump(mode="json"),
+        "origin": origin.model_dump(),
+        "at": at_ms,
+    }
+
+
+def is_running(entry: dict[str, Any] | None, attempt: int) -> bool:
+    return entry is not None and "job" in entry and int(entry["attempt"]) == attempt
+
+
+def completed(job: Job, result: AttemptResult, routes: Routes) -> list[Output | Effect]:
+    """`completed` with the result, and `job.finished` for the command agent."""
+    assert result.outcome is not None
+    at = result.at_ms
+    done = emit.job_event(job, JobState.COMPLETED, at, result=result.result)
+    fields: dict[str, Any] = {}
+    if isinstance(job.spec, ContainerSpec):
+        info = result.result or {}
+        fields = {
+            "image": job.spec.image,
+            "engine_id": info.get("engine_id"),
+            "name": info.get("name"),
+        }
+    elif isinstance(job.spec, StopSpec):
+        fields = {"reason": job.spec.reason}
+    finished = emit.job_finished(job, result.outcome, at, **fields)
+    return [*outputs.event(routes.jobs, done), *outputs.event(routes.commands, finished)]
+
+
+def failed(
+    job: Job,
+    error: str,
+    permanent: bool,
+    at_ms: int,
+    backoff: Backoff,
+    origin: Origin,
+    routes: Routes,
+) -> list[Output]:
+    """`failed`, then `retrying` (the next attempt on the retry topic) or `dead_lettered`
+    (the job on the DLQ, and `job.finished` for the command agent)."""
+    out = outputs.event(
+        routes.jobs, emit.job_event(job, JobState.FAILED, at_ms, reason=error, permanent=permanent)
+    )
+    step = after_failure(job, error, permanent, at_ms, backoff)
+    if isinstance(step, DeadLetter):
+        dead = step.job
+        # "<why dead>: <last error>", so GET /v1/jobs says what actually went wrong.
+        reason = f"{step.reason}: {error}"
+        out += outputs.event(
+            routes.jobs, emit.job_event(dead, JobState.DEAD_LETTERED, at_ms, reason=reason)
+        )
+        # The dead job as a work record, at the work record's position: `tributary dlq
+        # retry` sends it back there.
+        key, value, headers = to_kafka(emit.work(dead, at_ms))
+        letter = Letter.of(step.reason, error, origin)
+        out.append(Output(routes.dlq, value, key, letter.headers(headers)))
+        out += outputs.event(routes.commands, emit.job_finished(job, "dead_lettered", at_ms))
+        return out
+    out += outputs.event(
+        routes.jobs,
+        emit.job_event(step.job, JobState.RETRYING, at_ms, due_ms=step.due_ms, reason=error),
+    )
+    target = routes.tiers[job.priority]
+    return out + outputs.scheduled(routes.retry, emit.work(step.job, at_ms), step.due_ms, target)
+
+
+def forget_finished(attempts: state.Table, now_ms: int, ttl_ms: int) -> None:
+    """Forget finished attempts recorded more than two TTLs before `now_ms` (a work record
+    seen again later than that would run again); at most one sweep per tenth of a TTL.
+    Running attempts are kept whatever their age."""
+    if now_ms - int(attempts.get(_SWEPT, 0)) < ttl_ms // 10:
+        return
+    for key, entry in attempts.items():
+        if key == _SWEPT or not isinstance(entry, dict) or "job" in entry:
+            continue
+        if now_ms - int(entry.get("at", 0)) > 2 * ttl_ms:
+            del attempts[key]
+    attempts[_SWEPT] = now_ms

@@ -14,7 +14,15 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from requests.exceptions import RequestException
 
-from schemas.jobs import ContainerSpec, container_name
+from schemas.jobs import (
+    LABEL_CONTAINER,
+    LABEL_IDLE,
+    LABEL_LIFETIME,
+    LABEL_NAMESPACE,
+    LABEL_USER,
+    ContainerSpec,
+    container_name,
+)
 from streams.runners.errors import RunnerError
 
 
@@ -49,7 +57,7 @@ class DockerRunner:
                     network_mode="none",
                     nano_cpus=int(spec.cpus * 1e9),
                     mem_limit=f"{spec.memory_mb}m",
-                    labels={"tributary.user": user_id, "tributary.container": container_id},
+                    labels=labels(self._namespace, user_id, spec),
                 )
             if container.status != "running":
                 container.start()
@@ -75,11 +83,30 @@ class DockerRunner:
             raise RunnerError(f"docker engine: {exc}", permanent=False) from exc
         return {"name": name, "state": "removed"}
 
-    def state(self, container_id: str) -> str | None:
-        """The engine's state of the container, or None when there is none."""
+    def ours(self) -> list[Any]:
+        """Every container of this namespace on the engine, running or not."""
+        filters = {"label": f"{LABEL_NAMESPACE}={self._namespace}"}
         try:
-            return str(
-                self._docker().containers.get(container_name(self._namespace, container_id)).status
-            )
-        except NotFound:
-            return None
+            return list(self._docker().containers.list(all=True, filters=filters))
+        except (DockerException, RequestException) as exc:
+            raise RunnerError(f"docker engine: {exc}", permanent=False) from exc
+
+    def events(self, since: int | None) -> Any:
+        """The engine's stream of this namespace's container endings (a blocking iterator
+        of dicts with a `close()`)."""
+        filters = {
+            "type": "container",
+            "label": f"{LABEL_NAMESPACE}={self._namespace}",
+            "event": ["die", "destroy", "oom"],
+        }
+        return self._docker().events(decode=True, filters=filters, since=since)
+
+
+def labels(namespace: str, user_id: str, spec: ContainerSpec) -> dict[str, str]:
+    """What the engine keeps of a container's owner and limits (read back by the watch)."""
+    out = {LABEL_NAMESPACE: namespace, LABEL_USER: user_id, LABEL_CONTAINER: spec.container_id}
+    if spec.max_lifetime_s:
+        out[LABEL_LIFETIME] = str(spec.max_lifetime_s)
+    if spec.idle_timeout_s:
+        out[LABEL_IDLE] = str(spec.idle_timeout_s)
+    return out

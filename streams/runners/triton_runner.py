@@ -37,28 +37,40 @@ class TritonRunner:
         texts: list[str],
         progress: Callable[[float], Awaitable[None]] | None = None,
     ) -> dict[str, Any]:
-        """Embeddings of `texts` (one vector each) and their dimension."""
-        if self._client is None:
-            self._client = InferenceServerClient(self._url)
+        """Embeddings of `texts` (one vector each) and their dimension, `batch_size` texts
+        per request (one job's texts on their own: the direct path the bench compares)."""
         vectors: list[list[float]] = []
         for start in range(0, len(texts), self._batch_size):
-            batch = texts[start : start + self._batch_size]
-            array = np.array([[t.encode()] for t in batch], dtype=np.object_)
-            tensor = InferInput(TEXT_INPUT, list(array.shape), "BYTES")
-            tensor.set_data_from_numpy(array)
-            try:
-                answer = await self._client.infer(
-                    model, [tensor], outputs=[InferRequestedOutput(EMBEDDING_OUTPUT)]
-                )
-            except InferenceServerException as exc:
-                raise RunnerError(f"triton: {exc.message()}", permanent=_permanent(exc)) from exc
-            except OSError as exc:  # connection refused/reset: the server is down
-                raise RunnerError(f"triton unreachable: {exc}", permanent=False) from exc
-            out = answer.as_numpy(EMBEDDING_OUTPUT)
-            vectors.extend(np.round(out.astype(float), 6).tolist())
+            vectors += await self.infer(model, texts[start : start + self._batch_size])
             if progress is not None:
                 await progress(len(vectors) / len(texts))
         return {"model": model, "dimension": len(vectors[0]), "embeddings": vectors}
+
+    async def infer(self, model: str, texts: list[str]) -> list[list[float]]:
+        """One Triton request: one embedding per text."""
+        if self._client is None:
+            self._client = InferenceServerClient(self._url)
+        array = np.array([[t.encode()] for t in texts], dtype=np.object_)
+        tensor = InferInput(TEXT_INPUT, list(array.shape), "BYTES")
+        tensor.set_data_from_numpy(array)
+        try:
+            answer = await self._client.infer(
+                model, [tensor], outputs=[InferRequestedOutput(EMBEDDING_OUTPUT)]
+            )
+        except InferenceServerException as exc:
+            raise RunnerError(f"triton: {exc.message()}", permanent=_permanent(exc)) from exc
+        except OSError as exc:  # connection refused/reset: the server is down
+            raise RunnerError(f"triton unreachable: {exc}", permanent=False) from exc
+        out = answer.as_numpy(EMBEDDING_OUTPUT)
+        vectors: list[list[float]] = np.round(out.astype(float), 6).tolist()
+        return vectors
+
+    async def stats(self, model: str) -> dict[str, Any]:
+        """Triton's statistics of `model` (`v2/models/<model>/stats`)."""
+        if self._client is None:
+            self._client = InferenceServerClient(self._url)
+        answer: dict[str, Any] = await self._client.get_inference_statistics(model)
+        return answer
 
 
 def _permanent(exc: InferenceServerException) -> bool:

@@ -189,7 +189,10 @@ def test_every_type_the_agents_build_is_registered() -> None:
     command = CloudEvent(source="s", type="inference.requested", subject="u")
     built = [
         *(emit.job_event(job, state, 2) for state in JobState if state is not JobState.SUBMITTED),
-        *(emit.container_event(job, "c", status, 2) for status in ContainerStatus),
+        *(
+            emit.container_event(job.user_id, "c", job.job_id, status, 2)
+            for status in ContainerStatus
+        ),
         emit.rejected(command, "too_many", 2),
         emit.job_finished(job, "completed", 2),
         emit.work(job, 2),

@@ -1,5 +1,5 @@
 """The changelog topics we create ahead of the workers are exactly the ones the worker uses:
-Faust's tables' and the transactional loops'."""
+the transactional loops' (Faust keeps no table any more)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from schemas.tables import changelog_topics
 from streams.agents.commands import Commands
 from streams.agents.counter import Counter
+from streams.agents.executor import Executor
 from streams.app import create_app
 from streams.transactional import TransactionalLoop
 from tributary.settings import Settings
@@ -19,8 +20,13 @@ def test_every_table_changelog_is_in_the_list_and_nothing_else(tmp_path: Path) -
     faust_names = {table.changelog_topic.get_topic_name() for table in app.tables.values()}
     loop_names = {
         topic
-        for processor in (Counter(settings), Commands(settings))
+        for processor in (
+            Counter(settings),
+            Commands(settings),
+            Executor(settings, "high"),
+            Executor(settings, "normal"),
+        )
         for topic in TransactionalLoop(settings, processor).changelogs.values()
     }
-    assert faust_names.isdisjoint(loop_names)
-    assert faust_names | loop_names == set(changelog_topics("unit", settings.dedup_ttl_s))
+    assert faust_names == set()
+    assert loop_names == set(changelog_topics("unit", settings.dedup_ttl_s))

@@ -11,6 +11,7 @@ from schemas.jobs import INFERENCE_REQUESTED
 from streams import state
 from streams.agents.commands import Commands
 from streams.agents.counter import Counter
+from streams.outputs import Output
 from tributary.settings import Settings
 
 SETTINGS = Settings(namespace="unit", dedup_ttl_s=60, command_rate_limits="2/s")
@@ -101,8 +102,10 @@ def test_commands_queue_refuse_and_ignore_a_repeated_command() -> None:
         for i, cid in enumerate(["j1", "j2", "j1", "j3"])
     ]
     queued, second, repeated, refused = outs
-    assert [o.topic for o in queued] == [commands.jobs, commands.tiers["normal"]]
-    assert len(second) == 2 and repeated == []
+    # job.work: version 2 and, until its date, version 1 beside it (schemas/jobs_v1.py).
+    work = commands.tiers["normal"]
+    assert [o.topic for o in queued] == [commands.jobs, work, work]
+    assert len(second) == 3 and repeated == []
     assert [o.topic for o in refused] == [commands.rejected, commands.jobs]
     assert from_kafka(refused[0].value, refused[0].headers).data["reason"] == "rate_limited"
     assert len(t[tables.USER_STATE].get("u")["in_flight"]) == 2
@@ -132,6 +135,7 @@ def test_an_input_too_large_to_pass_on_is_dead_lettered_without_its_value() -> N
         event = CloudEvent(source="s", type="t", subject="big", data={"b": "x" * size})
         outputs = loop._process_one(record(event, "unit.events.ingest", 1_000), t)
         [out] = outputs
+        assert isinstance(out, Output)
         if passed_on:
             assert out.topic == counter.counted
             assert from_kafka(out.value, out.headers).data["data"] == event.data
