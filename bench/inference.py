@@ -1,18 +1,25 @@
-"""Inference through Tributary vs direct Triton calls, side by side in one run.
+"""Jobs through Tributary vs the same calls made directly, side by side in one run.
 
-Both send the same N jobs (each `inputs` texts) to the same Triton model (`minilm`),
-at most `concurrency` at a time:
-1. baseline: plain `tritonclient` (HTTP, asyncio) calls from one process;
-2. Tributary: `POST /v1/inference` → commands → command agent → work tier → executor →
-   Triton → `jobs.events` → status projector → `WS /v1/ws?channel=jobs` (completion
-   observed by the client), i.e. the whole path a client sees.
-Reported: jobs/s and per-job latency p50/p99 (send to result), and the ratio.
+Inference: both send the same N jobs (each `inputs` texts) to the same Triton model
+(`minilm`), at most `concurrency` at a time, closed loop, at each concurrency given:
+1. direct: plain `tritonclient` (HTTP, asyncio) calls from one process, one request per job;
+2. Tributary: `POST /v1/inference` → commands → command agent → work tier → executor
+   (decide, then the effect step: GPU pool slot, the cross-user batcher, Triton) →
+   `job.result` → executor → `jobs.events` → status projector → `WS /v1/ws?channel=jobs`,
+   i.e. the whole path a client sees, until `job.completed` arrives on the socket.
+Reported: jobs/s, latency p50/p99 (send to result), the throughput ratio, the latency
+Tributary adds (its p50/p99 minus direct's), and how many Triton requests and model
+executions each run made (Triton's `v2/models/minilm/stats`).
+
+Containers: N starts, one at a time: the docker SDK directly (create + start, as the
+executor does) against `POST /v1/containers` until `job.completed` on the socket.
 
 Needs the stack up with generous limits, e.g. (all processes read the same env):
     export TRIBUTARY_RATE_LIMITS=100000/s,1000000/m,10000000/h
     export TRIBUTARY_COMMAND_RATE_LIMITS=100000/s,1000000/m,10000000/h
-    export TRIBUTARY_MAX_IN_FLIGHT_JOBS=10000
-    .venv/bin/tributary up && .venv/bin/python -m bench.inference --jobs 200 --inputs 8
+    export TRIBUTARY_RATE_LIMITS_CONTAINERS=1000/s,10000/m,100000/h
+    export TRIBUTARY_MAX_IN_FLIGHT_JOBS=10000 TRIBUTARY_MAX_RUNNING_CONTAINERS=100
+    .venv/bin/tributary up && .venv/bin/python -m bench.inference
 """
 
 from __future__ import annotations
@@ -21,15 +28,20 @@ import asyncio
 import statistics
 import time
 import uuid
+from typing import Any
 
 import httpx
 import orjson
 import typer
 import websockets
 
+from schemas.jobs import ContainerSpec
+from streams.runners.docker_runner import DockerRunner
 from streams.runners.triton_runner import TritonRunner
 from tributary.demo import api_keys
 from tributary.settings import Settings
+
+MODEL = "minilm"
 
 
 def texts_for(job: int, inputs: int) -> list[str]:
@@ -45,15 +57,25 @@ def summary(latencies: list[float], seconds: float) -> dict[str, float]:
     }
 
 
-async def direct(settings: Settings, jobs: int, inputs: int, concurrency: int) -> dict[str, float]:
+async def triton_counts(settings: Settings) -> tuple[int, int]:
+    """(requests answered, model executions) of the model so far."""
     runner = TritonRunner(settings.triton_url)
+    try:
+        stats = (await runner.stats(MODEL))["model_stats"][0]
+    finally:
+        await runner.close()
+    return int(stats["inference_stats"]["success"]["count"]), int(stats["execution_count"])
+
+
+async def direct(settings: Settings, jobs: int, inputs: int, concurrency: int) -> dict[str, float]:
+    runner = TritonRunner(settings.triton_url, batch_size=max(16, inputs))
     gate = asyncio.Semaphore(concurrency)
     latencies: list[float] = []
 
     async def one(job: int) -> None:
         async with gate:
             sent = time.monotonic()
-            await runner.embed("minilm", texts_for(job, inputs))
+            await runner.embed(MODEL, texts_for(job, inputs))
             latencies.append(time.monotonic() - sent)
 
     started = time.monotonic()
@@ -64,58 +86,129 @@ async def direct(settings: Settings, jobs: int, inputs: int, concurrency: int) -
 
 
 async def through_tributary(
-    settings: Settings, jobs: int, inputs: int, concurrency: int
+    settings: Settings, path: str, bodies: list[dict[str, Any]], concurrency: int
 ) -> dict[str, float]:
+    """POST each body to `path` (at most `concurrency` unfinished), until `job.completed`
+    (or `job.dead_lettered`) for each arrives on the user's jobs channel."""
     user = f"bench-{uuid.uuid4().hex[:8]}"
     key = (await api_keys(settings, [user]))[user]
     ws_url = settings.gateway_url.replace("http://", "ws://")
     sent_at: dict[str, float] = {}
     done_at: dict[str, float] = {}
+    failed: list[str] = []
     all_done = asyncio.Event()
     gate = asyncio.Semaphore(concurrency)
 
-    async def listen() -> None:
-        async with websockets.connect(f"{ws_url}/v1/ws?channel=jobs&cursor=0&api_key={key}") as ws:
-            while len(done_at) < jobs:
+    async def listen(ready: asyncio.Event) -> None:
+        url = f"{ws_url}/v1/ws?channel=jobs&cursor=0&api_key={key}"
+        async with websockets.connect(url, max_size=None) as ws:
+            ready.set()
+            while len(done_at) < len(bodies):
                 message = orjson.loads(await ws.recv())
                 job_id = message["data"]["job_id"]
                 finished = message["type"] in ("job.completed", "job.dead_lettered")
                 if finished and job_id not in done_at:  # steps may arrive twice
                     done_at[job_id] = time.monotonic()
+                    if message["type"] != "job.completed":
+                        failed.append(job_id)
                     gate.release()
             all_done.set()
 
     async with httpx.AsyncClient(
         base_url=settings.gateway_url, headers={"X-API-Key": key}, timeout=30
     ) as client:
-        listener = asyncio.create_task(listen())
-        await asyncio.sleep(0.3)
+        ready = asyncio.Event()
+        listener = asyncio.create_task(listen(ready))
+        await asyncio.wait_for(ready.wait(), 10)
         started = time.monotonic()
-        for job in range(jobs):
-            await gate.acquire()  # released when this user's job completes
+        for body in bodies:
+            await gate.acquire()  # released when one of this user's jobs completes
             t = time.monotonic()
-            response = await client.post("/v1/inference", json={"inputs": texts_for(job, inputs)})
+            response = await client.post(path, json=body)
             response.raise_for_status()
             sent_at[response.json()["job_id"]] = t
         await asyncio.wait_for(all_done.wait(), 600)
         seconds = time.monotonic() - started
         listener.cancel()
+        if path == "/v1/containers":
+            for job_id in sent_at:
+                await client.delete(f"/v1/containers/{job_id}")
+    if failed:
+        raise RuntimeError(f"{len(failed)} jobs did not complete, e.g. {failed[0]}")
     return summary([done_at[j] - t for j, t in sent_at.items()], seconds)
 
 
-def main(jobs: int = 200, inputs: int = 8, concurrency: int = 4) -> None:
-    settings = Settings()
-    print(f"{jobs} jobs x {inputs} inputs, concurrency {concurrency}, Triton {settings.triton_url}")
-    rows = {}
-    for name, run in (("direct Triton", direct), ("through Tributary", through_tributary)):
-        rows[name] = asyncio.run(run(settings, jobs, inputs, concurrency))
-        r = rows[name]
-        print(
-            f"{name:18} {r['jobs_per_s']:7.1f} jobs/s  p50 {r['p50_ms']:7.1f} ms"
-            f"  p99 {r['p99_ms']:7.1f} ms"
+def docker_direct(settings: Settings, starts: int) -> dict[str, float]:
+    runner = DockerRunner(settings.docker_dsn, f"{settings.namespace}-bench")
+    latencies: list[float] = []
+    names = []
+    started = time.monotonic()
+    for _ in range(starts):
+        spec = ContainerSpec(
+            container_id=uuid.uuid4().hex[:12],
+            image=settings.docker_base_image,
+            command=["sleep", "600"],
         )
-    ratio = rows["through Tributary"]["jobs_per_s"] / rows["direct Triton"]["jobs_per_s"]
-    print(f"Tributary / direct: {ratio:.2f} (jobs/s)")
+        t = time.monotonic()
+        runner.start("bench", spec)
+        latencies.append(time.monotonic() - t)
+        names.append(spec.container_id)
+    seconds = time.monotonic() - started
+    for container_id in names:
+        runner.stop(container_id)
+    return summary(latencies, seconds)
+
+
+def row(name: str, r: dict[str, float], extra: str = "") -> None:
+    print(
+        f"  {name:18} {r['jobs_per_s']:7.1f} /s  p50 {r['p50_ms']:7.1f} ms"
+        f"  p99 {r['p99_ms']:7.1f} ms{extra}"
+    )
+
+
+async def inference(settings: Settings, jobs: int, inputs: int, concurrency: int) -> None:
+    print(f"inference: {jobs} jobs x {inputs} inputs, concurrency {concurrency}")
+    rows = {}
+    for name in ("direct Triton", "through Tributary"):
+        before = await triton_counts(settings)
+        if name == "direct Triton":
+            rows[name] = await direct(settings, jobs, inputs, concurrency)
+        else:
+            bodies = [{"inputs": texts_for(j, inputs)} for j in range(jobs)]
+            rows[name] = await through_tributary(settings, "/v1/inference", bodies, concurrency)
+        after = await triton_counts(settings)
+        requests, executions = after[0] - before[0], after[1] - before[1]
+        row(name, rows[name], f"  Triton requests {requests}, executions {executions}")
+    d, t = rows["direct Triton"], rows["through Tributary"]
+    print(
+        f"  Tributary / direct: {t['jobs_per_s'] / d['jobs_per_s']:.2f} (jobs/s);"
+        f" added p50 {t['p50_ms'] - d['p50_ms']:.1f} ms, p99 {t['p99_ms'] - d['p99_ms']:.1f} ms"
+    )
+
+
+async def containers(settings: Settings, starts: int) -> None:
+    print(f"containers: {starts} starts, one at a time")
+    d = await asyncio.to_thread(docker_direct, settings, starts)
+    row("docker SDK", d)
+    body = {"image": settings.docker_base_image, "command": ["sleep", "600"]}
+    t = await through_tributary(settings, "/v1/containers", [body] * starts, 1)
+    row("through Tributary", t)
+    print(f"  added p50 {t['p50_ms'] - d['p50_ms']:.1f} ms, p99 {t['p99_ms'] - d['p99_ms']:.1f} ms")
+
+
+def main(
+    jobs: int = 320,
+    inputs: int = 8,
+    concurrency: list[int] = typer.Option([32, 1]),
+    starts: int = 20,
+) -> None:
+    settings = Settings()
+    print(f"Triton {settings.triton_url}, engine {settings.docker_dsn}")
+    for c in concurrency:
+        # At one in flight, fewer jobs give the same percentiles in far less time.
+        asyncio.run(inference(settings, jobs if c > 1 else max(100, jobs // 3), inputs, c))
+    if starts:
+        asyncio.run(containers(settings, starts))
 
 
 if __name__ == "__main__":

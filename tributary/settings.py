@@ -179,6 +179,10 @@ class Settings(BaseSettings):
     inference_max_batch: int = Field(default=64, ge=1)
     inference_piece: int = Field(default=16, ge=1)
     inference_requests_in_flight: int = Field(default=4, ge=1)
+    # Triton's own dynamic batching (`tributary up` starts Triton with it): requests queued
+    # within this many microseconds run as one model execution; 0: those already waiting;
+    # -1: off.
+    triton_queue_delay_us: int = Field(default=0, ge=-1)
 
     log_level: str = "INFO"
 

@@ -60,6 +60,7 @@ def start(settings: Settings, timeout_s: float = 180.0) -> str:
                 f"--http-port={base}",
                 f"--grpc-port={base + 1}",
                 f"--metrics-port={base + 2}",
+                f"--queue-delay-us={settings.triton_queue_delay_us}",
             ],
             env=env,
         )

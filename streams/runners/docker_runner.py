@@ -57,6 +57,7 @@ class DockerRunner:
                     network_mode="none",
                     nano_cpus=int(spec.cpus * 1e9),
                     mem_limit=f"{spec.memory_mb}m",
+                    memswap_limit=f"{spec.memory_mb}m",  # no swap: over the limit is an OOM
                     labels=labels(self._namespace, user_id, spec),
                 )
             if container.status != "running":
