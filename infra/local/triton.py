@@ -50,6 +50,9 @@ def start(settings: Settings, timeout_s: float = 180.0) -> str:
         env = {
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
+            # Torch's OpenMP threads otherwise spin between executions, taking the CPU
+            # the rest of a machine shared with Tributary needs (bench/RESULTS.md).
+            "OMP_WAIT_POLICY": "PASSIVE",
             "LD_LIBRARY_PATH": ":".join(filter(None, [libdir, os.environ.get("LD_LIBRARY_PATH")])),
         }
         base = int(port)

@@ -151,7 +151,8 @@ class InferenceBatcher:
         try:
             for piece in pieces:
                 vectors += await piece.answer
-                if progress is not None:
+                # One piece: its only step would be the completion itself, said anyway.
+                if progress is not None and len(pieces) > 1:
                     await progress(len(vectors) / len(texts))
         finally:
             for piece in pieces:  # given up (timeout, cancel): leave the batches it waits in
