@@ -217,7 +217,29 @@ MIGRATIONS: tuple[tuple[int, str, Ddl], ...] = (
     (8, "inference latency per minute rollup", _rollup(INFERENCE_LATENCY_PER_MINUTE)),
     (9, "container uptime rollup", _rollup(CONTAINER_UPTIME)),
     (10, "dead_letters table", _dead_letters_table),
+    (
+        11,
+        "containers_events: why a container ended and its exit code",
+        lambda db, cluster: _add_columns(
+            db,
+            "containers_events",
+            "reason LowCardinality(String) DEFAULT '', exit_code Nullable(Int32)",
+            cluster,
+        ),
+    ),
 )
+
+
+def _add_columns(db: str, table: str, columns: str, cluster: str | None) -> str:
+    """`ALTER TABLE ... ADD COLUMN` for one server, or for a cluster's shards and the
+    distributed table over them."""
+    adds = ", ".join(f"ADD COLUMN IF NOT EXISTS {c.strip()}" for c in columns.split(", "))
+    if cluster is None:
+        return f"ALTER TABLE {db}.{table} {adds}"
+    return (
+        f"ALTER TABLE {db}.{table}_local ON CLUSTER {cluster} {adds};\n"
+        f"ALTER TABLE {db}.{table} ON CLUSTER {cluster} {adds}"
+    )
 
 
 def migrations_table(db: str, cluster: str | None) -> str:

@@ -120,7 +120,13 @@ def _job(event: EventView, msg: KafkaRecord) -> Row:
 
 def _container(event: EventView, msg: KafkaRecord) -> Row:
     container = ContainerEvent.model_validate(event.data)
-    return (*_common(event, msg), container.container_id, str(container.state))
+    return (
+        *_common(event, msg),
+        container.container_id,
+        str(container.state),
+        container.reason or "",
+        container.exit_code,
+    )
 
 
 def _rejected(event: EventView, msg: KafkaRecord) -> Row:
@@ -181,7 +187,10 @@ PROJECTIONS: tuple[Projection, ...] = (
     Projection(COMMANDS, "commands", COMMON_COLUMNS, _common),
     Projection(JOBS, "jobs_events", (*COMMON_COLUMNS, *JOB_COLUMNS), _job),
     Projection(
-        CONTAINERS, "containers_events", (*COMMON_COLUMNS, "container_id", "state"), _container
+        CONTAINERS,
+        "containers_events",
+        (*COMMON_COLUMNS, "container_id", "state", "reason", "exit_code"),
+        _container,
     ),
     Projection(
         REJECTED,

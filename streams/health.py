@@ -73,7 +73,9 @@ def install(
         )
 
     async def metrics(self: Any, request: Any) -> Any:
-        return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+        # aiohttp refuses a charset inside content_type; Prometheus's text is UTF-8 anyway.
+        content_type = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
+        return self.bytes(generate_latest(), content_type=content_type)
 
     app.page("/healthz/live")(live)
     app.page("/healthz/ready")(readiness)

@@ -40,7 +40,7 @@ from aiokafka.structs import ConsumerRecord
 from schemas import groups, tables
 from schemas.topics import MAX_RECORD_BYTES
 from streams import state
-from streams.metrics import EVENTS_PROCESSED
+from streams.metrics import BATCH_RECORDS, COMMIT_SECONDS, EVENTS_PROCESSED
 from streams.outputs import Effect, Output, dead_lettered, too_large
 from tributary.kafka_admin import read_partitions
 from tributary.settings import Settings
@@ -221,8 +221,10 @@ class TransactionalLoop:
                     outputs.append(out)
         self.processor.tidy(owned.tables, records[-1].timestamp)
         owned.tables[self.position_table][POSITION] = records[-1].offset + 1
+        BATCH_RECORDS.labels(agent=self.processor.name).observe(len(records))
         try:
-            await self._commit(owned, tp, outputs, records[-1].offset + 1)
+            with COMMIT_SECONDS.labels(agent=self.processor.name).time():
+                await self._commit(owned, tp, outputs, records[-1].offset + 1)
         except ProducerFenced as exc:
             owned.tables.discard()
             raise Fenced(f"partition {tp.partition}") from exc

@@ -30,6 +30,7 @@ from schemas.topics import JOBS
 from streams import emit, state
 from streams.agents.executor import Executor
 from streams.gpu_pool import GpuPool
+from streams.metrics import ATTEMPTS_RUNNING
 from streams.outputs import Effect
 from streams.runners.docker_runner import DockerRunner
 from streams.runners.errors import RunnerError
@@ -92,6 +93,8 @@ class AttemptRunner:
     # -- one attempt -----------------------------------------------------------------------
 
     async def _run(self, effect: Effect) -> None:
+        running = ATTEMPTS_RUNNING.labels(tier=effect.job.priority)
+        running.inc()
         try:
             fields = await self._attempt(effect.job)
             result = emit.attempt_result(effect.job, **fields)
@@ -101,6 +104,7 @@ class AttemptRunner:
         except Exception:  # never lose the gate slot; the next owner reruns the attempt
             log.exception("attempt could not report its result", job_id=effect.job.job_id)
         finally:
+            running.dec()
             self._gate.release()
 
     async def _attempt(self, job: Job) -> dict[str, Any]:

@@ -194,3 +194,18 @@ def test_a_worker_killed_while_starting_leaves_no_orphan_and_no_double(
     )
     assert all(c.status == "running" for c in ours), [(c.name, c.status) for c in ours]
     call(settings, keys["hal"], "DELETE", f"/v1/containers/{container_id}")
+
+
+def test_the_worker_reports_its_transactions_and_attempts_to_prometheus(
+    engine_stack: tuple[Settings, dict[str, str]],
+) -> None:
+    """Found while benchmarking: the worker's /metrics answered 500 (aiohttp refused the
+    charset in Prometheus's content type)."""
+    import httpx
+
+    settings, _ = engine_stack
+    response = httpx.get(f"http://127.0.0.1:{settings.worker_web_port}/metrics", timeout=10)
+    assert response.status_code == 200, response.text[:200]
+    text = response.text
+    assert 'tributary_streams_transaction_records_count{agent="commands"}' in text
+    assert "tributary_executor_attempts_running" in text

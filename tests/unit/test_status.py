@@ -58,3 +58,20 @@ def test_a_job_hash_reads_back_as_the_api_answer() -> None:
     answer = JobStatus.from_fields(raw).view("j1")
     assert (answer.state, answer.attempts, answer.progress) == ("completed", 2, 1.0)
     assert (answer.result, answer.updated_ms, answer.kind) == ([[0.5, 1.0]], 9, "inference")
+
+
+def test_a_live_containers_hash_never_expires_and_an_ended_ones_does() -> None:
+    """A running container must stay findable (and stoppable) however long it runs."""
+    base = {"container_id": "c1", "job_id": "c1", "at_ms": 5}
+    [running] = updates("ns", view("container.running", {**base, "state": "running"}))
+    assert running.key == "ns:container:c1" and not running.expires
+    exited = {**base, "state": "exited", "reason": "oom", "exit_code": 137}
+    [ended] = updates("ns", view("container.exited", exited))
+    assert ended.expires
+    assert (ended.fields["state"], ended.fields["reason"], ended.fields["exit_code"]) == (
+        "exited",
+        "oom",
+        "137",
+    )
+    requested = updates("ns", view("container.start", {"image": "busybox"}, "c1"))
+    assert [u.expires for u in requested if u.key == "ns:container:c1"] == [False]
