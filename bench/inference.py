@@ -9,7 +9,9 @@ Inference: both send the same N jobs (each `inputs` texts) to the same Triton mo
    i.e. the whole path a client sees, until `job.completed` arrives on the socket.
 Reported: jobs/s, latency p50/p99 (send to result), the throughput ratio, the latency
 Tributary adds (its p50/p99 minus direct's), and how many Triton requests and model
-executions each run made (Triton's `v2/models/minilm/stats`).
+executions each run made (Triton's `v2/models/minilm/stats`), and the CPU each process of
+the stack spent per job (ms) meanwhile: on a machine where Triton computes on the same
+cores as the pipeline, that split is what bounds the throughput ratio.
 
 Containers: N starts, one at a time: the docker SDK directly (create + start, as the
 executor does) against `POST /v1/containers` until `job.completed` on the socket.
@@ -35,6 +37,8 @@ import orjson
 import typer
 import websockets
 
+from bench.cpu import BENCH, cpu_spent
+from infra.local import kafka, redis, stack, triton
 from schemas.jobs import ContainerSpec
 from streams.runners.docker_runner import DockerRunner
 from streams.runners.triton_runner import TritonRunner
@@ -159,6 +163,27 @@ def docker_direct(settings: Settings, starts: int) -> dict[str, float]:
     return summary(latencies, seconds)
 
 
+def stack_pids(settings: Settings) -> dict[str, int | None]:
+    """Every process of the local stack `tributary up` started with this environment."""
+    pids: dict[str, int | None] = {
+        "triton": triton.managed(settings).pid(),
+        "kafka": kafka.managed(settings).pid(),
+        "redis": redis.managed(settings).pid(),
+    }
+    for app, app_settings in stack.replicas(settings):
+        pids[app.name] = stack.managed(app_settings, app).pid()
+    return pids
+
+
+def cpu_line(spent: dict[str, float], jobs: int) -> str:
+    parts = [
+        f"{name} {1000 * seconds / jobs:.1f}"
+        for name, seconds in sorted(spent.items(), key=lambda kv: -kv[1])
+        if seconds > 0.01
+    ]
+    return "  CPU ms per job: " + ", ".join(parts)
+
+
 def row(name: str, r: dict[str, float], extra: str = "") -> None:
     print(
         f"  {name:18} {r['jobs_per_s']:7.1f} /s  p50 {r['p50_ms']:7.1f} ms"
@@ -169,16 +194,19 @@ def row(name: str, r: dict[str, float], extra: str = "") -> None:
 async def inference(settings: Settings, jobs: int, inputs: int, concurrency: int) -> None:
     print(f"inference: {jobs} jobs x {inputs} inputs, concurrency {concurrency}")
     rows = {}
+    pids = stack_pids(settings)
     for name in ("direct Triton", "through Tributary"):
         before = await triton_counts(settings)
-        if name == "direct Triton":
-            rows[name] = await direct(settings, jobs, inputs, concurrency)
-        else:
-            bodies = [{"inputs": texts_for(j, inputs)} for j in range(jobs)]
-            rows[name] = await through_tributary(settings, "/v1/inference", bodies, concurrency)
+        with cpu_spent(pids) as spent:
+            if name == "direct Triton":
+                rows[name] = await direct(settings, jobs, inputs, concurrency)
+            else:
+                bodies = [{"inputs": texts_for(j, inputs)} for j in range(jobs)]
+                rows[name] = await through_tributary(settings, "/v1/inference", bodies, concurrency)
         after = await triton_counts(settings)
         requests, executions = after[0] - before[0], after[1] - before[1]
         row(name, rows[name], f"  Triton requests {requests}, executions {executions}")
+        print(cpu_line({k.replace(BENCH, "bench client"): v for k, v in spent.items()}, jobs))
     d, t = rows["direct Triton"], rows["through Tributary"]
     print(
         f"  Tributary / direct: {t['jobs_per_s'] / d['jobs_per_s']:.2f} (jobs/s);"
