@@ -30,7 +30,7 @@ docs/examples/js/node_modules/.installed: docs/examples/js/package-lock.json
 
 setup: system $(VENV)/.installed triton-venv docs/examples/js/node_modules/.installed
 
-demo: setup  ## bring the stack up and push events HTTP → Kafka → Faust → ClickHouse
+demo: setup  ## bring the stack up and push events HTTP → Kafka → stream agents → ClickHouse
 	$(BIN)/tributary up
 	$(BIN)/tributary demo --events 1000 --users 10
 

@@ -289,7 +289,8 @@ def test_jobs_and_containers_are_projected_with_rollups(jobs_stack: tuple[Settin
     )
     assert uptime, "no stopped container has an uptime"
     refused = rows(f"SELECT reason, count() FROM {db}.commands_rejected GROUP BY reason")
-    assert ("too_many_containers", 1) in [tuple(r) for r in refused], refused
+    # At least this module's one (other modules share the session's database).
+    assert dict(refused).get("too_many_containers", 0) >= 1, refused
 
 
 def test_debounce_keeps_only_the_latest_request_of_a_key(
