@@ -28,7 +28,12 @@ docs/examples/js/node_modules/.installed: docs/examples/js/package-lock.json
 	npm ci --prefix docs/examples/js --no-audit --no-fund --silent
 	touch $@
 
-setup: system $(VENV)/.installed triton-venv docs/examples/js/node_modules/.installed
+# noVNC, which the gateway serves to the desktop viewer page, from package-lock.json.
+gateway/static/node_modules/.installed: gateway/static/package-lock.json
+	npm ci --prefix gateway/static --no-audit --no-fund --silent
+	touch $@
+
+setup: system $(VENV)/.installed triton-venv docs/examples/js/node_modules/.installed gateway/static/node_modules/.installed
 
 demo: setup  ## bring the stack up and push events HTTP → Kafka → stream agents → ClickHouse
 	$(BIN)/tributary up

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from gateway import errors, health
 from gateway.auth import Authenticator
@@ -17,7 +18,7 @@ from gateway.idempotency import Idempotency
 from gateway.limiter import Policy, RateLimiter
 from gateway.producer import EventProducer
 from gateway.request_metrics import RequestMetrics
-from gateway.routes import container_logs, events, jobs, push, schemas
+from gateway.routes import container_logs, desktops, events, jobs, push, schemas
 from tributary import redis_client
 from tributary.limits import parse_windows
 from tributary.logging import configure_logging
@@ -91,6 +92,9 @@ def create_api(settings: Settings) -> FastAPI:
     app.include_router(events.router)
     app.include_router(jobs.router)
     app.include_router(container_logs.router)
+    app.include_router(desktops.router)
+    # noVNC for the desktop viewer page (npm `@novnc/novnc`, installed by `make setup`).
+    app.mount("/static/novnc", StaticFiles(directory=desktops.NOVNC, check_dir=False), name="novnc")
     app.include_router(push.router)
     app.include_router(schemas.router)
     return app

@@ -14,6 +14,9 @@ command -v node >/dev/null || need+=(nodejs)
 # Container images without a registry: a Debian root file system for their base (infra/local/images.py).
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 command -v npm >/dev/null || need+=(npm)
+# The desktop viewer's browser test (headless Chromium driven by selenium).
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 if ((${#need[@]})); then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

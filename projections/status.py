@@ -21,12 +21,14 @@ from schemas import contracts, keys
 from schemas.envelope import EnvelopeError, EventView, from_kafka_lenient
 from schemas.groups import PROJECTOR_STATUS
 from schemas.jobs import (
+    CONTAINER_DISPLAY_READY,
     CONTAINER_EVENT_TYPES,
     CONTAINER_START,
     INFERENCE_REQUESTED,
     JOB_STEP_TYPES,
     ContainerEvent,
     ContainerIn,
+    DisplayReady,
     JobKind,
     JobState,
     JobStep,
@@ -73,6 +75,16 @@ def updates(namespace: str, event: EventView) -> list[Update]:
         ]
     if event.type in JOB_STEP_TYPES:
         return _job_step(namespace, event, JobStep.model_validate(event.data))
+    if event.type == CONTAINER_DISPLAY_READY:
+        ready = DisplayReady.model_validate(event.data)
+        fields = ContainerStatusHash(
+            user=event.subject,
+            address=ready.address,
+            display=f"{ready.width}x{ready.height}",
+            updated_ms=at,
+        ).fields()
+        key = keys.container(namespace, ready.container_id)
+        return [Update(key, fields, expires=False), _room(namespace, event, ready.container_id)]
     if event.type in CONTAINER_EVENT_TYPES:
         container = ContainerEvent.model_validate(event.data)
         state = ContainerState(container.state)
@@ -85,10 +97,21 @@ def updates(namespace: str, event: EventView) -> list[Update]:
             exit_code=container.exit_code,
         ).fields()
         key = keys.container(namespace, container.container_id)
-        return [Update(key, fields, expires=state in ENDED)]
+        return [
+            Update(key, fields, expires=state in ENDED),
+            _room(namespace, event, container.container_id),
+        ]
     # job.finished (the executor's report to the command agent: the job's own steps say
     # it), container.stop (its job's steps say it), anything else: nothing to show.
     return []
+
+
+def _room(namespace: str, event: EventView, container_id: str) -> Update:
+    """The event, pushed to its container's room (`WS /v1/ws?channel=container&id=...`)."""
+    data = dict(event.data) if isinstance(event.data, dict) else {}
+    data.pop("address", None)  # the relay's business, not a viewer's
+    payload = job_payload(event.id, event.type, event.time.isoformat(), data)
+    return Update(keys.container_stream(namespace, container_id), {}, push=payload)
 
 
 def _submitted(namespace: str, event: EventView, kind: JobKind, at: int) -> Update:

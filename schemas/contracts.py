@@ -25,11 +25,13 @@ from schemas.events import CLIENT_EVENT, COUNTED_TYPE, ClientEvent, CountedData
 from schemas.headers import CE_DATASCHEMA
 from schemas.jobs import (
     COMMAND_REJECTED,
+    CONTAINER_DISPLAY_READY,
     CONTAINER_EVENT_TYPES,
     CONTAINER_GONE,
     CONTAINER_START,
     CONTAINER_STOP,
     CONTAINERS_OBSERVED,
+    DESKTOP_SESSION,
     INFERENCE_REQUESTED,
     JOB_DUE,
     JOB_FINISHED,
@@ -43,6 +45,8 @@ from schemas.jobs import (
     ContainerIn,
     ContainersObserved,
     ContainerStop,
+    DesktopSession,
+    DisplayReady,
     InferenceIn,
     Job,
     JobFinished,
@@ -139,6 +143,8 @@ def _contracts() -> tuple[Contract, ...]:
         *steps,
         *containers,
         Contract(COMMAND_REJECTED, CommandRejected, "A refused command, and the rule."),
+        Contract(CONTAINER_DISPLAY_READY, DisplayReady, "A desktop's screen can be viewed."),
+        Contract(DESKTOP_SESSION, DesktopSession, "One viewer's session on a desktop."),
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Priority = Literal["high", "normal"]
 # How a job ended, as the executor reports it (a container start ends `running`).
@@ -87,6 +87,24 @@ def container_event_type(status: ContainerStatus) -> str:
 
 CONTAINER_EVENT_TYPES = tuple(container_event_type(s) for s in ContainerStatus)
 CONTAINER_ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
+# On `containers.events`: a desktop container's screen can be viewed (after `running`).
+CONTAINER_DISPLAY_READY = "container.display.ready"
+# On `desktop.sessions`: one viewer's session on a desktop's relay, when it ended.
+DESKTOP_SESSION = "desktop.session"
+# The image a desktop runs unless the request names one (Xvfb, x11vnc, xterm).
+DESKTOP_IMAGE = "tributary/desktop:local"
+VNC_PORT = 5900  # takes input: the owner's
+VNC_VIEW_PORT = 5901  # view-only: share links
+
+
+class Display(BaseModel):
+    """A desktop's screen: the container runs a display of this size, viewed through the
+    gateway's relay (`WS /v1/containers/{id}/display`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    width: int = Field(default=1280, ge=320, le=3840)
+    height: int = Field(default=800, ge=240, le=2160)
 
 
 class ContainerIn(BaseModel):
@@ -94,7 +112,12 @@ class ContainerIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    image: str = Field(pattern=IMAGE_PATTERN, examples=["tributary/busybox:local"])
+    image: str | None = Field(
+        default=None,
+        pattern=IMAGE_PATTERN,
+        examples=["tributary/busybox:local"],
+        description=f"Required, except for a desktop (`display`): {DESKTOP_IMAGE} by default.",
+    )
     command: list[Argument] = Field(
         default_factory=list, max_length=32, examples=[["sleep", "3600"]]
     )
@@ -117,6 +140,19 @@ class ContainerIn(BaseModel):
             "Stopped after this long without using CPU (default: TRIBUTARY_CONTAINER_IDLE_S)."
         ),
     )
+    display: Display | None = Field(
+        default=None,
+        description="A desktop: runs a screen of this size (image: tributary/desktop).",
+    )
+
+    @model_validator(mode="after")
+    def _an_image(self) -> ContainerIn:
+        if self.image is None and self.display is None:
+            raise ValueError("image: required (only a desktop, with `display`, has a default)")
+        return self
+
+    def image_to_run(self) -> str:
+        return self.image or DESKTOP_IMAGE
 
 
 class InferenceIn(BaseModel):
@@ -196,6 +232,7 @@ class ContainerSpec(BaseModel):
     priority: Priority = "normal"
     max_lifetime_s: int | None = None
     idle_timeout_s: int | None = None
+    display: Display | None = None
 
 
 class StopSpec(BaseModel):
@@ -243,6 +280,8 @@ class JobFinished(BaseModel):
     engine_id: str | None = None
     name: str | None = None
     reason: StopReason | None = Field(default=None, description="Why a container was stopped.")
+    address: str | None = Field(default=None, description="A desktop's host on its network.")
+    display: Display | None = None
 
 
 class JobStep(BaseModel):
@@ -278,6 +317,30 @@ class ContainerEvent(BaseModel):
         default=None, description="Why it exited or was stopped."
     )
     exit_code: int | None = None
+
+
+class DisplayReady(BaseModel):
+    """`data` of `container.display.ready`: the desktop's screen can be viewed."""
+
+    container_id: str
+    job_id: str
+    at_ms: int
+    width: int
+    height: int
+    address: str = Field(description="Where the gateways' relay reaches its VNC servers.")
+
+
+class DesktopSession(BaseModel):
+    """`data` of `desktop.session`: one viewer's session on a desktop, when it ended."""
+
+    container_id: str
+    session_id: str
+    role: Literal["owner", "viewer"]
+    joined_ms: int
+    left_ms: int
+    bytes_to_viewer: int
+    bytes_from_viewer: int
+    close_reason: str
 
 
 class AttemptResult(BaseModel):
@@ -332,6 +395,11 @@ class ContainerView(BaseModel):
     updated_ms: int | None = None
     reason: str | None = None
     exit_code: int | None = None
+    display: str | None = Field(
+        default=None,
+        description="A desktop's screen (`1280x800`) once it can be viewed: "
+        "`/v1/containers/{id}/view`.",
+    )
 
 
 # Labels of our containers on the engine: whose it is and its limits (read back by the

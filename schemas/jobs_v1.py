@@ -22,7 +22,7 @@ from schemas.jobs import (
     Priority,
 )
 
-CONTAINER_LIMITS = ("max_lifetime_s", "idle_timeout_s")
+CONTAINER_LIMITS = ("max_lifetime_s", "idle_timeout_s", "display")
 
 
 class ContainerIn(BaseModel):

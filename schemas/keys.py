@@ -47,6 +47,11 @@ def push_stream(namespace: str, user_id: str) -> str:
     return f"{namespace}:push:{user_tag(user_id)}"
 
 
+def container_stream(namespace: str, container_id: str) -> str:
+    """The Redis Stream of one container's events (its room: state, display ready, exited)."""
+    return f"{namespace}:push-container:{{{container_id}}}"
+
+
 def jobs_stream(namespace: str, user_id: str) -> str:
     """The Redis Stream of a user's job steps (queued, active, progress, ...)."""
     return f"{namespace}:push-jobs:{user_tag(user_id)}"

@@ -85,6 +85,8 @@ class ContainerStatusHash(_Hash):
     job_id: str | None = None
     reason: str | None = None
     exit_code: int | None = None
+    address: str | None = None  # a desktop's, for the gateways' relay (not shown)
+    display: str | None = None  # a desktop's screen, `<width>x<height>`, once ready
 
     def view(self, container_id: str) -> ContainerView:
         return ContainerView(
@@ -95,6 +97,7 @@ class ContainerStatusHash(_Hash):
             updated_ms=self.updated_ms,
             reason=self.reason,
             exit_code=self.exit_code,
+            display=self.display,
         )
 
 

@@ -12,11 +12,13 @@ from enum import StrEnum
 from schemas.events import CLIENT_EVENT, COUNTED_TYPE
 from schemas.jobs import (
     COMMAND_REJECTED,
+    CONTAINER_DISPLAY_READY,
     CONTAINER_EVENT_TYPES,
     CONTAINER_GONE,
     CONTAINER_START,
     CONTAINER_STOP,
     CONTAINERS_OBSERVED,
+    DESKTOP_SESSION,
     INFERENCE_REQUESTED,
     JOB_DUE,
     JOB_FINISHED,
@@ -170,7 +172,7 @@ CONTAINERS = TopicSpec(
         "Container state changes (running, stopped, exited with its reason and exit code),"
         " decided by the command agent from the executors' and the engine's reports."
     ),
-    carries=CONTAINER_EVENT_TYPES,
+    carries=(*CONTAINER_EVENT_TYPES, CONTAINER_DISPLAY_READY),
     guarantee=(
         "exactly once (the command agent's Kafka transactions); ids derived from"
         " (container, state)."
@@ -183,6 +185,18 @@ REJECTED = TopicSpec(
     carries=(COMMAND_REJECTED,),
     guarantee="exactly once (the command agent's Kafka transactions).",
     audience=Audience.SUBSCRIBERS,
+)
+
+DESKTOP_SESSIONS = TopicSpec(
+    name="desktop.sessions",
+    description=(
+        "Viewers' sessions on desktops' relays: who watched or drove which desktop, for how"
+        " long, and the bytes relayed each way."
+    ),
+    carries=(DESKTOP_SESSION,),
+    guarantee="at-least-once (the gateway's relay), one id per session: deduplicate by id.",
+    audience=Audience.SUBSCRIBERS,
+    retention_ms=30 * DAY_MS,
 )
 
 WORK_TIERS = {"high": WORK_HIGH, "normal": WORK_NORMAL}
@@ -198,6 +212,7 @@ REGISTRY: tuple[TopicSpec, ...] = (
     JOBS,
     CONTAINERS,
     REJECTED,
+    DESKTOP_SESSIONS,
 )
 
 

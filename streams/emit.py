@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from schemas.envelope import CloudEvent
 from schemas.jobs import (
     COMMAND_REJECTED,
+    CONTAINER_DISPLAY_READY,
     JOB_DUE,
     JOB_FINISHED,
     JOB_RESULT,
@@ -23,6 +24,7 @@ from schemas.jobs import (
     CommandRejected,
     ContainerEvent,
     ContainerStatus,
+    DisplayReady,
     Job,
     JobFinished,
     JobState,
@@ -101,6 +103,22 @@ def container_event(
     )
     event_type = container_event_type(status)
     return _event(job_id, f"container:{status}", event_type, at_ms, user, data)
+
+
+def display_ready(
+    user: str, container_id: str, job_id: str, done: JobFinished, at_ms: int
+) -> CloudEvent:
+    """`container.display.ready` on `containers.events`: a desktop can be viewed."""
+    assert done.display is not None and done.address is not None
+    data = DisplayReady(
+        container_id=container_id,
+        job_id=job_id,
+        at_ms=at_ms,
+        width=done.display.width,
+        height=done.display.height,
+        address=done.address,
+    )
+    return _event(job_id, "display.ready", CONTAINER_DISPLAY_READY, at_ms, user, data)
 
 
 def attempt_result(job: Job, at_ms: int, **fields: Any) -> CloudEvent:

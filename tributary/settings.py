@@ -161,6 +161,13 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = Field(default=15.0, gt=0)
     orphan_grace_s: float = Field(default=60.0, ge=0)
     container_logs_max_lines: int = Field(default=1000, ge=1)
+    # Desktops (gateway/routes/desktops.py): the key that signs view-only share links (the
+    # same on every gateway; unset: a file in the data folder), how long a link lives, and
+    # each viewer's relay limits.
+    share_secret: str | None = None
+    share_ttl_s: int = Field(default=3600, ge=10, le=7 * 86_400)
+    desktop_viewer_bytes_per_s: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
+    desktop_idle_s: float = Field(default=600.0, gt=0)
 
     # Docker engine for containers (`tributary up` starts one with its own socket when root).
     docker_host: str | None = None

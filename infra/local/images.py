@@ -104,6 +104,7 @@ IMAGES: tuple[Image, ...] = (
     Image("redis", IMAGES_DIR / "redis" / "Dockerfile", _own_folder("redis")),
     Image("haproxy", IMAGES_DIR / "haproxy" / "Dockerfile", _own_folder("haproxy")),
     Image("dockerd", IMAGES_DIR / "dockerd" / "Dockerfile", _own_folder("dockerd")),
+    Image("desktop", IMAGES_DIR / "desktop" / "Dockerfile", _own_folder("desktop")),
     Image("app", ROOT / "Dockerfile", _staged("app", APP_FILES)),
     Image("triton", ROOT / "infra" / "triton" / "Dockerfile", _staged("triton", ("infra/triton",))),
 )

@@ -184,7 +184,10 @@ class Commands:
                 priority=container.priority,
                 accepted_ms=at_ms,
                 timeout_s=60,
-                spec=ContainerSpec(**{**container.model_dump(), **limits}, container_id=command.id),
+                spec=ContainerSpec(
+                    **{**container.model_dump(), **limits, "image": container.image_to_run()},
+                    container_id=command.id,
+                ),
             )
             verdict = admission.admit_container(state_, self.rules, command.id, at_ms)
             if not verdict.accepted:
@@ -207,7 +210,11 @@ class Commands:
             event = emit.container_event(
                 user, done.container_id, done.job_id, status, at_ms, **fields
             )
-            return outputs.event(self.containers, event)
+            out = outputs.event(self.containers, event)
+            if became == "running" and done.address and done.display:
+                ready = emit.display_ready(user, done.container_id, done.job_id, done, at_ms)
+                out += outputs.event(self.containers, ready)
+            return out
         if command.type == CONTAINER_GONE:
             report = ContainerGone.model_validate(command.data)
             if not container_rules.gone(state_, report.container_id):

@@ -185,6 +185,8 @@ def completed(job: Job, result: AttemptResult, routes: Routes) -> list[Output | 
             "image": job.spec.image,
             "engine_id": info.get("engine_id"),
             "name": info.get("name"),
+            "address": info.get("address"),
+            "display": job.spec.display,
         }
     elif isinstance(job.spec, StopSpec):
         fields = {"reason": job.spec.reason}

@@ -8,6 +8,8 @@ The docker SDK is synchronous; callers run these in a thread.
 
 from __future__ import annotations
 
+import socket
+import time
 from typing import Any
 
 import docker
@@ -20,6 +22,7 @@ from schemas.jobs import (
     LABEL_LIFETIME,
     LABEL_NAMESPACE,
     LABEL_USER,
+    VNC_PORT,
     ContainerSpec,
     container_name,
 )
@@ -54,22 +57,58 @@ class DockerRunner:
                     command=spec.command or None,
                     name=name,
                     init=True,
-                    network_mode="none",
                     nano_cpus=int(spec.cpus * 1e9),
                     mem_limit=f"{spec.memory_mb}m",
                     memswap_limit=f"{spec.memory_mb}m",  # no swap: over the limit is an OOM
                     labels=labels(self._namespace, user_id, spec),
+                    **self._network(spec),
                 )
             if container.status != "running":
                 container.start()
             container.reload()
+            address = self._display_address(container) if spec.display else None
         except ImageNotFound as exc:
             raise RunnerError(f"image not found: {spec.image}", permanent=True) from exc
         except APIError as exc:
             raise RunnerError(str(exc), permanent=exc.is_client_error()) from exc
         except (DockerException, RequestException) as exc:
             raise RunnerError(f"docker engine: {exc}", permanent=False) from exc
-        return {"name": name, "engine_id": container.id[:12], "state": container.status}
+        info = {"name": name, "engine_id": container.id[:12], "state": container.status}
+        return {**info, "address": address} if address else info
+
+    @property
+    def desktop_network(self) -> str:
+        return f"trib-{self._namespace}-desktops"
+
+    def _network(self, spec: ContainerSpec) -> dict[str, Any]:
+        """No network, except for a desktop: a private bridge (no route out, nothing
+        published) that the gateways' relay reaches."""
+        if spec.display is None:
+            return {"network_mode": "none"}
+        try:
+            self._docker().networks.get(self.desktop_network)
+        except NotFound:
+            self._docker().networks.create(self.desktop_network, driver="bridge", internal=True)
+        size = {"WIDTH": str(spec.display.width), "HEIGHT": str(spec.display.height)}
+        return {"network": self.desktop_network, "environment": size}
+
+    def _display_address(self, container: Any, wait_s: float = 20.0) -> str:
+        """The desktop's address once its VNC server answers (it starts after its display)."""
+        networks = container.attrs.get("NetworkSettings", {}).get("Networks", {})
+        address = str((networks.get(self.desktop_network) or {}).get("IPAddress") or "")
+        if not address:
+            raise RunnerError("desktop has no address on its network", permanent=False)
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                with socket.create_connection((address, VNC_PORT), timeout=1) as probe:
+                    if probe.recv(12).startswith(b"RFB "):
+                        return address
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RunnerError(f"desktop display not ready after {wait_s:g}s", permanent=False)
+            time.sleep(0.1)
 
     def stop(self, container_id: str) -> dict[str, Any]:
         """Stop and remove the container; one that is already gone is fine."""

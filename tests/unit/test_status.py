@@ -63,10 +63,11 @@ def test_a_job_hash_reads_back_as_the_api_answer() -> None:
 def test_a_live_containers_hash_never_expires_and_an_ended_ones_does() -> None:
     """A running container must stay findable (and stoppable) however long it runs."""
     base = {"container_id": "c1", "job_id": "c1", "at_ms": 5}
-    [running] = updates("ns", view("container.running", {**base, "state": "running"}))
+    running, room = updates("ns", view("container.running", {**base, "state": "running"}))
     assert running.key == "ns:container:c1" and not running.expires
+    assert room.key == "ns:push-container:{c1}" and room.push is not None  # its room
     exited = {**base, "state": "exited", "reason": "oom", "exit_code": 137}
-    [ended] = updates("ns", view("container.exited", exited))
+    ended, _ = updates("ns", view("container.exited", exited))
     assert ended.expires
     assert (ended.fields["state"], ended.fields["reason"], ended.fields["exit_code"]) == (
         "exited",
