@@ -227,6 +227,16 @@ MIGRATIONS: tuple[tuple[int, str, Ddl], ...] = (
             cluster,
         ),
     ),
+    (
+        12,
+        "desktop_sessions table",
+        _event_table(
+            "desktop_sessions",
+            "container_id String, session_id String, role LowCardinality(String),"
+            " joined DateTime64(3, 'UTC'), left DateTime64(3, 'UTC'), duration_ms Int64,"
+            " bytes_to_viewer UInt64, bytes_from_viewer UInt64, close_reason String,",
+        ),
+    ),
 )
 
 

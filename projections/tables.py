@@ -15,8 +15,18 @@ from schemas import headers as h
 from schemas.dead_letters import DeadLetter
 from schemas.envelope import EnvelopeError, EventView, from_kafka_lenient
 from schemas.events import CountedData
-from schemas.jobs import CommandRejected, ContainerEvent, JobStep
-from schemas.topics import COMMANDS, CONTAINERS, COUNTED, DLQ, INGEST, JOBS, REJECTED, TopicSpec
+from schemas.jobs import CommandRejected, ContainerEvent, DesktopSession, JobStep
+from schemas.topics import (
+    COMMANDS,
+    CONTAINERS,
+    COUNTED,
+    DESKTOP_SESSIONS,
+    DLQ,
+    INGEST,
+    JOBS,
+    REJECTED,
+    TopicSpec,
+)
 
 Row = tuple[Any, ...]
 
@@ -129,6 +139,22 @@ def _container(event: EventView, msg: KafkaRecord) -> Row:
     )
 
 
+def _desktop_session(event: EventView, msg: KafkaRecord) -> Row:
+    session = DesktopSession.model_validate(event.data)
+    return (
+        *_common(event, msg),
+        session.container_id,
+        session.session_id,
+        session.role,
+        datetime.fromtimestamp(session.joined_ms / 1000, UTC),
+        datetime.fromtimestamp(session.left_ms / 1000, UTC),
+        session.left_ms - session.joined_ms,
+        session.bytes_to_viewer,
+        session.bytes_from_viewer,
+        session.close_reason,
+    )
+
+
 def _rejected(event: EventView, msg: KafkaRecord) -> Row:
     refused = CommandRejected.model_validate(event.data)
     return (*_common(event, msg), refused.command_id, refused.command_type, refused.reason)
@@ -180,6 +206,17 @@ DEAD_LETTER_COLUMNS = (
 )
 
 JOB_COLUMNS = ("job_id", "kind", "state", "attempt", "latency_ms", "reason")
+SESSION_COLUMNS = (
+    "container_id",
+    "session_id",
+    "role",
+    "joined",
+    "left",
+    "duration_ms",
+    "bytes_to_viewer",
+    "bytes_from_viewer",
+    "close_reason",
+)
 
 PROJECTIONS: tuple[Projection, ...] = (
     Projection(INGEST, "events_ingest", COMMON_COLUMNS, _common),
@@ -199,6 +236,12 @@ PROJECTIONS: tuple[Projection, ...] = (
         _rejected,
     ),
     Projection(DLQ, "dead_letters", DEAD_LETTER_COLUMNS, record_to_row=_dead_letter),
+    Projection(
+        DESKTOP_SESSIONS,
+        "desktop_sessions",
+        (*COMMON_COLUMNS, *SESSION_COLUMNS),
+        _desktop_session,
+    ),
 )
 
 

@@ -13,6 +13,7 @@ from schemas.topics import (
     COMMANDS,
     CONTAINERS,
     COUNTED,
+    DESKTOP_SESSIONS,
     DLQ,
     INGEST,
     JOBS,
@@ -43,7 +44,7 @@ EXECUTOR_NORMAL = ConsumerGroup("streams-executor-normal", (WORK_NORMAL,), "work
 RETRY_SCHEDULER = ConsumerGroup("retry-scheduler", (RETRY,), "worker")
 PROJECTOR_CLICKHOUSE = ConsumerGroup(
     "projector-clickhouse",
-    (INGEST, COUNTED, COMMANDS, JOBS, CONTAINERS, REJECTED, DLQ),
+    (INGEST, COUNTED, COMMANDS, JOBS, CONTAINERS, REJECTED, DLQ, DESKTOP_SESSIONS),
     "projector",
 )
 PROJECTOR_PUSH = ConsumerGroup("projector-push", (COUNTED,), "projector")

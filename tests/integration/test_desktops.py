@@ -18,7 +18,7 @@ from infra.local import dockerd, images, stack
 from infra.local.process import free_port
 from tests.integration.test_container_truth import on_engine, wait_for_container
 from tests.integration.test_jobs import call
-from tributary.demo import api_keys
+from tributary.demo import api_keys, query
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -161,6 +161,20 @@ def test_a_desktop_is_driven_by_its_owner_and_watched_through_a_share_link(
         owner.quit()
         viewer.quit()
     call(first, keys["ida"], "DELETE", f"/v1/containers/{cid}")
+    # Each session is an event, and a row for analysts.
+    sql = (
+        f"SELECT role, count(), min(bytes_to_viewer), min(duration_ms), any(user_id) "
+        f"FROM {first.clickhouse_database}.desktop_sessions WHERE container_id = '{cid}' "
+        "GROUP BY role ORDER BY role"
+    )
+    deadline = time.monotonic() + 30
+    while len(rows := query(first, sql)) < 2:
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.5)
+    for _, sessions, bytes_to_viewer, duration_ms, user in rows:
+        assert sessions >= 1 and bytes_to_viewer > 0 and duration_ms > 0, rows
+        assert user == "ida"
+    assert [r[0] for r in rows] == ["owner", "viewer"]
 
 
 def test_others_are_refused_and_a_stop_closes_the_relay_with_its_reason(

@@ -105,7 +105,7 @@ def test_every_query_in_the_analysts_guide_runs(apps: Settings) -> None:
 
     guide = (Path(__file__).resolve().parents[2] / "docs" / "analysts.md").read_text()
     queries = re.findall(r"```sql\n(.*?)```", guide, re.S)
-    assert len(queries) == 14
+    assert len(queries) == 15
     for sql in queries:
         sql = sql.replace("tributary.", f"{apps.clickhouse_database}.")
         response = httpx.post(

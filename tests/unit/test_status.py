@@ -76,3 +76,18 @@ def test_a_live_containers_hash_never_expires_and_an_ended_ones_does() -> None:
     )
     requested = updates("ns", view("container.start", {"image": "busybox"}, "c1"))
     assert [u.expires for u in requested if u.key == "ns:container:c1"] == [False]
+
+
+def test_a_display_ready_gives_the_relay_its_address_and_the_room_no_address() -> None:
+    data = {
+        "container_id": "c1",
+        "job_id": "c1",
+        "at_ms": 5,
+        "width": 1024,
+        "height": 640,
+        "address": "172.18.0.2",
+    }
+    status, room = updates("ns", view("container.display.ready", data))
+    assert (status.fields["address"], status.fields["display"]) == ("172.18.0.2", "1024x640")
+    assert not status.expires
+    assert room.push is not None and b"172.18.0.2" not in room.push
