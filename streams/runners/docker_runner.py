@@ -127,7 +127,9 @@ class DockerRunner:
         """Every container of this namespace on the engine, running or not."""
         filters = {"label": f"{LABEL_NAMESPACE}={self._namespace}"}
         try:
-            return list(self._docker().containers.list(all=True, filters=filters))
+            return list(
+                self._docker().containers.list(all=True, filters=filters, ignore_removed=True)
+            )
         except (DockerException, RequestException) as exc:
             raise RunnerError(f"docker engine: {exc}", permanent=False) from exc
 

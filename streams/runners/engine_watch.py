@@ -52,6 +52,7 @@ from tributary.settings import Settings
 log = structlog.get_logger(__name__)
 
 SOURCE = "tributary/engine"
+NOT_ENDED = ("created", "restarting", "paused")
 IDLE_CPU_NS = 5_000_000  # less CPU than this (5 ms) between two sweeps counts as idle
 
 
@@ -136,12 +137,15 @@ class EngineWatch:
             await _sleep_unless(stop, self.settings.reconcile_interval_s)
             if stop.is_set():
                 return
+            # The view's time is when the listing began: a container started while the
+            # sweep ran (its stats take a while with many containers) is not in it, and
+            # must not look vanished.
+            at = now_ms()
             try:
                 found = await asyncio.to_thread(self._observe)
             except (RunnerError, DockerException, RequestException) as exc:
                 log.info("engine unavailable for reconcile", error=str(exc))
                 continue
-            at = now_ms()
             for user in self._users - set(found):
                 found[user] = []  # none left on the engine: their records are checked too
             self._users = {user for user, seen in found.items() if seen}
@@ -161,7 +165,8 @@ class EngineWatch:
             if not user or not container_id:
                 continue
             state = attrs.get("State", {})
-            running = bool(state.get("Running"))
+            # A container made but not started yet (a start under way) has not ended.
+            running = bool(state.get("Running")) or state.get("Status") in NOT_ENDED
             idle_ms = self._idle_ms(container, now) if running else 0
             seen.add(container.id)
             found.setdefault(user, []).append(
@@ -170,7 +175,11 @@ class EngineWatch:
                     running=running,
                     exit_code=None if running else state.get("ExitCode"),
                     oom_killed=bool(state.get("OOMKilled")),
-                    created_ms=_ms(state.get("StartedAt") or attrs.get("Created")),
+                    created_ms=_ms(
+                        state.get("StartedAt")
+                        if not str(state.get("StartedAt", "")).startswith("0001-")
+                        else attrs.get("Created")
+                    ),
                     idle_ms=idle_ms,
                     max_lifetime_s=_int(labels.get(LABEL_LIFETIME)),
                     idle_timeout_s=_int(labels.get(LABEL_IDLE)),
