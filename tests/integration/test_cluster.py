@@ -27,7 +27,6 @@ import websockets
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from infra.local import haproxy, kafka, stack
-from infra.local.process import free_port
 from schemas import topics
 from tests.conftest import PORT_OFFSET, TEST_DATA, make_settings
 from tributary.demo import api_keys, query
@@ -44,7 +43,10 @@ PAUSE_S = 0.05  # between a user's events: at most USERS / PAUSE_S events/s
 def cluster(redis_cluster_node: Settings) -> Iterator[Settings]:
     """3 brokers (own ports and data folder), 2 gateways behind haproxy, 2 workers, the
     projector, on the session's local Redis Cluster (API keys, limits, push, job status)."""
-    base = free_port()
+    # Below the ephemeral range: worker 2 listens on worker_web_port + 1 and the gateways
+    # on gateway_port + 1 and + 2, ports nobody checked were free (a client's connection
+    # once held worker 2's, and the cluster never came up).
+    base = 28080 + PORT_OFFSET
     settings = make_settings(
         data_dir=TEST_DATA / "cluster",
         kafka_port=29092 + PORT_OFFSET,
@@ -56,6 +58,7 @@ def cluster(redis_cluster_node: Settings) -> Iterator[Settings]:
         gateways=2,
         workers=2,
         gateway_port=base,
+        worker_web_port=26066 + PORT_OFFSET,
         worker_session_timeout_s=6.0,
     )
     started = time.monotonic()
