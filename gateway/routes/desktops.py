@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jwt
+import structlog
 from fastapi import APIRouter, Depends, Request, WebSocket
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
@@ -48,6 +49,7 @@ from schemas.status import ENDED, ContainerStatusHash
 from schemas.topics import DESKTOP_SESSIONS
 from tributary.settings import Settings
 
+log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1", tags=["desktops"])
 SOURCE = "tributary/gateway"
 NOVNC = Path(__file__).resolve().parents[1] / "static" / "node_modules" / "@novnc" / "novnc"
@@ -210,7 +212,7 @@ async def display(websocket: WebSocket, container_id: str) -> None:
     code = {"stopped": CLOSE_STOPPED, "idle": CLOSE_IDLE}.get(reason.split(":")[0], 1000)
     with contextlib.suppress(Exception):
         await websocket.close(code=code, reason=reason[:120])
-    await _record(state, container_id, session, joined_ms, reason)
+    await _record(state, container_id, viewer.status.user, session, joined_ms, reason)
 
 
 class _Session:
@@ -295,15 +297,16 @@ class _Session:
 
 
 async def _record(
-    state: Any, container_id: str, session: _Session, joined_ms: int, reason: str
+    state: Any,
+    container_id: str,
+    owner: str | None,
+    session: _Session,
+    joined_ms: int,
+    reason: str,
 ) -> None:
     """The session, as a `desktop.session` event (at-least-once; a broker down loses
     nothing of the desktop's, only this record, which is logged)."""
     settings: Settings = state.settings
-    status_owner = None
-    with contextlib.suppress(RedisError):
-        status = await _status(state, container_id)
-        status_owner = status.user if status else None
     data = DesktopSession(
         container_id=container_id,
         session_id=session.id,
@@ -318,11 +321,13 @@ async def _record(
         id=session.id,
         source=SOURCE,
         type=DESKTOP_SESSION,
-        subject=status_owner or "unknown",
+        subject=owner or "unknown",
         data=data.model_dump(),
     )
-    with contextlib.suppress(DependencyUnavailable):
+    try:
         await state.producer.send(DESKTOP_SESSIONS.physical(settings.namespace), event)
+    except DependencyUnavailable as exc:
+        log.warning("desktop session not recorded", session=session.id, error=exc.message)
 
 
 PAGE = """<!doctype html>
