@@ -109,6 +109,8 @@ async def through_tributary(
             ready.set()
             while len(done_at) < len(bodies):
                 message = orjson.loads(await ws.recv())
+                if "control" in message:  # the resume message
+                    continue
                 job_id = message["data"]["job_id"]
                 finished = message["type"] in ("job.completed", "job.dead_lettered")
                 if finished and job_id not in done_at:  # steps may arrive twice

@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from gateway import errors, health
 from gateway.auth import Authenticator
@@ -17,8 +19,10 @@ from gateway.fast_events import FastEvents
 from gateway.idempotency import Idempotency
 from gateway.limiter import Policy, RateLimiter
 from gateway.producer import EventProducer
+from gateway.push_hub import PushHub
 from gateway.request_metrics import RequestMetrics
 from gateway.routes import container_logs, desktops, events, jobs, push, schemas
+from schemas.push import CLOSE_RECONNECT
 from tributary import redis_client
 from tributary.limits import parse_windows
 from tributary.logging import configure_logging
@@ -52,28 +56,48 @@ def settle_heap() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
-def create_app(settings: Settings | None = None) -> RequestMetrics:
+class PushSockets:
+    """`WS /v1/ws` straight to its handler, past the middleware and FastAPI's routing: each
+    layer keeps a frame alive for a socket's whole life, and a gateway holds thousands."""
+
+    def __init__(self, app: ASGIApp, api: FastAPI) -> None:
+        self.app = app
+        self.api = api
+        self.state = api.state  # as on every layer `create_app` returns
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == push.PATH:
+            scope["app"] = self.api
+            await push.push(WebSocket(scope, receive, send))
+            return
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> PushSockets:
     """What uvicorn serves for `settings` (default: from the environment): the API, with
-    the fast path for the plain `POST /v1/events` in front of it unless turned off, and
-    every request timed (`tributary_gateway_request_seconds`)."""
+    the fast path for the plain `POST /v1/events` in front of it unless turned off, every
+    request timed (`tributary_gateway_request_seconds`), and push sockets served apart."""
     api = create_api(settings or get_settings())
     fast = api.state.settings.gateway_fast_events
-    return RequestMetrics(FastEvents(api, api.state) if fast else api, api.state)
+    return PushSockets(RequestMetrics(FastEvents(api, api.state) if fast else api, api.state), api)
 
 
 def create_api(settings: Settings) -> FastAPI:
     """The FastAPI application: every route, its checks, and the lifecycle."""
     configure_logging(settings.log_level)
-    client = redis_client.connect(settings)
+    client = redis_client.connect(settings, name="tributary-gateway")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.producer.start()
+        app.state.push_hub.start()
         drain_first(app.state, settings.shutdown_drain_s)
         settle_heap()
         yield
         # Shutdown (after the drain): in-flight sends are flushed.
         app.state.draining = True
+        app.state.push_hub.close_all(CLOSE_RECONNECT, "gateway stopping: reconnect")
+        await app.state.push_hub.stop()
         await app.state.producer.stop()
         await client.aclose()
 
@@ -83,6 +107,13 @@ def create_api(settings: Settings) -> FastAPI:
     app.state.redis = client
     app.state.producer = EventProducer(settings.kafka_bootstrap, settings.produce_timeout_s)
     app.state.auth = Authenticator(settings, client)
+    app.state.push_hub = PushHub(
+        client, settings.namespace, settings.push_redis_concurrency, settings.push_send_buffer_bytes
+    )
+    # At the first SIGTERM, push sockets are told to reconnect (to a node still serving).
+    app.state.drain_hooks = [
+        lambda: app.state.push_hub.close_all(CLOSE_RECONNECT, "draining: reconnect")
+    ]
     app.state.limiter = RateLimiter(client, settings.namespace)
     app.state.policies = policies(settings)
     app.state.idempotency = Idempotency(client, settings.namespace, settings.idempotency_ttl_s)

@@ -73,6 +73,11 @@ class Authenticator:
             token = request.query_params.get("api_key") or request.query_params.get("token")
         if not token:
             raise _unauthenticated("unauthenticated", "Send an API key or a Bearer token.")
+        return await self.token(token)
+
+    async def token(self, token: str) -> Principal:
+        """The caller an API key or JWT presented some other way (a WebSocket's first
+        message) stands for, or 401/503."""
         if token.startswith(API_KEY_PREFIX):
             return await self._api_key(token)
         return self._jwt(token)

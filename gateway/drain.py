@@ -6,7 +6,8 @@ SIGTERM only marks the gateway draining (`/healthz/ready` 503, new writes 503
 `shutting_down`) and keeps serving for `TRIBUTARY_SHUTDOWN_DRAIN_S`, long enough for a
 readiness probe to see it; then uvicorn's own handler runs: it stops listening, lets
 in-flight requests finish, and the lifespan's shutdown flushes the producer. A second
-SIGTERM skips the rest of the wait.
+SIGTERM skips the rest of the wait. The `state.drain_hooks` run at the first SIGTERM (the
+push sockets are closed with "reconnect" then, while new ones go to other nodes).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def drain_first(state: State, drain_s: float) -> bool:
             server_handler(signum, frame)
             return
         state.draining = True
+        for hook in getattr(state, "drain_hooks", ()):
+            loop.call_soon_threadsafe(hook)
         loop.call_soon_threadsafe(loop.call_later, drain_s, server_handler, signum, frame)
 
     signal.signal(signal.SIGTERM, on_sigterm)

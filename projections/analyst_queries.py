@@ -84,7 +84,7 @@ def analyst_access(settings: Settings) -> list[str]:
     ]
 
 
-def _connect(settings: Settings) -> Client:
+def connect_analyst(settings: Settings) -> Client:
     database = settings.clickhouse_database
     if settings.clickhouse_url:
         # A server: the user the migrations made holds the same limits in its profile.
@@ -114,7 +114,7 @@ class AnalystQueries:
         # query on it opens one.
         self._sessions: queue.SimpleQueue[Client | None] = queue.SimpleQueue()
         for _ in range(self.concurrency):
-            self._sessions.put(_connect(settings))
+            self._sessions.put(connect_analyst(settings))
         _, databases = ch.query("SELECT name FROM system.databases")
         _, functions = ch.query("SELECT name FROM system.table_functions")
         self.databases = frozenset(str(row[0]) for row in databases)
@@ -125,7 +125,7 @@ class AnalystQueries:
         client = self._sessions.get()
         try:
             if client is None:
-                client = _connect(self._settings)
+                client = connect_analyst(self._settings)
             return self._run(client, sql)
         except QueryError as exc:
             if exc.spoiled and client is not None:

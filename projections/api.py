@@ -22,6 +22,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from projections.analyst_queries import AnalystQueries, QueryError
+from projections.history import MAX_EVENTS, History
 from projections.projector import Projector
 from projections.replay import Replay
 from tributary import admin, liveness
@@ -93,7 +94,12 @@ def _bound(value: object) -> int | datetime | None:
     raise ValueError(f"bound must be null, an offset or an ISO timestamp, not {value!r}")
 
 
-def build(projector: Projector, queries: AnalystQueries, admin_hashes: frozenset[str]) -> ASGIApp:
+def build(
+    projector: Projector,
+    queries: AnalystQueries,
+    admin_hashes: frozenset[str],
+    history: History | None = None,
+) -> ASGIApp:
     replays: dict[str, Replay] = {}
     tasks: set[asyncio.Task[object]] = set()
     running = 0  # analyst queries now; more than `queries.concurrency` are refused
@@ -163,8 +169,32 @@ def build(projector: Projector, queries: AnalystQueries, admin_hashes: frozenset
             return _json({"error": "not_found", "message": "no such replay"}, 404)
         return _json(replay.status.as_dict())
 
+    async def history_events(request: Request) -> Response:
+        """A user's push messages from ClickHouse (the gateway's resume past Redis)."""
+        if history is None:
+            return _json({"error": "not_found", "message": "no history here"}, 404)
+        params = request.query_params
+        try:
+            user = params["user"]
+            after = int(params.get("after", "0"))
+            before = int(params["before"]) if params.get("before") else None
+            limit = min(int(params.get("limit", "1000")), MAX_EVENTS)
+            if after < 0 or limit < 1 or (before is not None and before < 1):
+                raise ValueError("after >= 0, before >= 1, limit >= 1")
+        except (KeyError, ValueError) as exc:
+            message = f"user, after, before and limit: {exc}"
+            return _json({"error": "bad_request", "message": message}, 400)
+        try:
+            messages = await asyncio.to_thread(history.events, user, after, before, limit)
+        except Exception as exc:  # ClickHouse's errors are one type with a code in the text
+            body = {"error": "clickhouse_unavailable", "message": str(exc)[:500]}
+            return _json(body, 503, {"Retry-After": "1"})
+        body_bytes = b'{"messages":[' + b",".join(messages) + b"]}"
+        return Response(body_bytes, media_type="application/json")
+
     app = Starlette(
         routes=[
+            Route("/history/events", history_events, methods=["GET"]),
             Route("/replays", start_replay, methods=["POST"]),
             Route("/replays/{id}", replay_status, methods=["GET"]),
             Route("/healthz/live", live, methods=["GET"]),

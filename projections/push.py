@@ -4,7 +4,10 @@ Each entry's id is `<seq>-0`, the user's sequence number from the owning agent, 
 Redis itself refuses a replayed or duplicated seq (an id must grow): at-least-once
 from Kafka, idempotent by seq into Redis. Every gateway node reads the same streams,
 so a WebSocket on any node gets a user's events (no node-to-node broadcast needed).
-Streams keep the last `PUSH_MAXLEN` entries and expire a day after the last event.
+Streams keep the last `push_history_size` entries and expire `push_history_ttl_s` after
+the last event (older history is served from ClickHouse: docs/push.md). After each batch,
+one Pub/Sub notice names the streams it appended to, so a gateway's single reader knows
+which of its clients' streams to read (gateway/push_hub.py).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError, ResponseError
 
 from projections.consumers import redis_projector_consumer
+from projections.push_notices import notify
 from schemas import contracts, keys
 from schemas.envelope import EnvelopeError, from_kafka_lenient
 from schemas.events import CountedData
@@ -26,9 +30,6 @@ from tributary.kafka_admin import commit_or_log
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
-
-PUSH_MAXLEN = 1000
-PUSH_TTL_S = 24 * 60 * 60
 
 
 class PushProjector:
@@ -71,9 +72,13 @@ class PushProjector:
             pipe = self.redis.pipeline(transaction=False)
             for key, payload, entry_id in entries:
                 pipe.xadd(
-                    key, {STREAM_FIELD: payload}, id=entry_id, maxlen=PUSH_MAXLEN, approximate=True
+                    key,
+                    {STREAM_FIELD: payload},
+                    id=entry_id,
+                    maxlen=self.settings.push_history_size,
+                    approximate=True,
                 )
-                pipe.expire(key, PUSH_TTL_S)
+                pipe.expire(key, self.settings.push_history_ttl_s)
             try:
                 results = await pipe.execute(raise_on_error=False)
                 break
@@ -81,6 +86,7 @@ class PushProjector:
                 log.warning("redis unavailable for push; retrying", error=str(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+        await notify(self.redis, self.settings.namespace, {key for key, _, _ in entries})
         for result in results:
             # An id not above the stream's last is a seq pushed already: that is the dedup.
             if isinstance(result, ResponseError) and "equal or smaller" not in str(result):

@@ -10,6 +10,7 @@ import structlog
 from projections import api
 from projections.analyst_queries import AnalystQueries, analyst_access
 from projections.clickhouse import connect
+from projections.history import History
 from projections.migrations import migrate
 from projections.projector import Projector
 from projections.push import PushProjector
@@ -35,7 +36,8 @@ async def serve(settings: Settings) -> None:
     tune_for_throughput()
     projector = Projector(settings, ch)
     queries = AnalystQueries(settings, ch)
-    app = api.build(projector, queries, hashes)
+    history = History(settings)
+    app = api.build(projector, queries, hashes, history)
     server, serving = await listen(app, settings.projector_host, settings.projector_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -49,6 +51,7 @@ async def serve(settings: Settings) -> None:
         server.should_exit = True
         await serving
         queries.close()
+        history.close()
         ch.close()
 
 

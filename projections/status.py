@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from projections.consumers import redis_projector_consumer
+from projections.push_notices import notify
 from schemas import contracts, keys
 from schemas.envelope import EnvelopeError, EventView, from_kafka_lenient
 from schemas.groups import PROJECTOR_STATUS
@@ -204,8 +205,10 @@ class StatusProjector:
                     pipe.persist(update.key)
             try:
                 await pipe.execute()
-                return
+                break
             except RedisError as exc:  # Redis down: keep the batch, retry, never skip it
                 log.warning("redis unavailable for status; retrying", error=str(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+        pushed = {update.key for update in pending if update.push is not None}
+        await notify(self.redis, self.settings.namespace, pushed)

@@ -47,6 +47,12 @@ def push_stream(namespace: str, user_id: str) -> str:
     return f"{namespace}:push:{user_tag(user_id)}"
 
 
+def push_notices(namespace: str) -> str:
+    """The Pub/Sub channel where the push and status projectors name the streams they just
+    appended to (a JSON list of keys), so one reader per gateway knows what to read."""
+    return f"{namespace}:push-notices"
+
+
 def container_stream(namespace: str, container_id: str) -> str:
     """The Redis Stream of one container's events (its room: state, display ready, exited)."""
     return f"{namespace}:push-container:{{{container_id}}}"

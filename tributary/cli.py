@@ -135,6 +135,11 @@ def gateway() -> None:
         server_header=False,
         # URL, header and slow-client limits, enforced while parsing (tributary/http_edge.py).
         http=EdgeProtocol,
+        ws=settings.gateway_ws,
+        ws_per_message_deflate=settings.gateway_ws_compression,
+        # WebSocket keepalive (`WS /v1/ws`): a ping every interval, closed without a pong.
+        ws_ping_interval=settings.push_ping_interval_s,
+        ws_ping_timeout=settings.push_ping_timeout_s,
         # After the drain (`TRIBUTARY_SHUTDOWN_DRAIN_S`, at most 10 s): exit within 30 s.
         timeout_graceful_shutdown=20,
     )

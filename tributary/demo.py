@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -12,6 +13,7 @@ import httpx
 
 from schemas.push import EventMessage
 from tributary import admin
+from tributary.client import PushClient
 from tributary.settings import Settings
 
 
@@ -68,16 +70,16 @@ async def send_events(
 async def read_push(
     settings: Settings, user: str, key: str | None, since: int, count: int, timeout_s: float = 30
 ) -> list[EventMessage]:
-    """Open `WS /v1/ws?since=...` as `user` and return the next `count` messages."""
-    import websockets
-
-    params = f"since={since}" + (f"&api_key={key}" if key else f"&subject={user}")
-    url = settings.gateway_url.replace("http://", "ws://") + f"/v1/ws?{params}"
+    """The next `count` of `user`'s events after seq `since`, through `tributary.client`."""
+    client = PushClient(
+        settings.gateway_url, api_key=key, subject=None if key else user, since=since
+    )
     messages: list[EventMessage] = []
-    async with websockets.connect(url) as ws:
-        while len(messages) < count:
-            message = await asyncio.wait_for(ws.recv(), timeout_s)
-            messages.append(EventMessage.model_validate_json(message))
+    async with asyncio.timeout(timeout_s), contextlib.aclosing(client.events()) as events:
+        async for event in events:
+            messages.append(event)
+            if len(messages) == count:
+                break
     return messages
 
 

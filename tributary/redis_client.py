@@ -15,15 +15,29 @@ from redis.asyncio.cluster import RedisCluster
 from tributary.settings import Settings
 
 
-def connect(settings: Settings) -> aioredis.Redis:
+def connect(settings: Settings, name: str | None = None) -> aioredis.Redis:
     """A client of the Redis `settings` name; of the whole cluster with `redis_cluster`
-    (redis-py's cluster client: the same commands, each sent to its key's node)."""
+    (redis-py's cluster client: the same commands, each sent to its key's node). `name`:
+    what its connections are called in `CLIENT LIST`."""
     timeout = settings.redis_timeout_s
+    most = settings.redis_max_connections
     if settings.redis_cluster:
         cluster = RedisCluster.from_url(
-            settings.redis_dsn, socket_timeout=timeout, socket_connect_timeout=timeout
+            settings.redis_dsn,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            client_name=name,
+            max_connections=most,  # per node
         )
         return cast(aioredis.Redis, cluster)
-    return aioredis.from_url(
-        settings.redis_dsn, socket_timeout=timeout, socket_connect_timeout=timeout
+    # A burst of callers waits for a connection (up to the timeout) rather than opening
+    # one each: a gateway's connections stay bounded however many clients it serves.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_dsn,
+        max_connections=most,
+        timeout=timeout,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        client_name=name,
     )
+    return aioredis.Redis.from_pool(pool)

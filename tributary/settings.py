@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,8 +47,11 @@ class Settings(BaseSettings):
     # Locally (`TRIBUTARY_REDIS_CLUSTER=true tributary up`): three masters on redis_port,
     # +1, +2.
     redis_cluster: bool = False
-    # Connect and per-command socket timeout; above the push route's 1 s XREAD block.
+    # Connect and per-command socket timeout.
     redis_timeout_s: float = Field(default=2.0, gt=1.0)
+    # Connections a process's client opens at most (per node of a cluster); callers beyond
+    # wait for one, up to `redis_timeout_s`.
+    redis_max_connections: int = Field(default=32, ge=2, le=10_000)
 
     # Unset: embedded chDB under data_dir. Set (http://host:8123): a ClickHouse server.
     clickhouse_url: str | None = None
@@ -69,6 +73,12 @@ class Settings(BaseSettings):
     gateways: int = Field(default=1, ge=1, le=8)
     workers: int = Field(default=1, ge=1, le=12)
     gateway_workers: int = Field(default=1, ge=1)
+    # uvicorn's WebSocket protocol: "websockets-sansio" holds a socket without tasks of its
+    # own (bench/RESULTS.md, push: the memory per idle socket).
+    gateway_ws: Literal["websockets", "websockets-sansio", "wsproto"] = "websockets-sansio"
+    # permessage-deflate on WebSockets: less bandwidth, but zlib's state costs each socket
+    # about 300 KiB once it sends (bench/RESULTS.md, push); off by default.
+    gateway_ws_compression: bool = False
     # Serve the plain POST /v1/events in a lean ASGI layer (gateway/fast_events.py);
     # off: every request goes through the FastAPI route.
     gateway_fast_events: bool = True
@@ -97,6 +107,23 @@ class Settings(BaseSettings):
     ready_max_disk_used: float = 0.9
     # `/healthz/live` answers 503 above this resident memory (gateway and worker).
     live_max_rss_mb: int = Field(default=1024, ge=1)
+
+    # WebSocket push (`WS /v1/ws`, docs/push.md). History: each user's stream keeps its last
+    # `push_history_size` events and expires `push_history_ttl_s` after its last one; a
+    # resume from further back is filled from ClickHouse, at most `push_fill_max_events`.
+    push_history_size: int = Field(default=1000, ge=10)
+    push_history_ttl_s: int = Field(default=24 * 60 * 60, ge=60)
+    push_fill_max_events: int = Field(default=10_000, ge=0)
+    push_fill_timeout_s: float = Field(default=5.0, gt=0)
+    # Keepalive: a ping every interval; no pong within the timeout closes the socket.
+    push_ping_interval_s: float = Field(default=20.0, gt=0)
+    push_ping_timeout_s: float = Field(default=20.0, gt=0)
+    # Bytes queued for one socket past which the client is too slow: closed with 4008.
+    push_send_buffer_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Seconds a socket without a credential in its URL or headers has to send one.
+    push_auth_timeout_s: float = Field(default=5.0, gt=0)
+    # Redis commands the push reader runs at once (its connections, whatever the clients).
+    push_redis_concurrency: int = Field(default=8, ge=1, le=64)
 
     projector_host: str = "127.0.0.1"
     projector_port: int = 8124

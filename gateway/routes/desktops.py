@@ -372,6 +372,7 @@ rfb.addEventListener("disconnect", () => {{
 const room = new WebSocket(base + "/v1/ws?channel=container&id={cid}&" + credential);
 room.onmessage = (m) => {{
   const event = JSON.parse(m.data);
+  if (event.control) return;  // the resume message
   const li = document.createElement("li");
   li.textContent = event.type + (event.data.reason ? " (" + event.data.reason + ")" : "");
   document.getElementById("events").appendChild(li);

@@ -328,7 +328,9 @@ def test_job_steps_are_pushed_over_the_websocket_and_resume_by_cursor(
         out: list[dict[str, Any]] = []
         async with websockets.connect(url) as ws:
             while not out or out[-1]["type"] != until:
-                out.append(orjson.loads(await asyncio.wait_for(ws.recv(), 60)))
+                message = orjson.loads(await asyncio.wait_for(ws.recv(), 60))
+                if "control" not in message:  # the resume message comes first
+                    out.append(message)
         return out
 
     async def scenario() -> list[dict[str, Any]]:
