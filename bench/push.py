@@ -40,12 +40,15 @@ from bench.cpu import cpu_spent
 from bench.inference import stack_pids
 from infra.local import stack
 from infra.local.process import free_port
+from schemas.envelope import header_value
+from schemas.topics import COUNTED, INGEST
 from tributary.demo import api_keys
+from tributary.kafka_admin import read_to_end
 from tributary.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1] / ".tributary-bench-push"
 CONNECTIONS = 32
-WARM_S = 10.0
+WARM_S = 40.0
 
 
 def settings_for() -> Settings:
@@ -80,7 +83,7 @@ class Http:
     async def open(cls, port: int) -> Http:
         return cls(*await asyncio.open_connection("127.0.0.1", port))
 
-    async def post(self, path: str, body: bytes, key: str) -> int:
+    async def post(self, path: str, body: bytes, key: str) -> tuple[int, bytes]:
         self.writer.write(
             f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
             f"X-API-Key: {key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
@@ -92,8 +95,7 @@ class Http:
         for line in head.split(b"\r\n"):
             if line.lower().startswith(b"content-length:"):
                 length = int(line.split(b":")[1])
-        await self.reader.readexactly(length)
-        return status
+        return status, await self.reader.readexactly(length)
 
 
 class Clients:
@@ -121,7 +123,7 @@ class Clients:
     async def _read(self, ws: websockets.ClientConnection) -> None:
         try:
             async for raw in ws:
-                self.arrived[orjson.loads(raw)["data"]["b"]] = time.perf_counter()
+                self.arrived[orjson.loads(raw)["data"]["b"]] = time.time()
         except websockets.ConnectionClosed:
             pass
         self.closed += 1
@@ -141,11 +143,13 @@ def gateway_view(settings: Settings, gateway: psutil.Process) -> tuple[float, in
 
 async def load(
     settings: Settings, keys: list[str], clients: Clients, rate: float, seconds: float
-) -> tuple[dict[int, float], int]:
-    """Paced POSTs; returns when each was written, and how many were not 202."""
+) -> tuple[dict[int, float], dict[int, str], int]:
+    """Paced POSTs; returns when each was written (epoch s), the event ids the gateway
+    gave them, and how many were not 202."""
     conns = [await Http.open(settings.gateway_port) for _ in range(CONNECTIONS)]
     queue: asyncio.Queue[int] = asyncio.Queue()
     written: dict[int, float] = {}
+    ids: dict[int, str] = {}
     refused = 0
 
     async def worker(http: Http) -> None:
@@ -153,8 +157,11 @@ async def load(
         while True:
             n = await queue.get()
             body = orjson.dumps({"source": "bench", "type": "bench.push", "data": {"b": n}})
-            written[n] = time.perf_counter()
-            if await http.post("/v1/events", body, keys[n % len(keys)]) != 202:
+            written[n] = time.time()
+            status, answer = await http.post("/v1/events", body, keys[n % len(keys)])
+            if status == 202:
+                ids[n] = orjson.loads(answer)["id"]
+            else:
                 refused += 1
             queue.task_done()
 
@@ -174,7 +181,37 @@ async def load(
         w.cancel()
     for c in conns:
         c.writer.close()
-    return written, refused
+    return written, ids, refused
+
+
+async def hops(
+    settings: Settings, written: dict[int, float], ids: dict[int, str], arrived: dict[int, float]
+) -> dict[str, list[float]]:
+    """Per event, ms spent in each hop, from the records' own timestamps: the ingest
+    record's (the gateway's produce) and the counted record's (the agent's produce, before
+    its transaction commits); all clocks are this machine's."""
+    bootstrap, ns = settings.kafka_bootstrap, settings.namespace
+    produced = {
+        header_value(r.headers, "ce_id"): r.timestamp / 1000
+        for r in await read_to_end(bootstrap, INGEST.physical(ns))
+    }
+    counted: dict[str, float] = {}
+    for r in await read_to_end(bootstrap, COUNTED.physical(ns)):
+        source = orjson.loads(r.value).get("source_id")
+        counted[source] = min(counted.get(source, float("inf")), r.timestamp / 1000)
+    out: dict[str, list[float]] = {
+        "POST written → on the ingest topic (gateway)": [],
+        "→ counted record produced (agent, before its commit)": [],
+        "→ WebSocket message (commit, push projector, Redis, reader, socket)": [],
+    }
+    names = list(out)
+    for n, event_id in ids.items():
+        if n not in arrived or event_id not in produced or event_id not in counted:
+            continue
+        out[names[0]].append((produced[event_id] - written[n]) * 1000)
+        out[names[1]].append((counted[event_id] - produced[event_id]) * 1000)
+        out[names[2]].append((arrived[n] - counted[event_id]) * 1000)
+    return out
 
 
 async def run(settings: Settings, users: int, rate: float, seconds: float) -> None:
@@ -184,8 +221,8 @@ async def run(settings: Settings, users: int, rate: float, seconds: float) -> No
     gateway = psutil.Process(stack.managed(settings, stack.APPS[-1]).pid())
     url = settings.gateway_url.replace("http://", "ws://") + "/v1/ws"
     clients = Clients(url)
-    # Warm every hop (the broker's JIT, the agents' transactions) at the full rate for a
-    # while, with a few sockets.
+    # Warm every hop at the full rate for a while (the broker's JIT compiles for tens of
+    # seconds after a start, at up to a core: measured here), with a few sockets.
     warm = Clients(url)
     await warm.open(keys[:10])
     await load(settings, keys[:10], warm, rate, WARM_S)
@@ -210,7 +247,7 @@ async def run(settings: Settings, users: int, rate: float, seconds: float) -> No
         loading = asyncio.create_task(load(settings, keys, clients, rate, seconds))
         await under
         _, conns_under_load = gateway_view(settings, gateway)
-        written, refused = await loading
+        written, ids, refused = await loading
     latencies = [
         (clients.arrived[n] - t) * 1000 for n, t in written.items() if n in clients.arrived
     ]
@@ -223,6 +260,10 @@ async def run(settings: Settings, users: int, rate: float, seconds: float) -> No
         f"sockets closed: {clients.closed}"
     )
     print("CPU seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in spent.items()))
+    print("\n| hop | p50 ms | p99 ms |\n|---|---|---|")
+    for hop, values in (await hops(settings, written, ids, clients.arrived)).items():
+        if values:
+            print(f"| {hop} | {statistics.median(values):.1f} | {percentile(values, 0.99):.1f} |")
     await clients.close()
 
 

@@ -177,8 +177,7 @@ class TransactionalLoop:
                     raise AssignmentFailed(repr(self._assign_failed)) from self._assign_failed
                 if batch:
                     async with self._lock:
-                        for tp, records in batch.items():
-                            await self._process(consumer, tp, records)
+                        await self._process_all(consumer, batch)
                 await self._hand_over_effects()
         finally:
             async with self._lock:
@@ -190,6 +189,22 @@ class TransactionalLoop:
                 await self._release(list(self._owned))
             self.assigned = False
             self._consumer = None
+
+    async def _process_all(
+        self,
+        consumer: AIOKafkaConsumer,
+        batch: dict[TopicPartition, list[ConsumerRecord]],  # type: ignore[type-arg]
+    ) -> None:
+        """Each partition's records in its own transaction, the partitions' transactions at
+        once (each has its own producer): a batch waits for its slowest commit, not for the
+        sum of them. Every one finishes (commits or aborts) before a failure is raised."""
+        outcomes = await asyncio.gather(
+            *(self._process(consumer, tp, records) for tp, records in batch.items()),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _process(
         self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: Sequence[ConsumerRecord]

@@ -84,7 +84,7 @@ def post(settings: Settings, key: str, first: int, count: int) -> None:
 def stream_last(settings: Settings, user: str) -> int:
     client = redis.Redis(port=settings.redis_port)
     newest = client.xrevrange(keys.push_stream(settings.namespace, user), count=1)
-    return int(bytes(newest[0][0]).split(b"-")[0]) if newest else 0
+    return int(str(newest[0][0], "ascii").split("-")[0]) if newest else 0  # type: ignore[arg-type]
 
 
 def wait_pushed(settings: Settings, user: str, seq: int) -> None:
