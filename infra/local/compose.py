@@ -45,7 +45,9 @@ def _secrets(settings: Settings) -> dict[str, str]:
         with os.fdopen(fd, "w") as out:
             out.writelines(f"{k}={v}\n" for k, v in made.items())
     found = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    found["TRIBUTARY_ADMIN_KEY_SHA256"] = hash_key(admin.ensure_local_key(settings))
+    key = admin.ensure_local_key(settings)
+    found["TRIBUTARY_ADMIN_KEY_SHA256"] = hash_key(key)
+    found["TRIBUTARY_ADMIN_KEY"] = key  # the gateways' (the push resume's ClickHouse fill)
     return found
 
 
