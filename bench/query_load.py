@@ -7,27 +7,32 @@ to the 200th row the projector counted (`tributary_projector_rows_total` from it
 /metrics, not a query, which would queue behind the heavy one). Target: the loaded
 median at most twice the idle median.
 
-Against a running stack started with a short query limit:
-    TRIBUTARY_QUERY_MAX_EXECUTION_S=4 .venv/bin/tributary up
-    TRIBUTARY_QUERY_MAX_EXECUTION_S=4 .venv/bin/python -m bench.query_load --rounds 5
+It starts a stack of its own (one broker, Redis, projector with embedded chDB, worker,
+gateway; query limit 4 s) under `.tributary-bench-query/`:
+    .venv/bin/python -m bench.query_load --rounds 5
 """
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import statistics
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import typer
 
+from infra.local import stack
+from infra.local.process import free_port
 from tributary import admin
 from tributary.demo import send_events
 from tributary.settings import Settings
 
 HEAVY = "SELECT count() FROM numbers(100000000000)"
+ROOT = Path(__file__).resolve().parents[1] / ".tributary-bench-query"
 
 
 def rows_landed(settings: Settings, table: str = "events_counted") -> float:
@@ -64,8 +69,35 @@ def heavy_query(settings: Settings, outcome: dict[str, float | int]) -> None:
     outcome["seconds"] = time.monotonic() - started
 
 
+def settings_for() -> Settings:
+    base = free_port()
+    return Settings(
+        data_dir=ROOT,
+        namespace=f"bench-query-{uuid.uuid4().hex[:6]}",
+        kafka_port=base,
+        kafka_controller_port=base + 1,
+        redis_port=free_port(),
+        gateway_port=free_port(),
+        projector_port=free_port(),
+        worker_web_port=free_port(),
+        rate_limits="100000/s,10000000/m,100000000/h",
+        query_max_execution_s=4.0,
+        projector_batch_ms=200,
+        log_level="WARNING",
+    )
+
+
 def main(rounds: int = 5) -> None:
-    settings = Settings()
+    settings = settings_for()
+    shutil.rmtree(ROOT, ignore_errors=True)
+    try:
+        stack.up(settings, echo=lambda _: None, jobs=False)
+        measure(settings, rounds)
+    finally:
+        stack.down(settings, echo=lambda _: None)
+
+
+def measure(settings: Settings, rounds: int) -> None:
     last_202_to_last_row(settings)  # warm every hop
     idle: list[float] = []
     loaded: list[float] = []
