@@ -191,4 +191,4 @@ def test_websocket_refuses_a_bad_credential(apps: Settings) -> None:
             return exc.response.status_code
         return 0
 
-    assert asyncio.run(attempt()) in (1008, 403)
+    assert asyncio.run(attempt()) == 1008

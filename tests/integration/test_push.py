@@ -126,6 +126,51 @@ def test_a_client_that_reconnects_gets_exactly_what_it_missed_then_live(
     assert client.resumes[0].recovered and client.resumes[0].filled == 0
 
 
+def test_the_client_rides_out_a_gateway_restart_without_gaps_or_repeats(
+    push_apps: Settings,
+) -> None:
+    """`tributary.client` reading while its gateway stops and starts again: it reconnects
+    with backoff and resumes from the last seq it handed out."""
+    settings = push_apps
+    user, key = new_user(settings)
+    gateway = stack.APPS[-1]
+
+    async def scenario() -> tuple[list[Any], PushClient]:
+        client = PushClient(settings.gateway_url, api_key=key, since=0, max_delay_s=2)
+        reading = asyncio.create_task(collect(client, 30, timeout_s=120))
+        await asyncio.to_thread(post, settings, key, 0, 10)
+        await asyncio.to_thread(wait_pushed, settings, user, 10)
+        await asyncio.to_thread(stack.managed(settings, gateway).stop)
+        # While no gateway listens, the agents go on: these reach Redis, not the client.
+        await asyncio.to_thread(post_direct, settings, user, 10)
+        await asyncio.to_thread(stack.start_app, settings, gateway)
+        await asyncio.to_thread(post, settings, key, 20, 10)
+        return await reading, client
+
+    events, client = asyncio.run(scenario())
+    assert [e.seq for e in events] == list(range(1, 31))
+    assert client.connections >= 2
+    assert all(r.recovered for r in client.resumes)
+
+
+def post_direct(settings: Settings, user: str, count: int) -> None:
+    """`count` events for `user` straight onto the ingest topic (the gateway is down)."""
+    from schemas.envelope import CloudEvent
+    from schemas.topics import INGEST
+    from tributary.loadgen import produce_all
+
+    events = [
+        CloudEvent(source="push", type="t.n", subject=user, data={"n": 10 + i})
+        for i in range(count)
+    ]
+    asyncio.run(
+        produce_all(
+            settings.kafka_bootstrap, INGEST.physical(settings.namespace), events, window=100
+        )
+    )
+    wait_pushed(settings, user, 20)
+
+
 def test_a_resume_older_than_redis_is_filled_from_clickhouse(push_apps: Settings) -> None:
     settings = push_apps
     user, key = new_user(settings)
