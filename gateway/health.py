@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 
 from gateway.responses import json_response
 from tributary import liveness
+from tributary.ops_metrics import READY
 
 router = APIRouter(tags=["health"])
 
@@ -38,6 +39,7 @@ async def ready(request: Request) -> Response:
         "draining": "yes" if state.draining else "no",
     }
     ok = kafka_up and redis_up and checks["disk"] == "ok" and not state.draining
+    READY.set(1 if ok else 0)
     return json_response(
         {"status": "up" if ok else "down", "checks": checks}, status=200 if ok else 503
     )

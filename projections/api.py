@@ -27,6 +27,7 @@ from projections.projector import Projector
 from projections.replay import Replay
 from tributary import admin, liveness
 from tributary.credentials import presented
+from tributary.ops_metrics import READY
 
 OPEN_PATHS = frozenset({"/healthz/live", "/healthz/ready", "/metrics"})
 MAX_BODY_BYTES = 256 * 1024
@@ -105,11 +106,15 @@ def build(
     running = 0  # analyst queries now; more than `queries.concurrency` are refused
 
     async def live(_: Request) -> Response:
-        alive, body = liveness.check(projector.settings.projector_live_max_rss_mb)
+        settings = projector.settings
+        alive, body = liveness.check(
+            settings.projector_live_max_rss_mb, settings.loop_stuck_after_s
+        )
         return _json(body, 200 if alive else 503)
 
     async def ready(_: Request) -> Response:
         ok = projector.ready and not projector.stalled
+        READY.set(1 if ok else 0)
         body = {
             "status": "up" if ok else "down",
             "backend": projector.ch.backend,

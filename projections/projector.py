@@ -28,7 +28,9 @@ from projections.clickhouse import ClickHouse
 from projections.metrics import BATCH_SECONDS, ROWS_PROJECTED, SKIPPED, STALLED
 from projections.tables import PROJECTIONS, UNREADABLE, Projection
 from schemas.groups import PROJECTOR_CLICKHOUSE
+from tributary import heartbeats
 from tributary.kafka_admin import commit_or_log
+from tributary.ops_metrics import report_lag
 from tributary.progress import ProgressWatch
 from tributary.settings import Settings
 
@@ -77,9 +79,10 @@ class Projector:
         try:
             # Inside the try: a start that fails half-way is stopped too.
             await self.consumer.start()
-            self.ready = True
+            self.ready = not stop.is_set()  # a SIGTERM during the start counts
             watcher = asyncio.create_task(self._watch(stop), name="projector-progress")
             while not stop.is_set():
+                heartbeats.beat("projector")
                 records = await self.consumer.getmany(timeout_ms=100, max_records=10_000)
                 for tp, messages in records.items():
                     self._add(tp, messages)
@@ -148,7 +151,9 @@ class Projector:
                 position = await asyncio.wait_for(self.consumer.position(tp), 1)
             except (TimeoutError, KafkaError, AssertionError):
                 continue  # being reassigned or reset; the next round sees it
-            self.progress.observe(tp, self._landed(tp, position), end, now())
+            landed = self._landed(tp, position)
+            self.progress.observe(tp, landed, end, now())
+            report_lag(self.group, tp.topic, tp.partition, landed, end)
         self.stalled = [f"{tp.topic}:{tp.partition}" for tp in self.progress.stalled(now())]
         STALLED.set(len(self.stalled))
         if self.stalled:

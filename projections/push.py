@@ -25,7 +25,7 @@ from schemas.envelope import EnvelopeError, from_kafka_lenient
 from schemas.events import CountedData
 from schemas.groups import PROJECTOR_PUSH
 from schemas.push import STREAM_FIELD, push_payload
-from tributary import redis_client
+from tributary import heartbeats, redis_client
 from tributary.kafka_admin import commit_or_log
 from tributary.settings import Settings
 
@@ -43,6 +43,7 @@ class PushProjector:
             # Inside the try: a start that fails half-way is stopped, and Redis closed, too.
             await self.consumer.start()
             while not stop.is_set():
+                heartbeats.beat("push")
                 batch = await self.consumer.getmany(timeout_ms=100, max_records=5000)
                 if not batch:
                     continue
@@ -83,6 +84,7 @@ class PushProjector:
                 results = await pipe.execute(raise_on_error=False)
                 break
             except RedisError as exc:  # Redis down: keep the batch, retry, never skip it
+                heartbeats.beat("push")
                 log.warning("redis unavailable for push; retrying", error=str(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

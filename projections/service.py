@@ -41,8 +41,14 @@ async def serve(settings: Settings) -> None:
     server, serving = await listen(app, settings.projector_host, settings.projector_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def drain() -> None:
+        """Not ready from now (the balancer and the probes see it), then a last flush."""
+        projector.ready = False
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, drain)
     push = PushProjector(settings)
     status = StatusProjector(settings)
     try:

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from projections.consumers import redis_projector_consumer
+from projections.metrics import JOB_SECONDS
 from projections.push_notices import notify
 from schemas import contracts, keys
 from schemas.envelope import EnvelopeError, EventView, from_kafka_lenient
@@ -36,7 +37,7 @@ from schemas.jobs import (
 )
 from schemas.push import JOBS_STREAM_MAXLEN, STREAM_FIELD, job_payload
 from schemas.status import ENDED, ContainerState, ContainerStatusHash, JobStatus
-from tributary import redis_client
+from tributary import heartbeats, redis_client
 from tributary.kafka_admin import commit_or_log
 from tributary.settings import Settings
 
@@ -154,6 +155,19 @@ def _job_step(namespace: str, event: EventView, step: JobStep) -> list[Update]:
     return out
 
 
+ENDS = {JobState.COMPLETED, JobState.DEAD_LETTERED, JobState.REJECTED}
+
+
+def observe_job_end(event: EventView) -> None:
+    """A job's last step: its time from acceptance (`tributary_job_seconds`)."""
+    if event.type not in JOB_STEP_TYPES or not contracts.is_current(event.dataschema):
+        return
+    step = JobStep.model_validate(event.data)
+    if step.state in ENDS:
+        seconds = max(0, step.at_ms - step.accepted_ms) / 1000
+        JOB_SECONDS.labels(kind=str(step.kind), outcome=str(step.state)).observe(seconds)
+
+
 class StatusProjector:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -165,6 +179,7 @@ class StatusProjector:
             # Inside the try: a start that fails half-way is stopped, and Redis closed, too.
             await self.consumer.start()
             while not stop.is_set():
+                heartbeats.beat("status")
                 batch = await self.consumer.getmany(timeout_ms=100, max_records=2000)
                 if not batch:
                     continue
@@ -174,6 +189,7 @@ class StatusProjector:
                         try:
                             event = from_kafka_lenient(msg.value, msg.headers)
                             pending.extend(updates(self.settings.namespace, event))
+                            observe_job_end(event)
                         except (EnvelopeError, ValidationError, KeyError, ValueError) as exc:
                             log.warning("no status in record", offset=msg.offset, error=str(exc))
                 await self._apply(pending)
@@ -207,6 +223,7 @@ class StatusProjector:
                 await pipe.execute()
                 break
             except RedisError as exc:  # Redis down: keep the batch, retry, never skip it
+                heartbeats.beat("status")
                 log.warning("redis unavailable for status; retrying", error=str(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

@@ -41,8 +41,36 @@ from tributary.settings import Settings
 STOP_GRACE_S = 20.0
 
 
-def create_app(settings: Settings) -> faust.App:
-    """A Faust app for `settings` with every agent, loop and task installed."""
+class Lifecycle:
+    """The worker's drain, run at SIGTERM before Faust stops (streams/worker.py): readiness
+    goes false, every loop ends at a batch boundary (its transaction committed, its
+    partitions released), the retry scheduler stops, the attempt runners drain."""
+
+    def __init__(self) -> None:
+        self.draining = False
+        self.stop = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def track(self) -> None:
+        """Called by each long task of the worker, from inside it."""
+        task = asyncio.current_task()
+        assert task is not None
+        self.tasks.append(task)  # type: ignore[arg-type]
+
+    async def drain(self, grace_s: float) -> bool:
+        """True when every task ended within `grace_s`."""
+        self.draining = True
+        self.stop.set()
+        if not self.tasks:
+            return True
+        _, pending = await asyncio.wait(self.tasks, timeout=grace_s)
+        return not pending
+
+
+def create_app(settings: Settings, lifecycle: Lifecycle | None = None) -> faust.App:
+    """A Faust app for `settings` with every agent, loop and task installed; `lifecycle`
+    drains them (a new one if not given)."""
+    lifecycle = lifecycle or Lifecycle()
     datadir = (settings.data_dir / "streams" / settings.worker_name).resolve()
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -74,16 +102,13 @@ def create_app(settings: Settings) -> faust.App:
         TransactionalLoop(settings, Commands(settings)),
         *executors,
     ]
-    health.install(app, settings.stall_after_s, loops, settings.live_max_rss_mb)
-    stop = asyncio.Event()
-    running: list[asyncio.Task[None]] = []
+    health.install(app, settings, loops, lambda: lifecycle.draining)
+    stop = lifecycle.stop
     drains: list[AttemptRunner] = []
 
     @app.task
     async def run_loops() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        running.append(task)
+        lifecycle.track()
         producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap,
             acks="all",
@@ -119,6 +144,7 @@ def create_app(settings: Settings) -> faust.App:
     @app.task
     async def retry_scheduler() -> None:
         # Runs beside the agents in every worker; its consumer group shares the partitions.
-        await RetryScheduler(settings).run(asyncio.Event())
+        lifecycle.track()
+        await RetryScheduler(settings).run(stop)
 
     return app

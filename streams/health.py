@@ -1,11 +1,14 @@
 """Health pages on the worker's Faust web server: liveness, readiness, Prometheus metrics.
 
 Readiness and stall detection cover both Faust's agents and the transactional loops.
+Readiness is false while a loop restores its partitions, once SIGTERM has started the
+drain (streams/worker.py), and while a partition is stalled.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -15,7 +18,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from streams.metrics import STALLED
 from streams.transactional import TransactionalLoop
 from tributary import liveness
+from tributary.ops_metrics import READY, report_lag
 from tributary.progress import ProgressWatch
+from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -27,9 +32,11 @@ def ready(app: faust.App, loops: list[TransactionalLoop]) -> bool:
 
 
 def install(
-    app: faust.App, stall_after_s: float, loops: list[TransactionalLoop], max_rss_mb: int
+    app: faust.App, settings: Settings, loops: list[TransactionalLoop], draining: Callable[[], bool]
 ) -> None:
-    progress: ProgressWatch[Any] = ProgressWatch(stall_after_s)
+    """`/healthz/live` (memory, and every loop still going round), `/healthz/ready` (assigned
+    and restored, not draining, no partition stalled), `/metrics`; a watch every 5 s."""
+    progress: ProgressWatch[Any] = ProgressWatch(settings.stall_after_s)
     stalled: list[str] = []
 
     async def watch_progress() -> None:
@@ -45,7 +52,9 @@ def install(
         for loop in loops:
             for tp, position, highwater in loop.progress():
                 if highwater is not None:
-                    progress.observe(tp, position, max(position, highwater - 1), now)
+                    end = max(position, highwater - 1)
+                    progress.observe(tp, position, end, now)
+                    report_lag(loop.group, tp.topic, tp.partition, position, end)
         stalled[:] = [f"{tp.topic}:{tp.partition}" for tp in progress.stalled(now)]
         STALLED.set(len(stalled))
         if stalled:
@@ -54,19 +63,20 @@ def install(
     app.timer(5.0, name="progress-watch")(watch_progress)
 
     async def live(self: Any, request: Any) -> Any:
-        alive, body = liveness.check(max_rss_mb)
+        alive, body = liveness.check(settings.live_max_rss_mb, settings.loop_stuck_after_s)
         return self.json(body, status=200 if alive else 503)
 
     async def readiness(self: Any, request: Any) -> Any:
-        ok = ready(app, loops)
+        ok = ready(app, loops) and not draining() and not stalled
+        READY.set(1 if ok else 0)
         return self.json(
             {
                 "status": "up" if ok else "down",
+                "draining": draining(),
                 "rebalancing": bool(app.rebalancing),
                 "in_recovery": bool(app.in_recovery),
                 "rebalances": app.rebalancing_count,
                 "loops": {loop.processor.name: loop.ready for loop in loops},
-                # Reported, not (yet) failing readiness: see README "Known problems".
                 "stalled": list(stalled),
             },
             status=200 if ok else 503,

@@ -24,6 +24,7 @@ from aiokafka.structs import ConsumerRecord
 from schemas import headers as h
 from schemas.groups import RETRY_SCHEDULER
 from schemas.topics import MAX_RECORD_BYTES, RETRY
+from tributary import heartbeats
 from tributary.kafka_admin import commit_or_log, started
 from tributary.settings import Settings
 
@@ -74,6 +75,7 @@ class RetryScheduler:
         # If the producer cannot start, the consumer still leaves its group.
         async with started(consumer), started(producer):
             while not stop.is_set():
+                heartbeats.beat("retry-scheduler")
                 self._resume_due(consumer)
                 batch = await consumer.getmany(timeout_ms=200, max_records=500)
                 for tp, records in batch.items():

@@ -42,6 +42,7 @@ from schemas.topics import MAX_RECORD_BYTES
 from streams import state
 from streams.metrics import BATCH_RECORDS, COMMIT_SECONDS, EVENTS_PROCESSED
 from streams.outputs import Effect, Output, dead_lettered, too_large
+from tributary import heartbeats
 from tributary.kafka_admin import read_partitions
 from tributary.settings import Settings
 
@@ -135,6 +136,7 @@ class TransactionalLoop:
             else:
                 return
             self.assigned = False
+            heartbeats.beat(self.processor.name)  # restarting is going round too
             await asyncio.sleep(1)
 
     def progress(self) -> list[tuple[TopicPartition, int, int | None]]:
@@ -172,6 +174,7 @@ class TransactionalLoop:
             # failed after the bootstrap would otherwise leave its connections open each time.
             await consumer.start()
             while not stop.is_set():
+                heartbeats.beat(self.processor.name)
                 batch = await consumer.getmany(timeout_ms=200, max_records=2000)
                 if self._assign_failed is not None:
                     raise AssignmentFailed(repr(self._assign_failed)) from self._assign_failed
@@ -390,6 +393,7 @@ class TransactionalLoop:
         restored = state.Tables(self.table_names)
         where = {TopicPartition(topic, partition): name for name, topic in self.changelogs.items()}
         async for tp, records in read_partitions(self.settings.kafka_bootstrap, list(where)):
+            heartbeats.beat(self.processor.name)  # a long restore is going round, not stuck
             table = restored[where[tp]]
             for record in records:
                 decoded = state.decode(record.key, record.value)

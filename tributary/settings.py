@@ -171,6 +171,9 @@ class Settings(BaseSettings):
 
     # A consumer with lag whose position has not moved for this long is reported stalled.
     stall_after_s: float = Field(default=60.0, gt=0)
+    # A loop (retry scheduler, push, status, the projector's) that has not gone round for
+    # this long is stuck: `/healthz/live` answers 503 so that the process is restarted.
+    loop_stuck_after_s: float = Field(default=60.0, gt=0)
 
     # Jobs (the command agent's limits are authoritative and evaluated in event time).
     command_rate_limits: str = "20/s,200/m,2000/h"
@@ -260,6 +263,11 @@ class Settings(BaseSettings):
     @property
     def gateway_url(self) -> str:
         return f"http://{self.gateway_host}:{self.gateway_port}"
+
+    @property
+    def worker_url(self) -> str:
+        """The worker's health and metrics pages."""
+        return f"http://{self.worker_web_host}:{self.worker_web_port}"
 
 
 @lru_cache(maxsize=1)

@@ -13,12 +13,10 @@ from __future__ import annotations
 import asyncio
 import signal
 import statistics
-import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import httpx
 import orjson
@@ -29,14 +27,12 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from infra.local import haproxy, kafka, stack
 from schemas import topics
 from tests.conftest import PORT_OFFSET, TEST_DATA, make_settings
-from tributary.demo import api_keys, query
+from tests.integration.load_helpers import Load, check_exactly_once_in_order
+from tributary.demo import api_keys
 from tributary.kafka_admin import admin_client
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration
-
-USERS = 12
-PAUSE_S = 0.05  # between a user's events: at most USERS / PAUSE_S events/s
 
 
 @pytest.fixture(scope="module")
@@ -74,53 +70,6 @@ def cluster(redis_cluster_node: Settings) -> Iterator[Settings]:
         stack.down(settings)
 
 
-@dataclass
-class Load:
-    """Users sending events through the balancer until `stop`; what the gateways answered."""
-
-    settings: Settings
-    run: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
-    stop: threading.Event = field(default_factory=threading.Event)
-    accepted: Counter[str] = field(default_factory=Counter)  # 202s per user
-    refused: list[tuple[float, str]] = field(default_factory=list)  # (when, what) not 202
-    thread: threading.Thread | None = None
-
-    def users(self) -> list[str]:
-        return [f"cl-{self.run}-u{i}" for i in range(USERS)]
-
-    def start(self) -> Load:
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
-        self.thread.start()
-        return self
-
-    def finish(self) -> None:
-        self.stop.set()
-        assert self.thread is not None
-        self.thread.join(timeout=60)
-
-    async def _run(self) -> None:
-        keys = await api_keys(self.settings, self.users())
-        async with httpx.AsyncClient(base_url=self.settings.gateway_url, timeout=10) as client:
-            await asyncio.gather(*(self._user(client, u, keys[u]) for u in self.users()))
-
-    async def _user(self, client: httpx.AsyncClient, user: str, key: str) -> None:
-        n = 0
-        while not self.stop.is_set():
-            body = {"id": f"{user}-{n}", "source": "cluster", "type": "t.n", "data": {"n": n}}
-            try:
-                response = await client.post("/v1/events", json=body, headers={"x-api-key": key})
-                status = str(response.status_code)
-            except httpx.HTTPError as exc:
-                status = type(exc).__name__
-            if status == "202":
-                self.accepted[user] += 1
-                n += 1
-                await asyncio.sleep(PAUSE_S)
-            else:
-                self.refused.append((time.monotonic(), status))
-                await asyncio.sleep(0.1)  # the same event again, same id
-
-
 def leader_with_most_partitions(settings: Settings) -> kafka.Node:
     async def leaders() -> Counter[int]:
         async with admin_client(settings.kafka_bootstrap) as admin:
@@ -132,30 +81,6 @@ def leader_with_most_partitions(settings: Settings) -> kafka.Node:
     node_id = counts.most_common(1)[0][0]
     print(f"partition leaders per broker: {dict(counts)}; killing broker {node_id}")
     return next(n for n in kafka.nodes(settings) if n.id == node_id)
-
-
-def check_exactly_once_in_order(settings: Settings, load: Load, timeout_s: float = 180) -> None:
-    """Every 202 in `events_counted` once; per user, seq 1..N in the order sent."""
-    db, where = settings.clickhouse_database, f"user_id LIKE 'cl-{load.run}-%'"
-    total = sum(load.accepted.values())
-    deadline = time.monotonic() + timeout_s
-    while query(settings, f"SELECT count() FROM {db}.events_counted WHERE {where}")[0][0] < total:
-        assert time.monotonic() < deadline, "not every accepted event reached ClickHouse"
-        time.sleep(0.5)
-    time.sleep(2)  # a duplicate would be a straggler
-    rows = query(
-        settings,
-        f"""SELECT user_id, count(), uniqExact(event_id), min(seq), max(seq),
-               arrayMap(p -> p.2, arraySort(p -> p.1,
-                   groupArray((seq, JSONExtractInt(data, 'data', 'n'))))) AS n_by_seq
-            FROM {db}.events_counted WHERE {where} GROUP BY user_id ORDER BY user_id""",
-    )
-    assert {r[0] for r in rows} == set(load.users())
-    for user, n, unique, lo, hi, n_by_seq in rows:
-        sent = load.accepted[user]
-        assert (n, unique) == (sent, sent), f"{user}: {n} rows, {unique} ids for {sent} 202s"
-        assert (lo, hi) == (1, sent), f"{user}: seq {lo}..{hi} for {sent} events"
-        assert n_by_seq == list(range(sent)), f"{user}: not in the order sent"
 
 
 def refusal_window(load: Load, since: float) -> str:

@@ -1,17 +1,20 @@
-"""`/healthz/live`'s memory verdict (gateway and worker)."""
+"""`/healthz/live`'s verdict: memory (every process) and loops still going round (the
+worker's and the projector's)."""
 
 from __future__ import annotations
 
+import time
+
 import psutil
 
-from tributary import liveness
+from tributary import heartbeats, liveness
 from tributary.liveness import MIB
 
 
 def test_under_the_limit_is_alive() -> None:
     alive, body = liveness.verdict(100 * MIB - 1, 100)
     assert alive
-    assert body == {"status": "up", "rss_mb": 100.0, "max_rss_mb": 100}
+    assert body == {"status": "up", "rss_mb": 100.0, "max_rss_mb": 100, "stuck_loops": []}
 
 
 def test_at_or_over_the_limit_is_down() -> None:
@@ -28,3 +31,15 @@ def test_check_reads_this_process() -> None:
     assert alive
     assert abs(body["rss_mb"] - rss_mb) < 50  # the same process, moments apart
     assert liveness.check(max_rss_mb=1)[0] is False  # no Python process fits in 1 MiB
+
+
+def test_a_loop_that_stops_beating_fails_liveness() -> None:
+    heartbeats.beat("test-loop")
+    beaten = time.monotonic()
+    assert "test-loop" not in heartbeats.stuck(60, now=beaten + 59)
+    assert heartbeats.stuck(60, now=beaten + 61) == ["test-loop"]
+    alive, body = liveness.verdict(MIB, 100, heartbeats.stuck(60, now=beaten + 61))
+    assert not alive and body["stuck_loops"] == ["test-loop"]
+    heartbeats.forget("test-loop")  # a loop that ended on purpose
+    assert "test-loop" not in heartbeats.stuck(60, now=beaten + 61)
+    assert liveness.check(max_rss_mb=100_000, stuck_after_s=60)[0]
