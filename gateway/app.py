@@ -23,7 +23,7 @@ from gateway.push_hub import PushHub
 from gateway.request_metrics import RequestMetrics
 from gateway.routes import container_logs, desktops, events, jobs, push, schemas
 from schemas.push import CLOSE_RECONNECT
-from tributary import redis_client
+from tributary import redis_client, telemetry
 from tributary.limits import parse_windows
 from tributary.logging import configure_logging
 from tributary.settings import Settings, get_settings
@@ -89,6 +89,7 @@ def create_api(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        telemetry.setup("tributary-gateway", settings)
         app.state.producer.start()
         app.state.push_hub.start()
         drain_first(app.state, settings.shutdown_drain_s)
@@ -100,6 +101,7 @@ def create_api(settings: Settings) -> FastAPI:
         await app.state.push_hub.stop()
         await app.state.producer.stop()
         await client.aclose()
+        telemetry.shutdown()
 
     app = FastAPI(title="Tributary gateway", version="1", lifespan=lifespan)
     app.state.settings = settings

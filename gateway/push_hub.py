@@ -26,7 +26,7 @@ from prometheus_client import Counter, Gauge
 from redis.exceptions import RedisError, ResponseError
 
 from schemas import keys
-from schemas.push import CLOSE_SLOW, STREAM_FIELD, decode_notice
+from schemas.push import CLOSE_SLOW, STREAM_FIELD, TRACE_FIELD, decode_notice
 
 log = structlog.get_logger(__name__)
 
@@ -34,7 +34,8 @@ SWEEP_S = 5.0
 PAGE = 500  # entries per XRANGE
 
 EntryId = tuple[int, int]
-Entry = tuple[EntryId, str, bytes]  # (parsed id, id as text, stored message)
+# (parsed id, id as text, stored message, the trace it continues or None)
+Entry = tuple[EntryId, str, bytes, bytes | None]
 
 SOCKETS = Gauge("tributary_push_sockets", "WebSockets subscribed on this gateway process.")
 STREAMS = Gauge("tributary_push_streams", "Streams the push reader follows for its sockets.")
@@ -49,11 +50,12 @@ def parse_id(entry_id: bytes | str) -> EntryId:
 
 
 def entries_of(raw: Any) -> list[Entry]:
-    """`XRANGE`'s reply as (parsed id, id text, stored message)."""
+    """`XRANGE`'s reply as entries."""
     out: list[Entry] = []
     for entry_id, fields in raw or []:
         text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-        out.append((parse_id(text), text, fields[STREAM_FIELD.encode()]))
+        stored = fields[STREAM_FIELD.encode()]
+        out.append((parse_id(text), text, stored, fields.get(TRACE_FIELD.encode())))
     return out
 
 

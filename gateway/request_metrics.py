@@ -12,10 +12,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from opentelemetry.trace import SpanKind
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.metrics import REQUEST_SECONDS
+from tributary import telemetry
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED = "unmatched"
@@ -38,6 +40,15 @@ class RequestMetrics:
         self.state = state
         self._series: dict[tuple[str, str, str], Any] = {}  # children looked up once
 
+    async def _traced(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The request in a server span, continuing the caller's `traceparent` if it sent
+        one; the records it produces carry this span's (gateway/tracing.py)."""
+        incoming = [(k.decode("latin-1"), v) for k, v in scope.get("headers", ())]
+        parent = telemetry.parent_of(incoming)
+        name = f"{scope['method']} {scope['path']}"
+        with telemetry.tracer().start_as_current_span(name, context=parent, kind=SpanKind.SERVER):
+            await self.app(scope, receive, send)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -52,7 +63,10 @@ class RequestMetrics:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_and_note)
+            if telemetry.enabled:
+                await self._traced(scope, receive, send_and_note)
+            else:
+                await self.app(scope, receive, send_and_note)
         finally:
             key = labels(scope, status)
             series = self._series.get(key)

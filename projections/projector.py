@@ -28,7 +28,7 @@ from projections.clickhouse import ClickHouse
 from projections.metrics import BATCH_SECONDS, ROWS_PROJECTED, SKIPPED, STALLED
 from projections.tables import PROJECTIONS, UNREADABLE, Projection
 from schemas.groups import PROJECTOR_CLICKHOUSE
-from tributary import heartbeats
+from tributary import heartbeats, telemetry
 from tributary.kafka_admin import commit_or_log
 from tributary.ops_metrics import report_lag
 from tributary.progress import ProgressWatch
@@ -191,6 +191,9 @@ class Projector:
                 continue
             if row is None:  # an older edition of a type: the current one is projected
                 continue
+            if telemetry.enabled:  # the record's trace reaches the projector (batched next)
+                with telemetry.span(f"project to {projection.table}", msg.headers):
+                    pass
             self.batcher.add(tp.topic, tp.partition, msg.offset, row)
         self.next_offset[tp] = expected
 

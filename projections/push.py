@@ -24,8 +24,8 @@ from schemas import contracts, keys
 from schemas.envelope import EnvelopeError, from_kafka_lenient
 from schemas.events import CountedData
 from schemas.groups import PROJECTOR_PUSH
-from schemas.push import STREAM_FIELD, push_payload
-from tributary import heartbeats, redis_client
+from schemas.push import STREAM_FIELD, TRACE_FIELD, push_payload
+from tributary import heartbeats, redis_client, telemetry
 from tributary.kafka_admin import commit_or_log
 from tributary.settings import Settings
 
@@ -55,7 +55,7 @@ class PushProjector:
             await self.redis.aclose()
 
     async def _push(self, messages: list) -> None:  # type: ignore[type-arg]
-        entries: list[tuple[str, bytes, str]] = []
+        entries: list[tuple[str, dict[str, bytes], str]] = []
         for msg in messages:
             try:
                 event = from_kafka_lenient(msg.value, msg.headers)
@@ -67,14 +67,19 @@ class PushProjector:
                 continue
             payload = push_payload(counted, event.id, event.time.isoformat())
             key = keys.push_stream(self.settings.namespace, event.subject)
-            entries.append((key, payload, f"{counted.seq}-0"))
+            fields = {STREAM_FIELD: payload}
+            if telemetry.enabled:  # the trace goes on to the gateway's send (TRACE_FIELD)
+                with telemetry.span("push to redis", msg.headers, seq=counted.seq) as on:
+                    if on is not None:
+                        fields[TRACE_FIELD] = telemetry.traceparent(on)
+            entries.append((key, fields, f"{counted.seq}-0"))
         delay = 0.2
         while True:
             pipe = self.redis.pipeline(transaction=False)
-            for key, payload, entry_id in entries:
+            for key, fields, entry_id in entries:
                 pipe.xadd(
                     key,
-                    {STREAM_FIELD: payload},
+                    fields,  # type: ignore[arg-type]
                     id=entry_id,
                     maxlen=self.settings.push_history_size,
                     approximate=True,

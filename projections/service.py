@@ -15,7 +15,7 @@ from projections.migrations import migrate
 from projections.projector import Projector
 from projections.push import PushProjector
 from projections.status import StatusProjector
-from tributary import admin
+from tributary import admin, telemetry
 from tributary.gc_tuning import tune_for_throughput
 from tributary.http_edge import listen
 from tributary.logging import configure_logging
@@ -26,6 +26,7 @@ log = structlog.get_logger(__name__)
 
 async def serve(settings: Settings) -> None:
     """Migrate, serve queries and project until SIGTERM/SIGINT; flush before exit."""
+    telemetry.setup("tributary-projector", settings)
     hashes = admin.server_hashes(settings, settings.projector_host)
     ch = connect(settings)
     applied = migrate(ch)
@@ -58,6 +59,7 @@ async def serve(settings: Settings) -> None:
         await serving
         queries.close()
         history.close()
+        telemetry.shutdown()
         ch.close()
 
 

@@ -37,7 +37,7 @@ from schemas.jobs import (
 )
 from schemas.push import JOBS_STREAM_MAXLEN, STREAM_FIELD, job_payload
 from schemas.status import ENDED, ContainerState, ContainerStatusHash, JobStatus
-from tributary import heartbeats, redis_client
+from tributary import heartbeats, redis_client, telemetry
 from tributary.kafka_admin import commit_or_log
 from tributary.settings import Settings
 
@@ -188,6 +188,9 @@ class StatusProjector:
                     for msg in records:
                         try:
                             event = from_kafka_lenient(msg.value, msg.headers)
+                            if telemetry.enabled:
+                                with telemetry.span(f"status {event.type}", msg.headers):
+                                    pass
                             pending.extend(updates(self.settings.namespace, event))
                             observe_job_end(event)
                         except (EnvelopeError, ValidationError, KeyError, ValueError) as exc:

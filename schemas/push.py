@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from schemas.events import CountedData
 
 STREAM_FIELD = "event"
+TRACE_FIELD = "traceparent"  # beside it when tracing is on: the gateway's send continues it
 JOBS_STREAM_MAXLEN = 1000
 
 # Close codes of `WS /v1/ws` beyond the standard ones a client acts on.

@@ -41,6 +41,7 @@ class Effect:
 
     job: Job
     partition: int
+    traceparent: bytes | None = None  # the decision's span: the attempt continues its trace
 
 
 def event(topic: str, ev: CloudEvent) -> list[Output]:

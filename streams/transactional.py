@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import structlog
@@ -42,7 +42,7 @@ from schemas.topics import MAX_RECORD_BYTES
 from streams import state
 from streams.metrics import BATCH_RECORDS, COMMIT_SECONDS, EVENTS_PROCESSED
 from streams.outputs import Effect, Output, dead_lettered, too_large
-from tributary import heartbeats
+from tributary import heartbeats, telemetry
 from tributary.kafka_admin import read_partitions
 from tributary.settings import Settings
 
@@ -232,7 +232,7 @@ class TransactionalLoop:
         outputs: list[Output] = []
         effects: list[Effect] = []
         for record in records:
-            for out in self._process_one(record, owned.tables):
+            for out in self._decide(record, owned.tables, tp.partition):
                 if isinstance(out, Effect):
                     effects.append(out)
                 else:
@@ -259,6 +259,26 @@ class TransactionalLoop:
             return
         effects, self._decided = self._decided, []
         await self.effects.submit(effects)
+
+    def _decide(
+        self, record: ConsumerRecord, tables: state.Tables, partition: int
+    ) -> Sequence[Output | Effect]:
+        """`_process_one`, in a span continuing the record's trace when tracing is on; the
+        outputs and effects carry that span's `traceparent` on."""
+        if not telemetry.enabled:
+            return self._process_one(record, tables)
+        name = f"{self.processor.name} decide"
+        with telemetry.span(name, record.headers, partition=partition, offset=record.offset) as on:
+            outs = self._process_one(record, tables)
+        if on is None:
+            return outs
+        tag = telemetry.traceparent(on)
+        return [
+            replace(o, traceparent=tag)
+            if isinstance(o, Effect)
+            else replace(o, headers=telemetry.with_traceparent(o.headers, tag))
+            for o in outs
+        ]
 
     def _process_one(
         self, record: ConsumerRecord, tables: state.Tables

@@ -13,6 +13,7 @@ import faust
 import structlog
 
 from streams.app import STOP_GRACE_S, Lifecycle, create_app
+from tributary import telemetry
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -34,7 +35,11 @@ class DrainingWorker(faust.Worker):
 
 def run(settings: Settings) -> None:
     """Run the worker until SIGTERM (drained, then exit 0) or SIGINT."""
+    telemetry.setup("tributary-worker", settings)
     lifecycle = Lifecycle()
     app = create_app(settings, lifecycle)
     worker = DrainingWorker(app, lifecycle, loglevel=settings.log_level.lower(), quiet=True)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        telemetry.shutdown()

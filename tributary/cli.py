@@ -42,6 +42,11 @@ def _shaped(brokers: int | None, gateways: int | None, workers: int | None) -> S
 COMPOSE = typer.Option(
     False, "--compose", help="docker-compose.yml from our images instead of local processes"
 )
+TRACING = typer.Option(
+    False,
+    "--tracing",
+    help="Start Jaeger (built from Go modules, cached) and send every process's spans there",
+)
 
 
 @cli.command()
@@ -50,6 +55,7 @@ def up(
     gateways: int = GATEWAYS,
     workers: int = WORKERS,
     compose: bool = COMPOSE,
+    tracing: bool = TRACING,
 ) -> None:
     """Start Kafka, Redis, the topics, the projector, workers and gateways (idempotent).
 
@@ -63,7 +69,12 @@ def up(
         if compose:
             timings = compose_run.up(get_settings(), echo=typer.echo)
         else:
-            timings = stack.up(_shaped(brokers, gateways, workers), echo=typer.echo)
+            settings = _shaped(brokers, gateways, workers)
+            if tracing:
+                from infra.local import jaeger
+
+                settings = settings.model_copy(update={"otlp_endpoint": jaeger.OTLP_ENDPOINT})
+            timings = stack.up(settings, echo=typer.echo)
     except ServiceError as exc:
         _fail(str(exc))
     typer.echo(

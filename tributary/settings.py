@@ -169,6 +169,10 @@ class Settings(BaseSettings):
     # so that its probes reach them (infra/k8s, docker-compose.yml).
     worker_web_host: str = "127.0.0.1"
 
+    # OpenTelemetry: where every process sends its spans (OTLP/HTTP, e.g. Jaeger's
+    # http://127.0.0.1:4318; `tributary up --tracing` starts one). Unset: tracing is off.
+    otlp_endpoint: str | None = None
+
     # A consumer with lag whose position has not moved for this long is reported stalled.
     stall_after_s: float = Field(default=60.0, gt=0)
     # A loop (retry scheduler, push, status, the projector's) that has not gone round for

@@ -26,6 +26,7 @@ from typing import Literal
 
 import orjson
 from fastapi import APIRouter, WebSocket
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnect
@@ -38,6 +39,7 @@ from gateway.resume import cursor_recovered, events_gap, fill_verdict
 from gateway.routes.desktops import shared
 from gateway.routes.jobs import ID_PATTERN
 from schemas import keys
+from schemas.headers import TRACEPARENT
 from schemas.push import (
     CLOSE_POLICY,
     CLOSE_RECONNECT,
@@ -45,6 +47,7 @@ from schemas.push import (
     ResumeMessage,
     with_cursor,
 )
+from tributary import telemetry
 
 router = APIRouter(tags=["push"])
 PATH = "/v1/ws"
@@ -273,13 +276,15 @@ async def _resume_events(
 async def _send(
     websocket: WebSocket, channel: str, entries: list[Entry], last: tuple[int, int]
 ) -> tuple[int, int]:
-    for entry_id, text, stored in entries:
+    for entry_id, text, stored, trace in entries:
         if entry_id <= last:
             continue  # read once from the stream and once from the hub, or filled already
-        if channel == "events":
-            await websocket.send_text(stored.decode())
+        message = stored.decode() if channel == "events" else with_cursor(stored, text)
+        if trace is not None and telemetry.enabled:
+            with telemetry.span("push to websocket", [(TRACEPARENT, trace)], SpanKind.PRODUCER):
+                await websocket.send_text(message)
         else:
-            await websocket.send_text(with_cursor(stored, text))
+            await websocket.send_text(message)
         last = entry_id
     return last
 

@@ -156,9 +156,11 @@ def family(run_dir: Path, name: str) -> list[Managed]:
     return [Managed(name, run), *(Managed(p.stem, run) for p in sorted(run.glob(f"{name}-*.pid")))]
 
 
-def run_or_fail(argv: list[str], what: str, timeout_s: float) -> str:
-    """Run `argv`; its stdout, or `ServiceError` with what it printed."""
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
+def run_or_fail(argv: list[str], what: str, timeout_s: float, cwd: Path | None = None) -> str:
+    """Run `argv` (in `cwd`); its stdout, or `ServiceError` with what it printed."""
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout_s, check=False, cwd=cwd
+    )
     if done.returncode != 0:
         raise ServiceError(f"{what} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     return done.stdout

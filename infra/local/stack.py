@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import httpx
 
-from infra.local import dockerd, haproxy, kafka, redis, triton
+from infra.local import dockerd, haproxy, jaeger, kafka, redis, triton
 from infra.local.process import Managed, ServiceError, family, port_in_use, wait_until
 from tributary.settings import Settings
 
@@ -134,6 +134,8 @@ def up(
         ("redis", lambda: redis.start(settings)),
         ("topics", lambda: "topics: " + ", ".join(kafka.ensure_topics(settings))),
     ]
+    if settings.otlp_endpoint == jaeger.OTLP_ENDPOINT:  # tracing, to a Jaeger of ours
+        steps.append(("jaeger", lambda: jaeger.start(settings)))
     if jobs:
         steps += [
             ("dockerd", lambda: dockerd.start(settings)),
@@ -159,7 +161,12 @@ def down(settings: Settings, echo: Callable[[str], None] = print) -> None:
         for proc in family(run, name):
             if proc.stop(timeout_s=40):
                 echo(f"stopped {proc.name}")
-    for name, module in (("triton", triton), ("dockerd", dockerd), ("redis", redis)):
+    for name, module in (
+        ("triton", triton),
+        ("dockerd", dockerd),
+        ("jaeger", jaeger),
+        ("redis", redis),
+    ):
         if module.stop(settings):
             echo(f"stopped {name}")
     if kafka.stop(settings):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -25,6 +26,7 @@ from aiokafka.errors import KafkaError
 
 from schemas.editions import editions
 from schemas.envelope import CloudEvent, to_kafka
+from schemas.headers import TRACEPARENT
 from schemas.jobs import ContainerSpec, InferenceSpec, Job, JobKind, JobState, Outcome
 from schemas.topics import JOBS
 from streams import emit, state
@@ -35,6 +37,7 @@ from streams.outputs import Effect
 from streams.runners.docker_runner import DockerRunner
 from streams.runners.errors import RunnerError
 from streams.runners.triton_batcher import InferenceBatcher
+from tributary import telemetry
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -95,10 +98,14 @@ class AttemptRunner:
     async def _run(self, effect: Effect) -> None:
         running = ATTEMPTS_RUNNING.labels(tier=effect.job.priority)
         running.inc()
+        origin = [(TRACEPARENT, effect.traceparent)] if effect.traceparent else None
         try:
-            fields = await self._attempt(effect.job)
-            result = emit.attempt_result(effect.job, **fields)
-            await self._send(self.executor.source, result, partition=effect.partition)
+            with telemetry.span(
+                f"{effect.job.kind} attempt", origin, job_id=effect.job.job_id
+            ):  # Docker or Triton within the decision's trace; its records continue it
+                fields = await self._attempt(effect.job)
+                result = emit.attempt_result(effect.job, **fields)
+                await self._send(self.executor.source, result, partition=effect.partition)
         except asyncio.CancelledError:
             raise
         except Exception:  # never lose the gate slot; the next owner reruns the attempt
@@ -158,19 +165,27 @@ class AttemptRunner:
         """A step on `jobs.events`, at-least-once, without waiting for the broker."""
         for edition in editions(event):
             key, value, headers = to_kafka(edition)
-            await self._producer.send(self.jobs, value, key=key, headers=list(headers))
+            await self._producer.send(self.jobs, value, key=key, headers=_traced(headers))
 
     async def _send(self, topic: str, event: CloudEvent, partition: int) -> None:
         """`event` on `topic`'s `partition`, retried until the broker has it."""
-        key, value, headers = to_kafka(event)
+        key, value, plain = to_kafka(event)
+        headers = _traced(plain)
         delay = 0.2
         while True:
             try:
                 await self._producer.send_and_wait(
-                    topic, value, key=key, headers=list(headers), partition=partition
+                    topic, value, key=key, headers=headers, partition=partition
                 )
                 return
             except KafkaError as exc:
                 log.warning("result not written; retrying", topic=topic, error=repr(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+
+def _traced(headers: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """`headers`, with the current span's `traceparent` when tracing is on."""
+    if telemetry.enabled and (current := telemetry.traceparent()):
+        return telemetry.with_traceparent(list(headers), current)
+    return list(headers)

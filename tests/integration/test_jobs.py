@@ -21,7 +21,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from infra.local import dockerd, stack, triton
+from infra.local import dockerd, jaeger, stack, triton
 from schemas.jobs import container_name
 from schemas.publishing import PUBLISHED
 from schemas.topics import COMMANDS, DLQ, INGEST, REGISTRY, REJECTED, WORK_NORMAL
@@ -40,7 +40,8 @@ TRITON = f"127.0.0.1:{18000 + PORT_OFFSET}"
 
 @pytest.fixture(scope="module")
 def jobs_stack(services: Settings) -> Iterator[tuple[Settings, dict[str, str]]]:
-    """dockerd, Triton, then projector, worker and gateway with small quotas and retry delays."""
+    """dockerd, Triton, Jaeger, then projector, worker and gateway with small quotas and
+    retry delays, every process sending its spans to Jaeger."""
     from infra.local.process import free_port
 
     settings = services.model_copy(
@@ -54,14 +55,17 @@ def jobs_stack(services: Settings) -> Iterator[tuple[Settings, dict[str, str]]]:
             "rate_limits_containers": "100/s,1000/m,10000/h",
             # Normal-priority inference gets 1 slot; high ones the reserved second.
             "gpu_pool_slots": 2,
+            "otlp_endpoint": jaeger.OTLP_ENDPOINT,
         }
     )
     ours = dockerd.managed(settings).pid() is None and not dockerd.is_ready(settings)
+    tracing_ours = not jaeger.is_ready()
     try:
         # Inside the try: a Triton that is not ready in time is stopped, not left holding
         # its ports for the next start.
         print(dockerd.start(settings))
         print(triton.start(settings))
+        print(jaeger.start(settings))
         for app in stack.APPS:
             print(stack.start_app(settings, app))
         keys = asyncio.run(api_keys(settings, ["alice", "bob"]))
@@ -70,6 +74,8 @@ def jobs_stack(services: Settings) -> Iterator[tuple[Settings, dict[str, str]]]:
         for app in reversed(stack.APPS):
             stack.managed(settings, app).stop(timeout_s=40)
         triton.stop(settings)
+        if tracing_ours:
+            jaeger.stop(settings)
         if ours:
             dockerd.stop(settings)
 
@@ -100,6 +106,94 @@ def wait_for_job(
                 return body
         time.sleep(0.2)
     raise AssertionError(f"job {job_id} never reached {states}; last seen {body}")
+
+
+def trace_of(trace_id: str, wanted: set[str], timeout_s: float = 60) -> dict[str, set[str]]:
+    """Jaeger's view of one trace, by its query API: operation names per service, once
+    every one of `wanted` is among them (spans arrive in batches from each process)."""
+    deadline = time.monotonic() + timeout_s
+    seen: dict[str, set[str]] = {}
+    while time.monotonic() < deadline:
+        response = httpx.get(f"{jaeger.QUERY_URL}/api/traces/{trace_id}", timeout=5)
+        if response.status_code == 200 and response.json().get("data"):
+            [found] = response.json()["data"]
+            services = {k: p["serviceName"] for k, p in found["processes"].items()}
+            seen = {}
+            for span in found["spans"]:
+                seen.setdefault(services[span["processID"]], set()).add(span["operationName"])
+            if wanted <= set().union(*seen.values()):
+                return seen
+        time.sleep(1)
+    raise AssertionError(f"trace {trace_id} lacks {wanted}: {seen}")
+
+
+def test_one_trace_per_request_across_every_hop_in_jaeger(
+    jobs_stack: tuple[Settings, dict],
+) -> None:
+    """An event and an inference job, each sent with a `traceparent` of our own: Jaeger holds
+    one trace for each whose spans go from the gateway through the agents to the projector
+    and the WebSocket push (the event), and to the executor's Triton call and the status
+    projector (the job)."""
+    import secrets
+
+    from tributary.client import PushClient
+
+    settings, keys = jobs_stack
+    event_trace, job_trace = secrets.token_hex(16), secrets.token_hex(16)
+
+    def parent(trace_id: str) -> dict[str, str]:
+        return {"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
+
+    async def event_pushed() -> int:
+        client = PushClient(settings.gateway_url, api_key=keys["alice"])
+        events = client.events()
+        reading = asyncio.create_task(anext(events))
+        await asyncio.sleep(1)  # subscribed, live
+        body = {"source": "trace", "type": "t.traced", "data": {"n": 1}}
+        response = await asyncio.to_thread(
+            call,
+            settings,
+            keys["alice"],
+            "POST",
+            "/v1/events",
+            json=body,
+            headers=parent(event_trace),
+        )
+        assert response.status_code == 202, response.text
+        pushed = await asyncio.wait_for(reading, 60)
+        await events.aclose()
+        return pushed.seq
+
+    assert asyncio.run(event_pushed()) >= 1
+    response = call(
+        settings,
+        keys["alice"],
+        "POST",
+        "/v1/inference",
+        json={"inputs": ["a traced sentence"]},
+        headers=parent(job_trace),
+    )
+    assert response.status_code == 202, response.text
+    job = wait_for_job(settings, keys["alice"], response.json()["job_id"], {"completed"})
+    assert job["state"] == "completed"
+
+    event_spans = trace_of(
+        event_trace,
+        {
+            "POST /v1/events",
+            "counter decide",
+            "project to events_counted",
+            "push to redis",
+            "push to websocket",
+        },
+    )
+    assert set(event_spans) >= {"tributary-gateway", "tributary-worker", "tributary-projector"}
+    job_spans = trace_of(
+        job_trace,
+        {"POST /v1/inference", "commands decide", "inference attempt", "status job.completed"},
+    )
+    assert set(job_spans) >= {"tributary-gateway", "tributary-worker", "tributary-projector"}
+    print(f"event trace: {event_spans}\njob trace: {job_spans}")
 
 
 def test_inference_job_completes_with_embeddings(jobs_stack: tuple[Settings, dict]) -> None:

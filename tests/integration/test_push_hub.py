@@ -60,7 +60,7 @@ def test_one_reader_follows_many_streams_with_a_fixed_number_of_connections(
         async with asyncio.timeout(20):
             for subscriber in subscribers:
                 while len(got[subscriber.key]) < 3:
-                    for entry_id, _, _ in await subscriber.take():
+                    for entry_id, *_ in await subscriber.take():
                         got[subscriber.key].append(entry_id[0])
         many = await connections_of(writer, name)
         await hub.stop()
