@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: system setup triton-venv demo test lint down images
+.PHONY: system setup triton-venv jaeger demo test lint down images
 
 system:  ## Debian packages: redis-server, Java 17, Maven, docker.io, busybox, haproxy, docker-compose, nodejs, npm, mmdebstrap (skipped when present)
 	bash infra/install-system.sh
@@ -33,7 +33,11 @@ gateway/static/node_modules/.installed: gateway/static/package-lock.json
 	npm ci --prefix gateway/static --no-audit --no-fund --silent
 	touch $@
 
-setup: system $(VENV)/.installed triton-venv docs/examples/js/node_modules/.installed gateway/static/node_modules/.installed
+# Jaeger, built from Go modules with the Go toolchain into the cache (~5 min, once).
+jaeger: $(VENV)/.installed
+	$(BIN)/python -m infra.local.jaeger
+
+setup: system $(VENV)/.installed triton-venv docs/examples/js/node_modules/.installed gateway/static/node_modules/.installed jaeger
 
 demo: setup  ## bring the stack up and push events HTTP → Kafka → stream agents → ClickHouse
 	$(BIN)/tributary up

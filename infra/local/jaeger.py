@@ -78,3 +78,7 @@ def start(settings: Settings, timeout_s: float = 60.0) -> str:
 
 def stop(settings: Settings) -> bool:
     return managed(settings).stop()
+
+
+if __name__ == "__main__":  # `make setup`: build it into the cache if it is not there
+    print(ensure_built(Settings()))
