@@ -40,8 +40,8 @@ def main(seconds: int = 10, connections: int = 32, rounds: int = 2) -> None:
     print(
         "\n| tracing | events/s | p50 ms | p99 ms | gateway CPU µs/event |\n|---|---|---|---|---|"
     )
-    for name, rate, p50, p99, cpu in rows:
-        print(f"| {name} | {rate:,.0f} | {p50:.1f} | {p99:.1f} | {cpu:.0f} |")
+    for name, rate, p50, p99, gateway_us in rows:
+        print(f"| {name} | {rate:,.0f} | {p50:.1f} | {p99:.1f} | {gateway_us:.0f} |")
     off = [r[1] for r in rows if r[0] == "off"]
     on = [r[1] for r in rows if r[0] == "on"]
     print(f"\nmean events/s: off {sum(off) / len(off):,.0f}, on {sum(on) / len(on):,.0f}")
