@@ -17,7 +17,8 @@ router = APIRouter(tags=["health"])
 
 @router.get("/healthz/live", summary="The process is up and its memory under the limit.")
 async def live(request: Request) -> Response:
-    alive, body = liveness.check(request.app.state.settings.live_max_rss_mb)
+    settings = request.app.state.settings
+    alive, body = liveness.check(settings.live_max_rss_mb, settings.loop_stuck_after_s)
     return json_response(body, status=200 if alive else 503)
 
 

@@ -23,10 +23,11 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 from prometheus_client import Counter, Gauge
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from schemas import keys
 from schemas.push import CLOSE_SLOW, STREAM_FIELD, TRACE_FIELD, decode_notice
+from tributary import heartbeats
 
 log = structlog.get_logger(__name__)
 
@@ -205,6 +206,10 @@ class PushHub:
             max_deleted=parse_id(deleted),
         )
 
+    def _seq_ids(self, stream: str) -> bool:
+        """A user's events stream: entry ids are `<seq>-0`, so a gap shows."""
+        return keys.is_push_stream(self.namespace, stream)
+
     # ---------------------------------------------------------------- the one reader
 
     async def _notices(self) -> None:
@@ -219,8 +224,8 @@ class PushHub:
                 async for message in pubsub.listen():
                     if message and message.get("type") == "message":
                         self._want(set(decode_notice(message["data"])))
-            except (RedisError, OSError) as exc:
-                log.warning("push notices unavailable; retrying", error=str(exc))
+            except Exception as exc:  # whatever it was, the notices must go on
+                log.warning("push notices unavailable; retrying", error=repr(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             finally:
@@ -241,14 +246,16 @@ class PushHub:
     async def _reader(self) -> None:
         delay = 0.2
         while True:
-            await self.kick.wait()
+            heartbeats.beat("push-reader")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.kick.wait(), SWEEP_S)
             self.kick.clear()
             wanted, self.pending = self.pending, set()
             try:
                 await self._read_round(sorted(wanted))
                 delay = 0.2
-            except (RedisError, OSError) as exc:
-                log.warning("push streams unreadable; retrying", error=str(exc))
+            except Exception as exc:  # Redis, the cluster client, a malformed entry: go on
+                log.warning("push streams unreadable; retrying", error=repr(exc))
                 self._want(wanted)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -270,6 +277,14 @@ class PushHub:
                 fresh = [e for e in entries_of(raw) if e[0] > position]
                 if not fresh:
                     continue
+                if (
+                    self._seq_ids(stream)
+                    and position != (0, 0)
+                    and fresh[0][0][0] > position[0] + 1
+                ):
+                    # Trimmed past where this reader was: its sockets would skip seqs.
+                    for subscriber in self.subscribers.get(stream, ()):
+                        subscriber.close(CLOSE_SLOW, "fell behind the stream: resume")
                 self.positions[stream] = fresh[-1][0]
                 for subscriber in self.subscribers.get(stream, ()):
                     subscriber.offer(fresh)

@@ -22,7 +22,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from projections.analyst_queries import AnalystQueries, QueryError
-from projections.history import MAX_EVENTS, History
+from projections.history import MAX_EVENTS, Busy, History
 from projections.projector import Projector
 from projections.replay import Replay
 from tributary import admin, liveness
@@ -190,7 +190,10 @@ def build(
             message = f"user, after, before and limit: {exc}"
             return _json({"error": "bad_request", "message": message}, 400)
         try:
-            messages = await asyncio.to_thread(history.events, user, after, before, limit)
+            messages = await history.read(user, after, before, limit)
+        except Busy:
+            body = {"error": "busy", "message": "a history read is running; try again"}
+            return _json(body, 503, {"Retry-After": "1"})
         except Exception as exc:  # ClickHouse's errors are one type with a code in the text
             body = {"error": "clickhouse_unavailable", "message": str(exc)[:500]}
             return _json(body, 503, {"Retry-After": "1"})

@@ -47,6 +47,11 @@ def push_stream(namespace: str, user_id: str) -> str:
     return f"{namespace}:push:{user_tag(user_id)}"
 
 
+def is_push_stream(namespace: str, key: str) -> bool:
+    """Whether `key` is a user's events stream (`push_stream`: entry ids `<seq>-0`)."""
+    return key.startswith(f"{namespace}:push:")
+
+
 def push_notices(namespace: str) -> str:
     """The Pub/Sub channel where the push and status projectors name the streams they just
     appended to (a JSON list of keys), so one reader per gateway knows what to read."""

@@ -27,7 +27,8 @@ def connect(settings: Settings, name: str | None = None) -> aioredis.Redis:
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             client_name=name,
-            max_connections=most,  # per node
+            # Not `max_connections`: redis-py's cluster client raises past it instead of
+            # waiting. The push reader bounds its own reads (`push_redis_concurrency`).
         )
         return cast(aioredis.Redis, cluster)
     # A burst of callers waits for a connection (up to the timeout) rather than opening

@@ -49,8 +49,8 @@ class Settings(BaseSettings):
     redis_cluster: bool = False
     # Connect and per-command socket timeout.
     redis_timeout_s: float = Field(default=2.0, gt=1.0)
-    # Connections a process's client opens at most (per node of a cluster); callers beyond
-    # wait for one, up to `redis_timeout_s`.
+    # Connections a process's client opens at most (a single Redis; callers beyond wait for
+    # one, up to `redis_timeout_s`). The cluster client is not bounded (it would refuse).
     redis_max_connections: int = Field(default=32, ge=2, le=10_000)
 
     # Unset: embedded chDB under data_dir. Set (http://host:8123): a ClickHouse server.

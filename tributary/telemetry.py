@@ -37,8 +37,12 @@ def setup(service: str, settings: Settings) -> None:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
-    exporter = OTLPSpanExporter(endpoint=f"{settings.otlp_endpoint.rstrip('/')}/v1/traces")
-    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=500))
+    exporter = OTLPSpanExporter(
+        endpoint=f"{settings.otlp_endpoint.rstrip('/')}/v1/traces", timeout=2
+    )  # a collector that is down never holds a stopping process for long
+    provider.add_span_processor(
+        BatchSpanProcessor(exporter, schedule_delay_millis=500, export_timeout_millis=2000)
+    )
     trace.set_tracer_provider(provider)
     _provider = provider
     enabled = True

@@ -25,6 +25,7 @@ import contextlib
 from typing import Literal
 
 import orjson
+import structlog
 from fastapi import APIRouter, WebSocket
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -43,12 +44,14 @@ from schemas.headers import TRACEPARENT
 from schemas.push import (
     CLOSE_POLICY,
     CLOSE_RECONNECT,
+    CLOSE_SLOW,
     CLOSE_UNAVAILABLE,
     ResumeMessage,
     with_cursor,
 )
 from tributary import telemetry
 
+log = structlog.get_logger(__name__)
 router = APIRouter(tags=["push"])
 PATH = "/v1/ws"
 MAX_SEQ = 2**63 - 1
@@ -167,14 +170,16 @@ async def _serve(
     then live entries until the client goes or the hub closes the subscriber."""
     key = subscriber.key
     view = await hub.view(key)
+    promised = False  # told the client nothing is missing: the reads must bear it out
     if query.channel == "events":
         if query.since is None:  # live only
             last = view.last or (0, 0)
             resume = ResumeMessage(recovered=True, last=last[0] if view.last else None)
             await websocket.send_text(resume.model_dump_json(exclude_none=True))
+            promised = view.last is not None  # no stream: nothing known to follow from
         else:
             assert user is not None  # the events channel has no share links
-            last = await _resume_events(websocket, user, query.since, view)
+            last, promised = await _resume_events(websocket, user, query.since, view)
     else:
         last = parse_id(query.cursor)
         recovered = cursor_recovered(last, view.exists, view.max_deleted)
@@ -189,6 +194,10 @@ async def _serve(
     # after the stream's end as it was at subscription: the two overlap, never gap).
     while True:
         page = await hub.read(key, f"{last[0]}-{last[1]}")
+        if promised and page and page[0][0][0] > last[0] + 1:
+            # Trimmed since the verdict: rather than skip seqs, have the client resume.
+            await _close(websocket, CLOSE_SLOW, "the stream moved on: resume")
+            return
         last = await _send(websocket, query.channel, page, last)
         if len(page) < PAGE:
             break
@@ -240,12 +249,16 @@ class Sender:
                 self.last = await _send(self.websocket, self.channel, entries, self.last)
         except (WebSocketDisconnect, OSError, RuntimeError):
             return  # the client went: its receive loop ends the subscription
+        except Exception:  # a message it could not send: close, the client resumes
+            log.exception("push send failed", stream=self.subscriber.key)
+            await _close(self.websocket, CLOSE_UNAVAILABLE, "send failed: resume")
 
 
 async def _resume_events(
     websocket: WebSocket, user: str, since: int, view: StreamView
-) -> tuple[int, int]:
-    """Send the resume message and the ClickHouse fill; the last seq sent, as an id."""
+) -> tuple[tuple[int, int], bool]:
+    """Send the resume message and the ClickHouse fill: the last seq sent, as an id, and
+    whether the message said nothing is missing."""
     state = websocket.app.state
     first_seq = view.first[0] if view.first else None
     held = view.last[0] if view.last else None
@@ -253,7 +266,7 @@ async def _resume_events(
     if gap is None:
         resume = ResumeMessage(recovered=True, since=since, last=held)
         await websocket.send_text(resume.model_dump_json(exclude_none=True))
-        return (since, 0)
+        return (since, 0), True
     after, before = gap
     filled = await push_history.fetch(state.settings, user, after, before)
     verdict = fill_verdict(since, before, filled)
@@ -268,9 +281,9 @@ async def _resume_events(
     for _, message in verdict.send:
         await websocket.send_text(message.decode())
     if verdict.send:
-        return (verdict.send[-1][0], 0)
+        return (verdict.send[-1][0], 0), verdict.recovered
     # Nothing filled: from where Redis begins (or from `since` when it holds nothing).
-    return (before - 1, 0) if before is not None else (since, 0)
+    return ((before - 1, 0) if before is not None else (since, 0)), verdict.recovered
 
 
 async def _send(

@@ -37,7 +37,7 @@ from streams.outputs import Effect
 from streams.runners.docker_runner import DockerRunner
 from streams.runners.errors import RunnerError
 from streams.runners.triton_batcher import InferenceBatcher
-from tributary import telemetry
+from tributary import heartbeats, telemetry
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -81,7 +81,13 @@ class AttemptRunner:
 
     async def submit(self, effects: list[Effect]) -> None:
         for effect in effects:
-            await self._gate.acquire()  # at the tier's concurrency: the loop waits here
+            # At the tier's concurrency the loop waits here: going round, not stuck.
+            while True:
+                try:
+                    await asyncio.wait_for(self._gate.acquire(), timeout=5.0)
+                    break
+                except TimeoutError:
+                    heartbeats.beat(self.executor.name)
             task = asyncio.create_task(self._run(effect), name=f"attempt-{effect.job.job_id}")
             self._running.add(task)
             task.add_done_callback(self._running.discard)

@@ -50,7 +50,7 @@ def test_one_reader_follows_many_streams_with_a_fixed_number_of_connections(
         users = [f"u{i}" for i in range(300)]
         streams = [keys.push_stream(settings.namespace, u) for u in users]
         for stream in streams[:3]:  # some history before anyone subscribes
-            await append(settings, writer, stream, range(1, 4))
+            await append(settings, writer, stream, range(7, 10))
         subscribers: list[Subscriber] = [await hub.subscribe(s) for s in streams]
         await asyncio.sleep(0.3)  # the notice subscription is up
         few = await connections_of(writer, name)
@@ -60,6 +60,7 @@ def test_one_reader_follows_many_streams_with_a_fixed_number_of_connections(
         async with asyncio.timeout(20):
             for subscriber in subscribers:
                 while len(got[subscriber.key]) < 3:
+                    assert subscriber.closing is None, subscriber.closing
                     for entry_id, *_ in await subscriber.take():
                         got[subscriber.key].append(entry_id[0])
         many = await connections_of(writer, name)
@@ -102,3 +103,27 @@ def test_a_subscriber_past_its_buffer_is_closed_and_its_queue_dropped(
     assert slow.closing is not None and slow.closing[0] == CLOSE_SLOW
     assert slow.queued_bytes == 0 and not slow.queue
     assert quick.closing is None and taken == 200
+
+
+def test_a_reader_that_finds_seqs_trimmed_away_closes_its_sockets(services: Settings) -> None:
+    """A user's stream trimmed past where the reader was (its sockets would skip seqs):
+    they are closed so that their clients resume and hear what is missing."""
+    settings = services.model_copy(update={"namespace": f"t{uuid.uuid4().hex[:10]}"})
+
+    async def scenario() -> Subscriber:
+        client = redis_client.connect(settings)
+        hub = PushHub(client, settings.namespace, concurrency=2, buffer=1024 * 1024)
+        hub.start()
+        stream = keys.push_stream(settings.namespace, "behind")
+        await append(settings, client, stream, range(1, 4))
+        subscriber = await hub.subscribe(stream)  # the reader is at seq 3
+        await asyncio.sleep(0.3)
+        await append(settings, client, stream, range(10, 12))  # 4..9 never seen
+        async with asyncio.timeout(10):
+            await subscriber.take()
+        await hub.stop()
+        await client.aclose()
+        return subscriber
+
+    subscriber = asyncio.run(scenario())
+    assert subscriber.closing is not None and subscriber.closing[0] == CLOSE_SLOW
