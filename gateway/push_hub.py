@@ -144,6 +144,7 @@ class PushHub:
         ]
 
     async def stop(self) -> None:
+        heartbeats.forget("push-reader")
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
@@ -244,6 +245,12 @@ class PushHub:
             self.kick.set()
 
     async def _reader(self) -> None:
+        try:
+            await self._read_forever()
+        finally:
+            heartbeats.forget("push-reader")
+
+    async def _read_forever(self) -> None:
         delay = 0.2
         while True:
             heartbeats.beat("push-reader")

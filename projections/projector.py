@@ -96,6 +96,7 @@ class Projector:
             await self._flushed()
         finally:
             self.ready = False
+            heartbeats.forget("projector")
             if watcher is not None:
                 watcher.cancel()
             if self._flushing is not None and not self._flushing.done():

@@ -51,6 +51,7 @@ class PushProjector:
                 await self._push(messages)
                 await commit_or_log(self.consumer, group="projector-push")
         finally:
+            heartbeats.forget("push")
             await self.consumer.stop()
             await self.redis.aclose()
 

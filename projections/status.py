@@ -198,6 +198,7 @@ class StatusProjector:
                 await self._apply(pending)
                 await commit_or_log(self.consumer, group="projector-status")
         finally:
+            heartbeats.forget("status")
             await self.consumer.stop()
             await self.redis.aclose()
 

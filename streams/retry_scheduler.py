@@ -15,7 +15,9 @@ the debounce key, so a second copy has no second effect.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -73,7 +75,7 @@ class RetryScheduler:
             max_request_size=MAX_RECORD_BYTES,
         )
         # If the producer cannot start, the consumer still leaves its group.
-        async with started(consumer), started(producer):
+        async with started(consumer), started(producer), _forgotten_at_end():
             while not stop.is_set():
                 heartbeats.beat("retry-scheduler")
                 self._resume_due(consumer)
@@ -111,3 +113,12 @@ class RetryScheduler:
             else:
                 await producer.send_and_wait(target, record.value, key=record.key, headers=headers)
             await commit_or_log(consumer, {tp: record.offset + 1}, group="retry-scheduler")
+
+
+@contextlib.asynccontextmanager
+async def _forgotten_at_end() -> AsyncIterator[None]:
+    """The scheduler's heartbeat is no longer expected once it ends on purpose."""
+    try:
+        yield
+    finally:
+        heartbeats.forget("retry-scheduler")

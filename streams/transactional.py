@@ -124,6 +124,12 @@ class TransactionalLoop:
     async def run(self, stop: asyncio.Event) -> None:
         """Process until `stop`; a fenced or broken loop leaves the group and joins again
         (not ready meanwhile), restoring its partitions from their changelogs."""
+        try:
+            await self._run_until(stop)
+        finally:
+            heartbeats.forget(self.processor.name)  # ended on purpose: not stuck
+
+    async def _run_until(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 await self._run_once(stop)
