@@ -82,12 +82,10 @@ class AttemptRunner:
     async def submit(self, effects: list[Effect]) -> None:
         for effect in effects:
             # At the tier's concurrency the loop waits here: going round, not stuck.
-            while True:
-                try:
-                    await asyncio.wait_for(self._gate.acquire(), timeout=5.0)
-                    break
-                except TimeoutError:
-                    heartbeats.beat(self.executor.name)
+            # (The acquire is never cancelled: a cancelled Semaphore.acquire can lose a slot.)
+            acquiring = asyncio.ensure_future(self._gate.acquire())
+            while not (await asyncio.wait({acquiring}, timeout=5.0))[0]:
+                heartbeats.beat(self.executor.name)
             task = asyncio.create_task(self._run(effect), name=f"attempt-{effect.job.job_id}")
             self._running.add(task)
             task.add_done_callback(self._running.discard)
