@@ -109,10 +109,10 @@ def test_with_deadline_passes_the_outcome_on_or_times_out() -> None:
     async def scenario() -> tuple[list[object], BaseException | None, float]:
         loop = asyncio.get_running_loop()
         ok, failing, silent = loop.create_future(), loop.create_future(), loop.create_future()
-        acks = [with_deadline(f, loop.time() + 0.2) for f in (ok, failing, silent)]
+        started = loop.time()
+        acks = [with_deadline(f, started + 0.2) for f in (ok, failing, silent)]
         ok.set_result("meta")
         failing.set_exception(ValueError("broker said no"))
-        started = loop.time()
         outcomes = await asyncio.gather(*acks, return_exceptions=True)
         silent.set_result("too late")  # the deadline's answer stands
         await asyncio.sleep(0)
@@ -122,4 +122,4 @@ def test_with_deadline_passes_the_outcome_on_or_times_out() -> None:
     assert ok == "meta"
     assert isinstance(failing, ValueError)
     assert isinstance(silent, TimeoutError) and isinstance(late, TimeoutError)
-    assert 0.15 < waited < 1.0
+    assert 0.19 <= waited < 5  # not before the deadline; the bound only catches a hang
