@@ -90,6 +90,7 @@ def create_api(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         telemetry.setup("tributary-gateway", settings)
+        await redis_client.initialize(client)
         app.state.producer.start()
         app.state.push_hub.start()
         drain_first(app.state, settings.shutdown_drain_s)

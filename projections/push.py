@@ -42,6 +42,7 @@ class PushProjector:
         try:
             # Inside the try: a start that fails half-way is stopped, and Redis closed, too.
             await self.consumer.start()
+            await redis_client.initialize(self.redis)
             while not stop.is_set():
                 heartbeats.beat("push")
                 batch = await self.consumer.getmany(timeout_ms=100, max_records=5000)

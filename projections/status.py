@@ -178,6 +178,7 @@ class StatusProjector:
         try:
             # Inside the try: a start that fails half-way is stopped, and Redis closed, too.
             await self.consumer.start()
+            await redis_client.initialize(self.redis)
             while not stop.is_set():
                 heartbeats.beat("status")
                 batch = await self.consumer.getmany(timeout_ms=100, max_records=2000)

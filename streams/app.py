@@ -117,6 +117,7 @@ def create_app(settings: Settings, lifecycle: Lifecycle | None = None) -> faust.
         )
         await producer.start()
         redis = redis_client.connect(settings)
+        await redis_client.initialize(redis)
         docker = DockerRunner(settings.docker_dsn, settings.namespace)
         batcher = InferenceBatcher(
             TritonRunner(settings.triton_url),

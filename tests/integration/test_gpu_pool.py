@@ -20,6 +20,8 @@ async def test_two_workers_never_hold_more_than_the_slots(redis_settings: Settin
     ns = make_settings().namespace
     clients = [redis_client.connect(redis_settings) for _ in range(2)]
     # Two "workers", each its own client and pool object, sharing pool "p".
+    for client in clients:
+        await redis_client.initialize(client)  # as every process does at its start
     pools = [GpuPool(c, ns, "p", slots=2, poll_s=0.01) for c in clients]
     held = peak = 0
 
