@@ -1,4 +1,4 @@
-# Tributary's image: one image, three entry points (gateway, worker, projector): `tributary <command>`.
+# Tributary's image: one image, four entry points (gateway, worker, projector, dashboard): `tributary <command>`.
 # BASE is any Debian bookworm image: debian:bookworm-slim from a registry, or here, where there
 # is none, the root file system `tributary images build` makes with mmdebstrap.
 ARG BASE=debian:bookworm-slim
@@ -12,13 +12,14 @@ ENV PATH=/opt/tributary/bin:$PATH PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 # The dependencies first, in a layer that changes only with pyproject.toml.
 COPY pyproject.toml ./
-RUN touch README.md && for p in schemas gateway streams projections infra tributary; do mkdir -p $p && touch $p/__init__.py; done \
+RUN touch README.md && for p in schemas gateway streams projections dashboard infra tributary; do mkdir -p $p && touch $p/__init__.py; done \
     && pip install --no-cache-dir . && pip uninstall -y -q tributary && rm -rf /app/*
 COPY pyproject.toml README.md ./
 COPY schemas schemas
 COPY gateway gateway
 COPY streams streams
 COPY projections projections
+COPY dashboard dashboard
 COPY infra infra
 COPY tributary tributary
 RUN pip install --no-cache-dir --no-deps . && rm -rf build

@@ -33,11 +33,16 @@ gateway/static/node_modules/.installed: gateway/static/package-lock.json
 	npm ci --prefix gateway/static --no-audit --no-fund --silent
 	touch $@
 
+# Chart.js, which the admin dashboard serves for its charts, from package-lock.json.
+dashboard/static/node_modules/.installed: dashboard/static/package-lock.json
+	npm ci --prefix dashboard/static --no-audit --no-fund --silent
+	touch $@
+
 # Jaeger, built from Go modules with the Go toolchain into the cache (~5 min, once).
 jaeger: $(VENV)/.installed
 	$(BIN)/python -m infra.local.jaeger
 
-setup: system $(VENV)/.installed triton-venv docs/examples/js/node_modules/.installed gateway/static/node_modules/.installed jaeger
+setup: system $(VENV)/.installed triton-venv docs/examples/js/node_modules/.installed gateway/static/node_modules/.installed dashboard/static/node_modules/.installed jaeger
 
 demo: setup  ## bring the stack up and push events HTTP → Kafka → stream agents → ClickHouse
 	$(BIN)/tributary up

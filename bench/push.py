@@ -63,6 +63,7 @@ def settings_for() -> Settings:
         gateway_port=free_port(),
         projector_port=free_port(),
         worker_web_port=free_port(),
+        dashboard_port=free_port(),
         rate_limits="100000/s,10000000/m,100000000/h",
         log_level="WARNING",
     )

@@ -66,3 +66,9 @@ def container_stream(namespace: str, container_id: str) -> str:
 def jobs_stream(namespace: str, user_id: str) -> str:
     """The Redis Stream of a user's job steps (queued, active, progress, ...)."""
     return f"{namespace}:push-jobs:{user_tag(user_id)}"
+
+
+def dlq_retried(namespace: str) -> str:
+    """The set of dead letters (`partition:offset` on the DLQ) the dashboard sent back to
+    their origin, so its list shows what still waits (`dashboard/`)."""
+    return f"{namespace}:dlq:retried"

@@ -51,6 +51,7 @@ def make_settings(**overrides: object) -> Settings:
         "gateway_port": free_port(),
         "projector_port": free_port(),
         "worker_web_port": free_port(),
+        "dashboard_port": free_port(),
         "projector_batch_ms": 200,
         "rate_limits": "1000/s,100000/m,1000000/h",
         "jwt_hs256_secret": "test-secret-for-hs256-which-is-long-enough",

@@ -174,6 +174,25 @@ def projector() -> None:
 
 
 @cli.command()
+def dashboard() -> None:
+    """Run the admin dashboard (DLQ, jobs, lag, charts; the admin key logs in)."""
+    import uvicorn
+
+    from dashboard.app import create_app
+    from tributary.logging import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.dashboard_host,
+        port=settings.dashboard_port,
+        log_level="warning",
+        server_header=False,
+    )
+
+
+@cli.command()
 def query(sql: str) -> None:
     """Run a read-only SQL query on the projector's ClickHouse; print rows as JSON lines."""
     from tributary.demo import post_query

@@ -169,6 +169,16 @@ class Settings(BaseSettings):
     # so that its probes reach them (infra/k8s, docker-compose.yml).
     worker_web_host: str = "127.0.0.1"
 
+    # The admin dashboard (`tributary dashboard`, dashboard/): its address; the admin
+    # credential logs in once, then a signed session cookie lasts this long. The cookie's
+    # key: unset, a random one per process (sessions end when it restarts). Secure cookie:
+    # set it where the dashboard is served over HTTPS.
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8090
+    dashboard_session_secret: str | None = None
+    dashboard_session_hours: int = Field(default=8, ge=1, le=24 * 7)
+    dashboard_secure_cookie: bool = False
+
     # OpenTelemetry: where every process sends its spans (OTLP/HTTP, e.g. Jaeger's
     # http://127.0.0.1:4318; `tributary up --tracing` starts one). Unset: tracing is off.
     otlp_endpoint: str | None = None
@@ -267,6 +277,10 @@ class Settings(BaseSettings):
     @property
     def gateway_url(self) -> str:
         return f"http://{self.gateway_host}:{self.gateway_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://{self.dashboard_host}:{self.dashboard_port}"
 
     @property
     def worker_url(self) -> str:

@@ -48,6 +48,13 @@ APPS: tuple[AppProcess, ...] = (
 
 
 PROJECTOR, WORKER, GATEWAY = APPS
+# Beside the data flow, not in it: started by `up` last, not by the tests' app stacks.
+DASHBOARD = AppProcess(
+    "dashboard",
+    "dashboard",
+    lambda s: f"{s.dashboard_url}/healthz/ready",
+    lambda s: s.dashboard_port,
+)
 
 
 def replicas(settings: Settings) -> list[tuple[AppProcess, Settings]]:
@@ -144,6 +151,7 @@ def up(
     steps += [(a.name, lambda a=a, s=s: start_app(s, a)) for a, s in replicas(settings)]  # type: ignore[misc]
     if settings.gateways > 1:
         steps.append(("haproxy", lambda: haproxy.start(settings)))
+    steps.append(("dashboard", lambda: start_app(settings, DASHBOARD)))
     for name, step in steps:
         started = time.monotonic()
         echo(step())
@@ -157,7 +165,7 @@ def down(settings: Settings, echo: Callable[[str], None] = print) -> None:
         echo("stopped haproxy")
     # Every replica with a pid file, also those of an `up` with more than `settings` says.
     run = settings.data_dir / "run"
-    for name in ("gateway", "worker", "projector"):
+    for name in ("dashboard", "gateway", "worker", "projector"):
         for proc in family(run, name):
             if proc.stop(timeout_s=40):
                 echo(f"stopped {proc.name}")
@@ -187,4 +195,6 @@ def status(settings: Settings) -> list[tuple[str, str]]:
         rows.append((app.name, state))
     if settings.gateways > 1:
         rows.append(("haproxy", "ready" if haproxy.is_ready(settings) else "down"))
+    pid = managed(settings, DASHBOARD).pid()
+    rows.append(("dashboard", "down" if pid is None else "ready"))
     return rows

@@ -16,6 +16,7 @@ import websockets
 
 from infra.local import dockerd, images, stack
 from infra.local.process import free_port
+from tests.integration.browser import browser
 from tests.integration.test_container_truth import on_engine, wait_for_container
 from tests.integration.test_jobs import call
 from tributary.demo import api_keys, query
@@ -55,17 +56,6 @@ def desktops(services: Settings) -> Iterator[tuple[Settings, Settings, dict[str,
             stack.managed(settings, app).stop(timeout_s=40)
         if ours:
             dockerd.stop(settings)
-
-
-def browser() -> Any:
-    from selenium import webdriver
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for argument in ("--headless=new", "--no-sandbox", "--window-size=1400,900"):
-        options.add_argument(argument)
-    service = webdriver.ChromeService(executable_path="/usr/bin/chromedriver")
-    return webdriver.Chrome(options=options, service=service)
 
 
 def connected(driver: Any, timeout_s: float = 30) -> None:
