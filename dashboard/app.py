@@ -22,6 +22,7 @@ from urllib.parse import quote, urlencode
 
 import httpx
 import orjson
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
@@ -274,7 +275,17 @@ async def lag(request: Request) -> Response:
 # Its own health --------------------------------------------------------------------------
 
 
-async def healthz(request: Request) -> Response:
+async def live(request: Request) -> Response:
+    return JSONResponse({"status": "up"})
+
+
+async def ready(request: Request) -> Response:
+    """Up when Redis answers (the retried letters live there); Kafka and the projector are
+    asked per page, and a page says which one did not answer."""
+    try:
+        await sources(request).redis.ping()
+    except (RedisError, OSError) as exc:
+        return JSONResponse({"status": "down", "redis": repr(exc)}, status_code=503)
     return JSONResponse({"status": "up"})
 
 
@@ -310,8 +321,8 @@ def create_app(settings: Settings) -> Starlette:
         Route("/users/{user_id:str}", user),
         Route("/jobs/{job_id:str}", job),
         Route("/lag", lag),
-        Route("/healthz/live", healthz),
-        Route("/healthz/ready", healthz),
+        Route("/healthz/live", live),
+        Route("/healthz/ready", ready),
         Mount("/static/chart", StaticFiles(directory=CHART_JS, check_dir=False), name="chart"),
         Mount("/static", StaticFiles(directory=HERE / "static", check_dir=False), name="static"),
     ]
