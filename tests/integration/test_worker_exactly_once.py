@@ -7,7 +7,7 @@ table's changelog is compared with a recomputation from the input.
 
 The counter runs on the transactional loop (`streams.transactional`). Under
 faust-streaming 0.15.3's own exactly-once these tests failed (inputs lost and outputs
-doubled across a handover; README "Known problems" keeps the history).
+doubled across a handover; docs/architecture.md "Known problems" keeps the history).
 """
 
 from __future__ import annotations
