@@ -12,7 +12,7 @@ ENV PATH=/opt/tributary/bin:$PATH PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 # The dependencies first, in a layer that changes only with pyproject.toml.
 COPY pyproject.toml ./
-RUN touch README.md && for p in schemas gateway streams projections dashboard infra tributary; do mkdir -p $p && touch $p/__init__.py; done \
+RUN touch README.md && for p in schemas gateway streams projections dashboard infra tributary cli; do mkdir -p $p && touch $p/__init__.py; done \
     && pip install --no-cache-dir . && pip uninstall -y -q tributary && rm -rf /app/*
 COPY pyproject.toml README.md ./
 COPY schemas schemas
@@ -22,6 +22,7 @@ COPY projections projections
 COPY dashboard dashboard
 COPY infra infra
 COPY tributary tributary
+COPY cli cli
 RUN pip install --no-cache-dir --no-deps . && rm -rf build
 ENV TRIBUTARY_DATA_DIR=/data
 VOLUME /data

@@ -28,9 +28,9 @@ import psutil
 import typer
 
 from bench.gateway import run_wrk
+from cli.demo import api_keys, query
 from infra.local import stack
 from infra.local.process import free_port
-from tributary.demo import api_keys, query
 from tributary.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1] / ".tributary-bench-cluster"

@@ -33,11 +33,11 @@ import typer
 
 from bench.cpu import cpu_spent
 from bench.rfb import Tcp, Viewer, Ws
+from cli.demo import api_keys
 from infra.local import stack
 from schemas import keys
 from schemas.jobs import VNC_PORT
 from schemas.status import ContainerStatusHash
-from tributary.demo import api_keys
 from tributary.settings import Settings
 
 T = TypeVar("T")

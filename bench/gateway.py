@@ -42,12 +42,12 @@ import orjson
 import typer
 
 from bench.cpu import BENCH, cpu_spent, per_event_us
+from cli.demo import api_keys
+from cli.loadgen import produce_all
 from infra.local import kafka, redis, stack
 from infra.local.process import free_port
 from schemas.envelope import CloudEvent
 from schemas.topics import INGEST
-from tributary.demo import api_keys
-from tributary.loadgen import produce_all
 from tributary.settings import Settings
 
 BODY = {"source": "bench", "type": "bench.event", "data": {"n": 1, "text": "x" * 64}}

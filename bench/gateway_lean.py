@@ -24,6 +24,7 @@ import typer
 from starlette.requests import HTTPConnection
 
 from bench.gateway import wrk_on_asgi
+from cli.demo import api_keys
 from gateway.app import policies
 from gateway.auth import Authenticator
 from gateway.limiter import RateLimiter
@@ -34,7 +35,6 @@ from infra.local import kafka
 from schemas.api import Accepted, EventIn
 from schemas.topics import INGEST
 from tributary import redis_client
-from tributary.demo import api_keys
 from tributary.settings import Settings, get_settings
 
 SKIP = set(filter(None, os.environ.get("BENCH_LEAN_SKIP", "").split(",")))

@@ -38,11 +38,11 @@ import typer
 import websockets
 
 from bench.cpu import BENCH, cpu_spent
+from cli.demo import api_keys
 from infra.local import kafka, redis, stack, triton
 from schemas.jobs import ContainerSpec
 from streams.runners.docker_runner import DockerRunner
 from streams.runners.triton_runner import TritonRunner
-from tributary.demo import api_keys
 from tributary.settings import Settings
 
 MODEL = "minilm"

@@ -20,6 +20,7 @@ from pathlib import Path
 import typer
 from aiokafka.structs import ConsumerRecord
 
+from cli.loadgen import produce_all
 from infra.local import kafka
 from projections.clickhouse import connect
 from projections.migrations import migrate
@@ -29,7 +30,6 @@ from projections.tables import for_topic
 from schemas.envelope import CloudEvent, to_kafka
 from schemas.topics import INGEST
 from tributary.gc_tuning import tune_for_throughput
-from tributary.loadgen import produce_all
 from tributary.settings import Settings
 
 USERS = 1000

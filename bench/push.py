@@ -38,11 +38,11 @@ import websockets
 
 from bench.cpu import cpu_spent
 from bench.inference import stack_pids
+from cli.demo import api_keys
 from infra.local import stack
 from infra.local.process import free_port
 from schemas.envelope import header_value
 from schemas.topics import COUNTED, INGEST
-from tributary.demo import api_keys
 from tributary.kafka_admin import read_to_end
 from tributary.settings import Settings
 

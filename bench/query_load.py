@@ -25,10 +25,10 @@ from pathlib import Path
 import httpx
 import typer
 
+from cli.demo import send_events
 from infra.local import stack
 from infra.local.process import free_port
 from tributary import admin
-from tributary.demo import send_events
 from tributary.settings import Settings
 
 HEAVY = "SELECT count() FROM numbers(100000000000)"

@@ -13,10 +13,10 @@ from aiokafka import TopicPartition
 from redis.asyncio import Redis
 
 from schemas import keys
+from schemas.dead_letters import Letter
 from schemas.groups import GROUPS
 from schemas.status import JobStatus
 from streams import dlq_admin
-from streams.dlq_admin import Letter
 from tributary import admin
 from tributary.kafka_admin import admin_client, committed_reader, started
 from tributary.settings import Settings

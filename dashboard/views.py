@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from schemas.dead_letters import Letter
 from schemas.envelope import USER_ID_PATTERN
 from schemas.jobs import CONTAINER_ID_PATTERN
-from streams.dlq_admin import Letter
 
 # Job ids and container ids share one shape (`schemas.jobs.CONTAINER_ID_PATTERN`).
 _USER = re.compile(USER_ID_PATTERN)

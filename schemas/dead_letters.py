@@ -8,10 +8,12 @@ CloudEvent: that can be why it failed) and adds `x-tributary-reason`, `-error` a
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
 
 from schemas import headers as h
+from schemas.envelope import header_value
 
 MAX_ERROR_CHARS = 2000
 
@@ -84,3 +86,39 @@ def origin_topic(record_headers: Sequence[tuple[str, bytes]]) -> str | None:
 def without_letter(record_headers: Iterable[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     """The failed record's own headers, without the dead letter's."""
     return [(k, v) for k, v in record_headers if k not in h.DEAD_LETTER_HEADERS]
+
+
+@dataclass(frozen=True)
+class Letter:
+    """A record on the DLQ topic, where it is there, and why it is there (`info`)."""
+
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+    @property
+    def position(self) -> str:
+        return f"{self.partition}:{self.offset}"
+
+    @property
+    def info(self) -> DeadLetter | None:
+        """Reason, error and origin; None for a record on the DLQ without a valid origin."""
+        return DeadLetter.from_headers(self.headers)
+
+    @property
+    def reason(self) -> str:
+        return header_value(self.headers, h.REASON) or "?"
+
+    @property
+    def error(self) -> str:
+        return header_value(self.headers, h.ERROR) or ""
+
+    @property
+    def origin(self) -> str:
+        return header_value(self.headers, h.ORIGIN) or "?"
+
+    def original_headers(self) -> list[tuple[str, bytes]]:
+        return without_letter(self.headers)

@@ -10,53 +10,14 @@ not fit) is not retried; the record itself is at its origin.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import RecordsToDelete
 
 from schemas import headers as h
-from schemas.dead_letters import DeadLetter, origin_topic, without_letter
-from schemas.envelope import header_value
+from schemas.dead_letters import Letter, origin_topic
 from schemas.topics import DLQ, MAX_RECORD_BYTES
 from tributary.kafka_admin import admin_client, partitions, read_to_end, started
 from tributary.settings import Settings
-
-
-@dataclass(frozen=True)
-class Letter:
-    """A record on the DLQ topic, where it is there, and why it is there (`info`)."""
-
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]]
-
-    @property
-    def position(self) -> str:
-        return f"{self.partition}:{self.offset}"
-
-    @property
-    def info(self) -> DeadLetter | None:
-        """Reason, error and origin; None for a record on the DLQ without a valid origin."""
-        return DeadLetter.from_headers(self.headers)
-
-    @property
-    def reason(self) -> str:
-        return header_value(self.headers, h.REASON) or "?"
-
-    @property
-    def error(self) -> str:
-        return header_value(self.headers, h.ERROR) or ""
-
-    @property
-    def origin(self) -> str:
-        return header_value(self.headers, h.ORIGIN) or "?"
-
-    def original_headers(self) -> list[tuple[str, bytes]]:
-        return without_letter(self.headers)
 
 
 async def read(settings: Settings) -> list[Letter]:

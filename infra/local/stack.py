@@ -125,7 +125,7 @@ def start_app(settings: Settings, app: AppProcess, timeout_s: float = 120.0) -> 
                     f"{app.name}: port 127.0.0.1:{port} is taken by another process."
                 )
             time.sleep(0.1)
-        proc.start([sys.executable, "-m", "tributary", app.command], env=settings_env(settings))
+        proc.start([sys.executable, "-m", "cli", app.command], env=settings_env(settings))
     wait_until(lambda: url_ok(url), app.name, timeout_s, proc, why=lambda: url_answer(url))
     return f"{app.name} ready (pid {proc.pid()}): {url.rsplit('/healthz', 1)[0]}"
 

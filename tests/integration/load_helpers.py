@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from tributary.demo import api_keys, query
+from cli.demo import api_keys, query
 from tributary.settings import Settings
 
 USERS = 12

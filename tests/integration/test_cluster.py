@@ -24,11 +24,11 @@ import pytest
 import websockets
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from cli.demo import api_keys
 from infra.local import haproxy, kafka, stack
 from schemas import topics
 from tests.conftest import PORT_OFFSET, TEST_DATA, make_settings
 from tests.integration.load_helpers import Load, check_exactly_once_in_order
-from tributary.demo import api_keys
 from tributary.kafka_admin import admin_client
 from tributary.settings import Settings
 

@@ -19,9 +19,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from cli.demo import api_keys, query, read_push, send_events
 from infra.local import compose, dockerd
 from tests.conftest import TEST_DATA
-from tributary.demo import api_keys, query, read_push, send_events
 from tributary.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -17,10 +17,10 @@ from typing import Any
 import docker
 import pytest
 
+from cli.demo import api_keys
 from infra.local import dockerd, stack
 from schemas.jobs import LABEL_CONTAINER, LABEL_NAMESPACE
 from tests.integration.test_jobs import call, wait_for_job
-from tributary.demo import api_keys
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from cli.demo import api_keys
 from infra.local import kafka, stack
 from infra.local.process import free_port
 from schemas.envelope import header_value
@@ -28,7 +29,6 @@ from tests.integration.browser import browser
 from tests.integration.test_dlq import produce_bad
 from tests.integration.test_jobs import call, wait_for_job
 from tributary import admin
-from tributary.demo import api_keys
 from tributary.kafka_admin import partitions
 from tributary.settings import Settings
 

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 import websockets
 
+from cli.demo import api_keys, query
 from infra.local import dockerd, images, stack
 from infra.local.process import free_port
 from tests.integration.browser import browser
 from tests.integration.test_container_truth import on_engine, wait_for_container
 from tests.integration.test_jobs import call
-from tributary.demo import api_keys, query
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -10,6 +10,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from typer.testing import CliRunner
 
+from cli.demo import query
+from cli.main import cli
 from infra.local import kafka, stack
 from schemas.envelope import CloudEvent, from_kafka, header_value, to_kafka
 from schemas.topics import COMMANDS, COUNTED, INGEST, MAX_RECORD_BYTES
@@ -18,8 +20,6 @@ from streams.agents.commands import JOB_DUE
 from tests.conftest import make_settings
 from tests.integration.kafka_helpers import read_until
 from tributary import settings as settings_module
-from tributary.cli import cli
-from tributary.demo import query
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration

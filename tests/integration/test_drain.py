@@ -4,7 +4,6 @@ the process is started again. Real processes on Kafka, Redis and chDB."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
@@ -28,20 +27,25 @@ def drain_apps(services: Settings) -> Iterator[Settings]:
         yield settings
 
 
-def terminate(settings: Settings, app: AppProcess, ready_url: str) -> tuple[int, float, list[int]]:
-    """SIGTERM `app`: (exit code, seconds to exit, readiness answers seen meanwhile)."""
+def terminate(
+    settings: Settings, app: AppProcess, ready_url: str
+) -> tuple[int, float, list[int | None]]:
+    """SIGTERM `app`: (exit code, seconds to exit, readiness answers seen meanwhile; None
+    for a probe that got no answer within 1 s, which a kubelet counts as a failure too)."""
     pid = stack.managed(settings, app).pid()
     assert pid is not None
     os.kill(pid, signal.SIGTERM)
     signalled = time.monotonic()
-    answers: list[int] = []
+    answers: list[int | None] = []
     while True:
         waited, status = os.waitpid(pid, os.WNOHANG)
         if waited == pid:
             return os.waitstatus_to_exitcode(status), time.monotonic() - signalled, answers
         assert time.monotonic() - signalled < 40, f"{app.name} still running 40 s after SIGTERM"
-        with contextlib.suppress(httpx.HTTPError):  # no longer listening
+        try:
             answers.append(httpx.get(ready_url, timeout=1).status_code)
+        except httpx.HTTPError:  # busy draining, or no longer listening
+            answers.append(None)
         time.sleep(0.05)
 
 
@@ -61,6 +65,8 @@ def test_sigterm_under_load_drains_exits_zero_and_loses_nothing(
     print(f"{app.name}: exit {code} after {seconds:.1f} s; readiness meanwhile {answers}")
     assert code == 0
     assert seconds < 30
-    assert 503 in answers and 200 not in answers, "not ready from the signal on"
+    # Not ready from the signal on: every probe answered 503 or got no answer (a drain that
+    # keeps the event loop busy can leave the probes unanswered until the port closes).
+    assert answers and set(answers) <= {503, None}, "not ready from the signal on"
     assert sum(load.accepted.values()) > 50
     check_exactly_once_in_order(settings, load)

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from schemathesis.core.result import Err, Ok
 
+from cli.demo import api_keys, query, read_push, send_events
 from tributary import admin
-from tributary.demo import api_keys, query, read_push, send_events
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -13,11 +13,11 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from cli.demo import api_keys
 from gateway.app import create_app
 from infra.local import kafka
 from infra.local.process import free_port
 from tests.integration.test_gateway_http import EVENT, read_record, wait_ready
-from tributary.demo import api_keys
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from cli.demo import api_keys
 from gateway.app import create_app
 from gateway.errors import ApiError, DependencyUnavailable
 from gateway.limiter import Policy, RateLimiter
@@ -25,7 +26,6 @@ from schemas import keys
 from schemas.envelope import header_value
 from tests.integration.test_gateway_http import read_record, wait_ready
 from tributary import redis_client
-from tributary.demo import api_keys
 from tributary.limits import Decision, Window, decide
 from tributary.settings import Settings
 

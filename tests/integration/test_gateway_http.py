@@ -12,12 +12,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from cli.demo import api_keys
 from gateway.app import create_app
 from infra.local.process import free_port
 from schemas.envelope import from_kafka, header_value
 from schemas.publishing import PUBLISHED
 from schemas.topics import INGEST
-from tributary.demo import api_keys
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -59,7 +59,7 @@ def test_sigterm_drains_flushes_and_exits_zero(services: Settings, tmp_path: obj
     run = uuid.uuid4().hex[:8]
     log = open(f"{tmp_path}/gateway.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tributary", "gateway"],
+        [sys.executable, "-m", "cli", "gateway"],
         env={**os.environ, **stack.settings_env(settings)},
         stdout=log,
         stderr=subprocess.STDOUT,

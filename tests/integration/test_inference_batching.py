@@ -11,11 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from cli.demo import api_keys
 from infra.local import stack, triton
 from streams.runners.triton_runner import TritonRunner
 from tests.conftest import PORT_OFFSET
 from tests.integration.test_jobs import call, wait_for_job
-from tributary.demo import api_keys
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -21,6 +21,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from cli.demo import api_keys, query
+from cli.demo import run as run_demo
 from infra.local import dockerd, jaeger, stack, triton
 from schemas.jobs import container_name
 from schemas.publishing import PUBLISHED
@@ -28,8 +30,6 @@ from schemas.topics import COMMANDS, DLQ, INGEST, REGISTRY, REJECTED, WORK_NORMA
 from streams import dlq_admin
 from tests.conftest import PORT_OFFSET
 from tests.integration.kafka_helpers import read_all
-from tributary.demo import api_keys, query
-from tributary.demo import run as run_demo
 from tributary.kafka_admin import partitions, started
 from tributary.settings import Settings
 

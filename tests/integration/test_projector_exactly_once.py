@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from cli.demo import query
 from infra.local import kafka, stack
 from schemas.topics import INGEST
 from tests.conftest import make_settings
 from tests.integration.kafka_helpers import produce_events
-from tributary.demo import query
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -29,6 +29,7 @@ import pytest
 import redis
 import websockets
 
+from cli.demo import api_keys, query
 from infra.local import stack
 from infra.local.process import free_port, wait_until
 from projections.push_notices import notify
@@ -38,7 +39,6 @@ from schemas.push import STREAM_FIELD, push_payload
 from tests.conftest import app_stack
 from tributary import redis_client
 from tributary.client import PushClient
-from tributary.demo import api_keys, query
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -155,9 +155,9 @@ def test_the_client_rides_out_a_gateway_restart_without_gaps_or_repeats(
 
 def post_direct(settings: Settings, user: str, count: int) -> None:
     """`count` events for `user` straight onto the ingest topic (the gateway is down)."""
+    from cli.loadgen import produce_all
     from schemas.envelope import CloudEvent
     from schemas.topics import INGEST
-    from tributary.loadgen import produce_all
 
     events = [
         CloudEvent(source="push", type="t.n", subject=user, data={"n": 10 + i})
@@ -392,7 +392,7 @@ def test_a_draining_gateway_tells_its_sockets_to_reconnect(
     )
     log = open(tmp_path / "gateway.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tributary", "gateway"],
+        [sys.executable, "-m", "cli", "gateway"],
         env={**os.environ, **stack.settings_env(settings)},
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.demo import query
+from cli.main import cli
 from infra.local import kafka, stack
 from schemas.topics import INGEST
 from tests.conftest import make_settings
 from tests.integration.kafka_helpers import produce_events
 from tributary import settings as settings_module
-from tributary.cli import cli
-from tributary.demo import query
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -25,12 +25,12 @@ import pytest
 import websockets
 
 from bench.query_load import last_202_to_last_row
+from cli.demo import api_keys, query
 from infra.local import stack
 from projections.tables import PROJECTIONS
 from schemas import topics
 from tests.conftest import app_stack
 from tributary import admin
-from tributary.demo import api_keys, query
 from tributary.kafka_admin import read_to_end
 from tributary.settings import Settings
 
@@ -396,7 +396,7 @@ def test_hostile_cli_inputs_fail_clearly(hosts: Settings, tmp_path: Path) -> Non
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         started = time.monotonic()
         done = subprocess.run(
-            [sys.executable, "-m", "tributary", *args],
+            [sys.executable, "-m", "cli", *args],
             env={**env, "PATH": "/usr/bin:/bin"},
             capture_output=True,
             text=True,
@@ -414,7 +414,7 @@ def test_hostile_cli_inputs_fail_clearly(hosts: Settings, tmp_path: Path) -> Non
     assert cli("replay", "no.such.topic", "--into", "events_ingest").returncode != 0
     assert cli("replay", "events.ingest", "--into", "system.tables").returncode != 0
     keyless = subprocess.run(
-        [sys.executable, "-m", "tributary", "query", "SELECT 1"],
+        [sys.executable, "-m", "cli", "query", "SELECT 1"],
         env={**env, "TRIBUTARY_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,

@@ -11,10 +11,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from typer.testing import CliRunner
 
+from cli.main import cli
 from schemas.envelope import CloudEvent, to_kafka
 from schemas.topics import INGEST
 from tests.integration.kafka_helpers import produce_events
-from tributary.cli import cli
 from tributary.kafka_admin import admin_client, started
 from tributary.settings import Settings
 

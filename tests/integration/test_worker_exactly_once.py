@@ -58,7 +58,7 @@ def test_stop_a_worker_mid_stream(services: Settings, sig: signal.Signals) -> No
     try:
         for proc, settings in ((proc_one, one), (proc_two, two)):
             proc.start(
-                [sys.executable, "-m", "tributary", "worker"], env=stack.settings_env(settings)
+                [sys.executable, "-m", "cli", "worker"], env=stack.settings_env(settings)
             )
         for settings, proc in ((one, proc_one), (two, proc_two)):
             wait_until(
@@ -85,7 +85,7 @@ def test_stop_a_worker_mid_stream(services: Settings, sig: signal.Signals) -> No
             time.sleep(0.5)
         proc_one.stop(timeout_s=0 if sig == signal.SIGKILL else 30, sig=sig)
         time.sleep(1)
-        proc_one.start([sys.executable, "-m", "tributary", "worker"], env=stack.settings_env(one))
+        proc_one.start([sys.executable, "-m", "cli", "worker"], env=stack.settings_env(one))
         outputs = asyncio.run(read_until(base, COUNTED.physical(base.namespace), TOTAL + 1, 240))
     finally:
         proc_one.stop(timeout_s=20)

@@ -12,9 +12,9 @@ import pytest
 import yaml
 from typer.main import get_command
 
+from cli.main import cli
 from infra.local.haproxy import config as haproxy_config
 from infra.local.images import IMAGES
-from tributary.cli import cli
 from tributary.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ from starlette.testclient import TestClient
 from dashboard import queries, views
 from dashboard.app import create_app
 from schemas import headers as h
-from streams.dlq_admin import Letter
+from schemas.dead_letters import Letter
 from tests.conftest import make_settings
 from tributary import admin
 

@@ -14,7 +14,7 @@ from tributary import admin
 from tributary.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from streams.dlq_admin import Letter
+    from schemas.dead_letters import Letter
 
 # Plain tracebacks: a crashed process's log is read by people and CI, not a terminal.
 cli = typer.Typer(
@@ -195,7 +195,7 @@ def dashboard() -> None:
 @cli.command()
 def query(sql: str) -> None:
     """Run a read-only SQL query on the projector's ClickHouse; print rows as JSON lines."""
-    from tributary.demo import post_query
+    from cli.demo import post_query
 
     settings = get_settings()
     try:
@@ -399,7 +399,7 @@ def ch_migrate() -> None:
     settings = get_settings()
     if not settings.clickhouse_url and url_ok(f"{settings.projector_url}/healthz/live"):
         # chDB: the running projector owns the folder and migrated it when it started.
-        from tributary.demo import query as remote_query
+        from cli.demo import query as remote_query
 
         rows = remote_query(
             settings, f"SELECT version FROM {settings.clickhouse_database}._migrations"
@@ -413,12 +413,12 @@ def ch_migrate() -> None:
 
 
 def _contracts() -> None:
-    from tributary.cli_contracts import schemas_cli, tail
+    from cli.contracts import schemas_cli, tail
 
     cli.command("tail")(tail)
     cli.add_typer(schemas_cli, name="schemas")
 
-    from tributary.cli_images import images_cli
+    from cli.images import images_cli
 
     cli.add_typer(images_cli, name="images")
 
@@ -429,7 +429,7 @@ _contracts()
 @cli.command()
 def demo(events: int = 300, users: int = 10) -> None:
     """Send events over HTTP and show what reached ClickHouse through Kafka and Faust."""
-    from tributary.demo import run
+    from cli.demo import run
 
     try:
         run(get_settings(), events=events, users=users, echo=typer.echo)

@@ -1,3 +1,0 @@
-from tributary.cli import main
-
-main()
