@@ -21,6 +21,7 @@ from gateway.record_batches import Record, RecordBatcher
 from schemas.api import Accepted
 from schemas.envelope import CloudEvent, to_kafka
 from schemas.topics import MAX_RECORD_BYTES
+from tributary.pause import Pause
 
 log = structlog.get_logger(__name__)
 
@@ -65,7 +66,7 @@ class EventProducer:
         self._connector = asyncio.create_task(self._connect_forever(), name="producer-connect")
 
     async def _connect_forever(self) -> None:
-        delay = 0.2
+        pause = Pause()
         while True:
             producer = AIOKafkaProducer(
                 bootstrap_servers=self._bootstrap,
@@ -85,9 +86,10 @@ class EventProducer:
                     await producer.stop()
                 if not isinstance(exc, (KafkaError, OSError)):
                     raise
-                log.warning("kafka producer not connected; retrying", error=str(exc), in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                log.warning(
+                    "kafka producer not connected; retrying", error=str(exc), in_s=pause.next_s
+                )
+                await pause.wait()
                 continue
             self._producer = producer
             self._batcher = RecordBatcher(producer, self._timeout_s, self._max_record_bytes)

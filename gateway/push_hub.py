@@ -28,6 +28,7 @@ from redis.exceptions import ResponseError
 from schemas import keys
 from schemas.push import CLOSE_SLOW, STREAM_FIELD, TRACE_FIELD, decode_notice
 from tributary import heartbeats
+from tributary.pause import Pause
 
 log = structlog.get_logger(__name__)
 
@@ -215,20 +216,19 @@ class PushHub:
 
     async def _notices(self) -> None:
         """Follow the notices; after each (re)subscription, read every stream once."""
-        delay = 0.2
+        pause = Pause()
         while True:
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(keys.push_notices(self.namespace))
                 self._want(set(self.positions))  # whatever a gap in the notices hid
-                delay = 0.2
+                pause.reset()
                 async for message in pubsub.listen():
                     if message and message.get("type") == "message":
                         self._want(set(decode_notice(message["data"])))
             except Exception as exc:  # whatever it was, the notices must go on
                 log.warning("push notices unavailable; retrying", error=repr(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await pause.wait()
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
@@ -251,7 +251,7 @@ class PushHub:
             heartbeats.forget("push-reader")
 
     async def _read_forever(self) -> None:
-        delay = 0.2
+        pause = Pause()
         while True:
             heartbeats.beat("push-reader")
             with contextlib.suppress(TimeoutError):
@@ -260,12 +260,11 @@ class PushHub:
             wanted, self.pending = self.pending, set()
             try:
                 await self._read_round(sorted(wanted))
-                delay = 0.2
+                pause.reset()
             except Exception as exc:  # Redis, the cluster client, a malformed entry: go on
                 log.warning("push streams unreadable; retrying", error=repr(exc))
                 self._want(wanted)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await pause.wait()
 
     async def _read_round(self, streams: list[str]) -> None:
         for start in range(0, len(streams), PAGE):

@@ -31,6 +31,7 @@ from schemas.groups import PROJECTOR_CLICKHOUSE
 from tributary import heartbeats, telemetry
 from tributary.kafka_admin import commit_or_log
 from tributary.ops_metrics import report_lag
+from tributary.pause import Pause
 from tributary.progress import ProgressWatch
 from tributary.settings import Settings
 
@@ -239,7 +240,7 @@ class Projector:
     async def _insert(self, block: TopicBlock) -> None:
         projection = self.by_topic[block.topic]
         rows = block.rows
-        delay = 0.2
+        pause = Pause()
         for attempt in range(1, INSERT_ATTEMPTS + 1):
             try:
                 await asyncio.to_thread(
@@ -256,8 +257,7 @@ class Projector:
                     attempt=attempt,
                     error=str(exc),
                 )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await pause.wait()
 
     def resume_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         """Per partition, the offset after the last row ClickHouse holds (absent: none)."""

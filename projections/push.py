@@ -27,6 +27,7 @@ from schemas.groups import PROJECTOR_PUSH
 from schemas.push import STREAM_FIELD, TRACE_FIELD, push_payload
 from tributary import heartbeats, redis_client, telemetry
 from tributary.kafka_admin import commit_or_log
+from tributary.pause import Pause
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -75,7 +76,7 @@ class PushProjector:
                     if on is not None:
                         fields[TRACE_FIELD] = telemetry.traceparent(on)
             entries.append((key, fields, f"{counted.seq}-0"))
-        delay = 0.2
+        pause = Pause()
         while True:
             pipe = self.redis.pipeline(transaction=False)
             for key, fields, entry_id in entries:
@@ -93,8 +94,7 @@ class PushProjector:
             except RedisError as exc:  # Redis down: keep the batch, retry, never skip it
                 heartbeats.beat("push")
                 log.warning("redis unavailable for push; retrying", error=str(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await pause.wait()
         await notify(self.redis, self.settings.namespace, {key for key, _, _ in entries})
         for result in results:
             # An id not above the stream's last is a seq pushed already: that is the dedup.

@@ -39,6 +39,7 @@ from schemas.push import JOBS_STREAM_MAXLEN, STREAM_FIELD, job_payload
 from schemas.status import ENDED, ContainerState, ContainerStatusHash, JobStatus
 from tributary import heartbeats, redis_client, telemetry
 from tributary.kafka_admin import commit_or_log
+from tributary.pause import Pause
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -204,7 +205,7 @@ class StatusProjector:
             await self.redis.aclose()
 
     async def _apply(self, pending: list[Update]) -> None:
-        delay = 0.2
+        pause = Pause()
         while True:
             pipe = self.redis.pipeline(transaction=False)
             for update in pending:
@@ -230,7 +231,6 @@ class StatusProjector:
             except RedisError as exc:  # Redis down: keep the batch, retry, never skip it
                 heartbeats.beat("status")
                 log.warning("redis unavailable for status; retrying", error=str(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await pause.wait()
         pushed = {update.key for update in pending if update.push is not None}
         await notify(self.redis, self.settings.namespace, pushed)

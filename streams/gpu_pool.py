@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from schemas import keys
 from streams.metrics import POOL_IN_FLIGHT, POOL_WAIT_SECONDS
+from tributary.pause import Pause
 
 log = structlog.get_logger(__name__)
 
@@ -84,7 +85,7 @@ class GpuPool:
         lease_id = uuid.uuid4().hex
         loop = asyncio.get_running_loop()
         started = loop.time()
-        delay = self._poll_s
+        pause = Pause(self._poll_s, cap_s=1.0)
         while True:
             try:
                 if await self.try_acquire(lease_id, lease_ms, limit):
@@ -93,8 +94,7 @@ class GpuPool:
                 log.warning("gpu pool unavailable; waiting", pool=self.name, error=str(exc))
             if wait_s is not None and loop.time() - started >= wait_s:
                 raise PoolFull(f"gpu pool {self.name!r}: no free slot after {wait_s:g}s")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            await pause.wait()
         POOL_WAIT_SECONDS.labels(pool=self.name).observe(loop.time() - started)
         POOL_IN_FLIGHT.labels(pool=self.name).inc()
         try:

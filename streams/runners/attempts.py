@@ -38,6 +38,7 @@ from streams.runners.docker_runner import DockerRunner
 from streams.runners.errors import RunnerError
 from streams.runners.triton_batcher import InferenceBatcher
 from tributary import heartbeats, telemetry
+from tributary.pause import Pause
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -175,7 +176,7 @@ class AttemptRunner:
         """`event` on `topic`'s `partition`, retried until the broker has it."""
         key, value, plain = to_kafka(event)
         headers = _traced(plain)
-        delay = 0.2
+        pause = Pause()
         while True:
             try:
                 await self._producer.send_and_wait(
@@ -184,8 +185,7 @@ class AttemptRunner:
                 return
             except KafkaError as exc:
                 log.warning("result not written; retrying", topic=topic, error=repr(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await pause.wait()
 
 
 def _traced(headers: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:

@@ -47,6 +47,7 @@ from streams.container_rules import exit_reason
 from streams.runners.docker_runner import DockerRunner
 from streams.runners.errors import RunnerError
 from streams.sequencing import derived_id
+from tributary.pause import Pause
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -214,7 +215,7 @@ class EngineWatch:
             data=data.model_dump(mode="json", exclude_none=True),
         )
         key, value, headers = to_kafka(event)
-        delay = 0.2
+        pause = Pause()
         while True:
             try:
                 await self._producer.send_and_wait(
@@ -223,8 +224,7 @@ class EngineWatch:
                 return
             except Exception as exc:  # Kafka down: the report waits, never dropped
                 log.warning("engine report not written; retrying", error=repr(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await pause.wait()
 
 
 def _pump(stream: Any, queue: asyncio.Queue[Any], loop: asyncio.AbstractEventLoop) -> None:
