@@ -79,28 +79,24 @@ def closure(module: str) -> set[str]:
     return seen
 
 
-@pytest.mark.parametrize("package", BASE)
-def test_the_base_imports_nothing_above_it(package: str) -> None:
-    above = set(OURS) - set(BASE)
-    offending = {
+def imports_of(package: str, forbidden: set[str]) -> list[str]:
+    """Each import of `package`'s modules that names one of the `forbidden` packages."""
+    return sorted(
         f"{path.relative_to(ROOT)} imports {name}"
         for path in modules(package)
         for name in imported(path)
-        if name.split(".")[0] in above
-    }
-    assert not offending, sorted(offending)
+        if name.split(".")[0] in forbidden
+    )
+
+
+@pytest.mark.parametrize("package", BASE)
+def test_the_base_imports_nothing_above_it(package: str) -> None:
+    assert not (found := imports_of(package, set(OURS) - set(BASE))), found
 
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_a_stage_imports_no_other_stage(stage: str) -> None:
-    others = set(STAGES) - {stage}
-    offending = {
-        f"{path.relative_to(ROOT)} imports {name}"
-        for path in modules(stage)
-        for name in imported(path)
-        if name.split(".")[0] in others
-    }
-    assert not offending, sorted(offending)
+    assert not (found := imports_of(stage, set(STAGES) - {stage})), found
 
 
 @pytest.mark.parametrize("module", PURE)
