@@ -357,7 +357,7 @@ def dlq_retry(position: str = typer.Argument(help="PARTITION:OFFSET")) -> None:
 
     letter = _letter_at(position)
     for line in asyncio.run(dlq_admin.retry(get_settings(), [letter])):
-        typer.echo(line)
+        typer.echo(str(line))
 
 
 @dlq.command("retry-all")
@@ -368,9 +368,10 @@ def dlq_retry_all(reason: str = typer.Option(None, help="Only letters with this 
     from streams import dlq_admin
 
     letters = [d for d in _letters() if reason is None or d.reason == reason]
-    for line in asyncio.run(dlq_admin.retry(get_settings(), letters)):
-        typer.echo(line)
-    typer.echo(f"retried {len(letters)}")
+    placed = asyncio.run(dlq_admin.retry(get_settings(), letters))
+    for line in placed:
+        typer.echo(str(line))
+    typer.echo(f"retried {sum(1 for p in placed if p.sent)} of {len(letters)}")
 
 
 @dlq.command("purge")

@@ -202,8 +202,8 @@ async def retry(request: Request) -> Response:
             return problem(request, 404, "That dead letter is no longer on the topic.")
         chosen = [found]
     placed = await src.retry(chosen)
-    sent = sum(1 for where in placed if "->" in where)
-    skipped = [where for where in placed if "->" not in where]
+    sent = sum(1 for p in placed if p.sent)
+    skipped = [str(p) for p in placed if not p.sent]
     done = f"retried {sent} of {len(chosen)}" + (f"; {'; '.join(skipped)}" if skipped else "")
     return back_to_list(reason, done)
 

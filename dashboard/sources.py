@@ -17,6 +17,7 @@ from schemas.dead_letters import Letter
 from schemas.groups import GROUPS
 from schemas.status import JobStatus
 from streams import dlq_admin
+from streams.dlq_admin import Placed
 from tributary import admin
 from tributary.kafka_admin import admin_client, committed_reader, started
 from tributary.settings import Settings
@@ -58,11 +59,11 @@ class Sources:
         members: set[bytes] = await self.redis.smembers(self._retried_key)  # type: ignore[misc,assignment]
         return {m.decode() for m in members}
 
-    async def retry(self, letters: list[Letter]) -> list[str]:
+    async def retry(self, letters: list[Letter]) -> list[Placed]:
         """Send `letters` back to their origin; remember them as retried (a letter that
         could not be sent back stays listed)."""
         placed = await dlq_admin.retry(self.settings, letters)
-        sent = [d.position for d, where in zip(letters, placed, strict=True) if "->" in where]
+        sent = [p.letter.position for p in placed if p.sent]
         if sent:
             await self.redis.sadd(self._retried_key, *sent)  # type: ignore[misc]
         return placed

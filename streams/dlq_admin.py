@@ -10,6 +10,8 @@ not fit) is not retried; the record itself is at its origin.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import RecordsToDelete
 
@@ -29,8 +31,26 @@ async def read(settings: Settings) -> list[Letter]:
     return sorted(letters, key=lambda d: (d.timestamp_ms, d.partition, d.offset))
 
 
-async def retry(settings: Settings, letters: list[Letter]) -> list[str]:
-    """Send each letter's original record back to its origin topic; return where each went."""
+@dataclass(frozen=True)
+class Placed:
+    """What a retry did with one letter: `at` is where its record went, None if skipped."""
+
+    letter: Letter
+    at: str | None
+    why_skipped: str = ""
+
+    @property
+    def sent(self) -> bool:
+        return self.at is not None
+
+    def __str__(self) -> str:
+        if self.at is None:
+            return f"{self.letter.position} skipped: {self.why_skipped}"
+        return f"{self.letter.position} -> {self.at}"
+
+
+async def retry(settings: Settings, letters: list[Letter]) -> list[Placed]:
+    """Send each letter's original record back to its origin topic; say where each went."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
         enable_idempotence=True,
@@ -42,12 +62,11 @@ async def retry(settings: Settings, letters: list[Letter]) -> list[str]:
         for letter in letters:
             topic = origin_topic(letter.headers)
             if letter.value is None:  # not copied (record_too_large): nothing to send
-                placed.append(
-                    f"{letter.position} skipped: no value kept; the record is at {letter.origin}"
-                )
+                why = f"no value kept; the record is at {letter.origin}"
+                placed.append(Placed(letter, None, why))
                 continue
             if topic is None:
-                placed.append(f"{letter.position} skipped: no origin to send it back to")
+                placed.append(Placed(letter, None, "no origin to send it back to"))
                 continue
             headers = [
                 *letter.original_headers(),
@@ -56,7 +75,7 @@ async def retry(settings: Settings, letters: list[Letter]) -> list[str]:
             meta = await producer.send_and_wait(
                 topic, letter.value, key=letter.key, headers=headers
             )
-            placed.append(f"{letter.position} -> {meta.topic}:{meta.partition}:{meta.offset}")
+            placed.append(Placed(letter, f"{meta.topic}:{meta.partition}:{meta.offset}"))
         return placed
 
 
