@@ -63,7 +63,14 @@ def engine(settings: Settings) -> docker.DockerClient:
 
 
 def on_engine(settings: Settings, container_id: str) -> list[Any]:
+    """The engine's containers of `container_id`. The SDK lists, then inspects each; one the
+    reconcile removes in between raises NotFound, and the listing is asked again."""
     filters = {"label": [f"{LABEL_CONTAINER}={container_id}"]}
+    for _ in range(5):
+        try:
+            return list(engine(settings).containers.list(all=True, filters=filters))
+        except docker.errors.NotFound:
+            continue
     return list(engine(settings).containers.list(all=True, filters=filters))
 
 
