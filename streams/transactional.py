@@ -39,7 +39,7 @@ from aiokafka.structs import ConsumerRecord
 
 from schemas import groups, tables
 from schemas.topics import MAX_RECORD_BYTES
-from streams import state
+from streams import state, stores
 from streams.metrics import BATCH_RECORDS, COMMIT_SECONDS, EVENTS_PROCESSED
 from streams.outputs import Effect, Output, dead_lettered, too_large
 from tributary import heartbeats, telemetry
@@ -111,6 +111,8 @@ class TransactionalLoop:
             name: tables.changelog_topic(settings.namespace, name) for name in self.table_names
         }
         self._owned: dict[int, Owned] = {}
+        # Where owned partitions' tables keep their entries; the setting's, from run().
+        self._backend: state.Backend = state.MemoryBackend()
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         # aiokafka logs and swallows an exception raised in a rebalance listener, and the
@@ -124,10 +126,12 @@ class TransactionalLoop:
     async def run(self, stop: asyncio.Event) -> None:
         """Process until `stop`; a fenced or broken loop leaves the group and joins again
         (not ready meanwhile), restoring its partitions from their changelogs."""
+        self._backend = stores.open_backend(self.settings, self.group)
         try:
             await self._run_until(stop)
         finally:
             heartbeats.forget(self.processor.name)  # ended on purpose: not stuck
+            self._backend.close()
 
     async def _run_until(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -362,6 +366,8 @@ class TransactionalLoop:
         except BaseException:
             # Every one, started, half-started or cancelled: each holds broker connections.
             await asyncio.gather(*(p.stop() for p in producers), return_exceptions=True)
+            for partition in new:
+                self._backend.release(partition)
             raise
         restored = dict(zip(new, results, strict=True))
         for partition, producer in zip(new, producers, strict=True):
@@ -375,7 +381,6 @@ class TransactionalLoop:
             loop=self.processor.name,
             partitions=sorted(partitions),
             restored_s=round(time.monotonic() - started, 2),
-            keys={p: sum(len(restored[p][0][name]) for name in self.table_names) for p in new},
             offsets={p: restored[p][1] for p in new},
         )
 
@@ -416,15 +421,15 @@ class TransactionalLoop:
 
     async def _restore(self, partition: int) -> state.Tables:
         """The partition's tables as its changelogs hold them (committed records only)."""
-        restored = state.Tables(self.table_names)
+        restored = self._backend.open(partition, self.table_names)
         where = {TopicPartition(topic, partition): name for name, topic in self.changelogs.items()}
+        read = 0
         async for tp, records in read_partitions(self.settings.kafka_bootstrap, list(where)):
             heartbeats.beat(self.processor.name)  # a long restore is going round, not stuck
-            table = restored[where[tp]]
-            for record in records:
-                decoded = state.decode(record.key, record.value)
-                if decoded is not None:
-                    table.restore(*decoded)
+            decoded = (state.decode(record.key, record.value) for record in records)
+            restored[where[tp]].restore(d for d in decoded if d is not None)
+            read += len(records)
+        log.info("changelogs read", loop=self.processor.name, partition=partition, records=read)
         return restored
 
     async def _release(self, partitions: list[int]) -> None:
@@ -432,6 +437,7 @@ class TransactionalLoop:
             owned = self._owned.pop(partition, None)
             if owned is None:
                 continue
+            self._backend.release(partition)
             try:
                 await owned.producer.stop()
             except KafkaError as exc:  # fenced already: nothing of ours is left to flush

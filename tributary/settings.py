@@ -162,6 +162,13 @@ class Settings(BaseSettings):
     table_standby_replicas: int = Field(default=0, ge=0)
     # A dead worker's partitions move to the others after this many seconds.
     worker_session_timeout_s: float = 10.0
+    # Where the deciding agents' tables keep their committed entries (streams/state.py):
+    # `memory` (a dict per table: fastest, all in RAM) or `rocksdb` (on disk under
+    # `state_dir`, default `<data_dir>/state`, with `state_memory_mib` of cache and write
+    # buffers per agent). Either is restored from the changelog on assignment.
+    state_backend: Literal["memory", "rocksdb"] = "memory"
+    state_dir: Path | None = None
+    state_memory_mib: int = Field(default=64, ge=4)
     # An event id seen again within this horizon (by event time) has no second effect.
     dedup_ttl_s: int = 24 * 60 * 60
     worker_web_port: int = 6066
@@ -261,6 +268,10 @@ class Settings(BaseSettings):
     @property
     def redis_dsn(self) -> str:
         return self.redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def state_path(self) -> Path:
+        return (self.state_dir or self.data_dir / "state").resolve()
 
     @property
     def chdb_path(self) -> Path:

@@ -2,7 +2,8 @@
 
 aiokafka logs and swallows an exception raised in a rebalance listener; the loop must
 not then sit in a stable group owning nothing, fetching records it drops. The failure is
-injected into the first changelog restore; the broker and the counter agent are real.
+injected into the first changelog restore; the broker and the counter agent are real, and
+the tables are kept on either state backend.
 """
 
 from __future__ import annotations
@@ -53,8 +54,9 @@ async def run_until_counted(settings: Settings, loop: TransactionalLoop, timeout
         await asyncio.wait_for(task, 30)
 
 
-def test_a_failed_takeover_rejoins_and_loses_nothing(services: Settings) -> None:
-    settings = make_settings()
+@pytest.mark.parametrize("backend", ["memory", "rocksdb"])
+def test_a_failed_takeover_rejoins_and_loses_nothing(services: Settings, backend: str) -> None:
+    settings = make_settings(state_backend=backend)
     kafka.ensure_topics(settings)
     asyncio.run(
         produce_events(

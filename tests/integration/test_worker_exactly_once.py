@@ -41,15 +41,26 @@ async def count_outputs(settings: Settings) -> int:
     return len(await read_until(settings, COUNTED.physical(settings.namespace), 10**9, 1.5))
 
 
+def state_owners(settings: Settings) -> set[int]:
+    """The pids whose RocksDB state folders are in the state dir (`<group>-<pid>`)."""
+    folders = settings.state_path.glob(f"{settings.namespace}-*")
+    return {int(f.name.rpartition("-")[2]) for f in folders}
+
+
 def worker_settings(base: Settings, name: str) -> Settings:
     return base.model_copy(update={"worker_name": name, "worker_web_port": free_port()})
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
-def test_stop_a_worker_mid_stream(services: Settings, sig: signal.Signals) -> None:
+@pytest.mark.parametrize(
+    ("sig", "backend"),
+    [(signal.SIGKILL, "memory"), (signal.SIGTERM, "memory"), (signal.SIGKILL, "rocksdb")],
+    ids=["sigkill", "sigterm", "sigkill-rocksdb"],
+)
+def test_stop_a_worker_mid_stream(services: Settings, sig: signal.Signals, backend: str) -> None:
     """SIGKILL: a crash, the session timeout hands its partitions over. SIGTERM: a
-    graceful stop (a rolling deploy), the worker leaves the group itself."""
-    base = make_settings(worker_session_timeout_s=6.0)
+    graceful stop (a rolling deploy), the worker leaves the group itself. On RocksDB, the
+    killed worker's database is left open on disk: its restart removes it."""
+    base = make_settings(worker_session_timeout_s=6.0, state_backend=backend)
     kafka.ensure_topics(base)
     one = worker_settings(base, f"{base.namespace}-one")
     two = worker_settings(base, f"{base.namespace}-two")
@@ -57,9 +68,7 @@ def test_stop_a_worker_mid_stream(services: Settings, sig: signal.Signals) -> No
     proc_two = Managed("worker-two", base.data_dir.resolve() / "run")
     try:
         for proc, settings in ((proc_one, one), (proc_two, two)):
-            proc.start(
-                [sys.executable, "-m", "cli", "worker"], env=stack.settings_env(settings)
-            )
+            proc.start([sys.executable, "-m", "cli", "worker"], env=stack.settings_env(settings))
         for settings, proc in ((one, proc_one), (two, proc_two)):
             wait_until(
                 partial(stack.url_ok, f"http://127.0.0.1:{settings.worker_web_port}/healthz/live"),
@@ -87,6 +96,13 @@ def test_stop_a_worker_mid_stream(services: Settings, sig: signal.Signals) -> No
         time.sleep(1)
         proc_one.start([sys.executable, "-m", "cli", "worker"], env=stack.settings_env(one))
         outputs = asyncio.run(read_until(base, COUNTED.physical(base.namespace), TOTAL + 1, 240))
+        if backend == "rocksdb":  # the restarted worker may still be starting its loops
+            wait_until(
+                lambda: state_owners(base) == {proc_one.pid(), proc_two.pid()},
+                "the killed worker's state folders removed",
+                60,
+                why=lambda: f"state folders of pids {state_owners(base)}",
+            )
     finally:
         proc_one.stop(timeout_s=20)
         proc_two.stop(timeout_s=20)

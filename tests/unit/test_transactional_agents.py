@@ -1,4 +1,4 @@
-"""The transactional loop's pure parts: a partition's tables, event-time dedup, and the
+"""The transactional loop's pure parts: the changelog codec, and the
 counter and command processors record by record (no broker)."""
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from streams.outputs import Output
 from tributary.settings import Settings
 
 SETTINGS = Settings(namespace="unit", dedup_ttl_s=60, command_rate_limits="2/s")
-TTL_MS = 60_000
 
 
 def record(event: CloudEvent, topic: str, at_ms: int, offset: int = 0) -> ConsumerRecord:
@@ -25,40 +24,12 @@ def record(event: CloudEvent, topic: str, at_ms: int, offset: int = 0) -> Consum
     )
 
 
-def test_writes_are_pending_until_applied_and_gone_when_discarded() -> None:
-    t = state.Tables(("a",))
-    t["a"]["k"] = 1
-    assert t["a"].get("k") == 1  # the batch sees its own write
-    assert list(t.changes()) == [("a", "k", 1)]
-    t.discard()
-    assert t["a"].get("k") is None and list(t.changes()) == []
-    t["a"]["k"] = 2
-    t.apply()
-    del t["a"]["k"]
-    assert t["a"].get("k") is None and list(t.changes()) == [("a", "k", None)]
-    t.discard()
-    assert t["a"].get("k") == 2 and len(t["a"]) == 1
-
-
 def test_changelog_codec_round_trips_and_skips_foreign_records() -> None:
     assert state.decode(*state.encode("u1", {"x": [1]})) == ("u1", {"x": [1]})
     assert state.decode(*state.encode("u1", None)) == ("u1", None)
     assert state.decode(b'["u1", [0, 1]]', b"1") is None  # a Faust windowed key
     assert state.decode(b"not json", b"1") is None
     assert state.decode(None, b"1") is None
-
-
-def test_dedup_is_in_event_time_and_expires_after_two_ttls() -> None:
-    seen = state.Table({})
-    seen["u/e"] = 1_000
-    assert state.seen_before(seen, "u/e", 1_000 + TTL_MS - 1, TTL_MS)
-    assert not state.seen_before(seen, "u/e", 1_000 + TTL_MS, TTL_MS)
-    seen.apply()
-    state.forget_expired(seen, 1_000 + 2 * TTL_MS, TTL_MS)
-    assert seen.get("u/e") == 1_000  # not yet two TTLs old
-    seen.apply()
-    state.forget_expired(seen, 1_001 + 2 * TTL_MS + TTL_MS // 10, TTL_MS)
-    assert seen.get("u/e") is None
 
 
 def test_counter_numbers_each_users_events_once_per_id() -> None:
