@@ -1,26 +1,32 @@
-"""Stream engines side by side, in one run, on one broker: ours vs Quix Streams.
+"""Stream engines side by side, in one run, on one broker, from a preloaded backlog.
 
-Four engines: Tributary's transactional loop (`loop`, exactly-once, what the counter and
-command agents run on), Faust (at-least-once, what the executors run on), and Quix Streams
-at-least-once and exactly-once (the baselines). The same workload (N events, 1,000 users,
-6 partitions, event times 1 ms apart) and the same logic (`bench.streams_logic.step`: GCRA
-limit check in event time + state update + one output per event), one worker process
-each. Measured:
-events/s from the first output to the last, and events per CPU-second of the worker
-process (the "per core" figure). Then changelog recovery: the worker's local state is
-deleted and a fresh worker restores every key from the changelog topic.
+Engines: Tributary's transactional loop (exactly-once, what the deciding agents run on)
+with its tables in memory (`loop`) and in RocksDB (`loop-rocksdb`), Faust (at-least-once),
+and Quix Streams at-least-once and exactly-once (the baselines). The same workload (N
+events, 1,000 users, 6 partitions, event times 1 ms apart) is on the input topic before any
+engine starts, and each runs the same logic (`bench.streams_logic.step`: GCRA limit check
+in event time + state update + one output per event) in one worker process. Measured, from
+the worker's start to its last output visible to a `read_committed` reader (an
+exactly-once engine's outputs appear only at its commits, so timing from its first output
+would flatter it): events/s, events per CPU-second of the worker's process tree over the
+same span, and peak RSS.
+
+Then changelog recovery: a fresh worker restores K keys from the changelog topic and
+answers one more event; the answer proves the state came back. The loop's and Faust's
+changelogs are written directly (as they write them), so a 10 M-key run does not first
+process 10 M events.
 
 Needs the bench extra (`.venv/bin/pip install -e '.[bench]'`). Run against a running broker
 (`tributary up`), e.g.:
-    .venv/bin/python -m bench.streams --events 50000 --recovery-keys 20000
-    .venv/bin/python -m bench.streams --events 2000 --recovery-keys 1000000 --faust-changelog-direct
+    .venv/bin/python -m bench.streams --events 200000 --recovery-keys 1000000
+    .venv/bin/python -m bench.streams --events 0 --recovery-keys 10000000 \
+        --recovery-engines loop-rocksdb
 `BENCH_FAUST_OPTIONS` (JSON of Faust settings) and `BENCH_FAUST_NO_TABLE=1` are for diagnosis.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import subprocess
 import sys
@@ -32,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psutil
 import typer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -39,24 +46,34 @@ from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
 
 from bench.streams_logic import step
+from streams.transactional import POSITION
 from tributary.settings import Settings
 
 PARTITIONS = 6
-ENGINES = ("quix", "quix-eos", "faust", "loop")
+COMPACTED = {"cleanup.policy": "compact"}
+ENGINES = ("loop", "loop-rocksdb", "quix", "quix-eos", "faust")
+DIRECT = ("loop", "loop-rocksdb", "faust")  # whose changelog recovery writes directly
 T0 = 1_790_000_000_000
 
 
+def tree(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
 def peak_rss_mb(pid: int) -> float:
-    """The process's peak resident memory so far (VmHWM), MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """The peak resident memory so far (VmHWM) of the process and its children, MiB."""
+    total = 0
+    for proc in tree(pid):
+        for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1])
+    return total / 1024
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU (user + system) of the process and its children so far, seconds."""
+    return sum(t.user + t.system for t in (p.cpu_times() for p in tree(pid)))
 
 
 async def create_topics(
@@ -138,11 +155,8 @@ def run_engine(
     sink = f"{source}.{engine}.out"
     asyncio.run(create_topics(settings.kafka_bootstrap, [sink]))
     group = f"{source.replace('.', '-')}-{engine}"
-    if engine == "loop":  # it restores from its changelogs but does not create them
-        changelogs = [f"{group}-streams-{t}-changelog" for t in ("limits", "limits-position")]
-        asyncio.run(
-            create_topics(settings.kafka_bootstrap, changelogs, {"cleanup.policy": "compact"})
-        )
+    if engine.startswith("loop"):  # it restores from its changelogs but does not create them
+        asyncio.run(create_topics(settings.kafka_bootstrap, loop_changelogs(group), COMPACTED))
     argv = [sys.executable, "-m", "bench.streams_logic", engine, settings.kafka_bootstrap]
     baseline = asyncio.run(end_offsets(settings.kafka_bootstrap, sink))
     started = time.monotonic()
@@ -154,15 +168,14 @@ def run_engine(
 
     async def watch() -> dict[str, float]:
         consumer = await read_committed_from(settings.kafka_bootstrap, baseline)
-        first_at = first_count = cpu_at_first = 0.0
+        first_at = 0.0
         done = 0
         try:
             while True:
                 batch = await consumer.getmany(timeout_ms=50, max_records=10_000)
                 done += sum(len(records) for records in batch.values())
                 if done and not first_at:
-                    first_at, first_count = time.monotonic(), done
-                    cpu_at_first = cpu_seconds(proc.pid)
+                    first_at = time.monotonic()
                 if done >= expected:
                     break
                 if proc.poll() is not None:
@@ -172,16 +185,16 @@ def run_engine(
                         f"{engine}: {done} of {expected} outputs in {timeout_s} s: {log}"
                     )
             finished = time.monotonic()
-            cpu = cpu_seconds(proc.pid) - cpu_at_first
+            cpu = cpu_seconds(proc.pid)
             rss = peak_rss_mb(proc.pid)
         finally:
             await consumer.stop()
-        steady = expected - first_count
         return {
-            "startup_s": first_at - started,
-            "seconds": finished - first_at,
-            "events_per_s": steady / (finished - first_at),
-            "events_per_cpu_s": steady / cpu if cpu else float("nan"),
+            "first_output_s": first_at - started,
+            "seconds": finished - started,
+            "events_per_s": expected / (finished - started),
+            "events_per_cpu_s": expected / cpu,
+            "cpu_s": cpu,
             "peak_rss_mb": rss,
         }
 
@@ -208,7 +221,7 @@ def recovery(
     probe = run_engine(settings, engine, source, 1, datadir)
     answer = asyncio.run(last_output(settings.kafka_bootstrap, f"{source}.{engine}.out", b"u0"))
     return {
-        "restore_and_first_output_s": probe["startup_s"],
+        "restore_and_first_output_s": probe["seconds"],
         "accepted": answer["accepted"],
         "peak_rss_mb": probe["peak_rss_mb"],
     }
@@ -243,18 +256,46 @@ async def write_faust_changelog(bootstrap: str, app_id: str, source: str, keys: 
     `recovery` then checks that a fresh worker really restored it.
     """
     topic = f"{app_id}-limits-changelog"
-    await create_topics(bootstrap, [topic], {"cleanup.policy": "compact"})
-    partitioner, every = DefaultPartitioner(), list(range(PARTITIONS))
+    await create_topics(bootstrap, [topic], COMPACTED)
+    await send_all(bootstrap, user_states(topic, keys))
+    # The inputs count as processed, as they would be had Faust built the state.
+    await commit_all(bootstrap, app_id, source)
 
-    def change(i: int) -> tuple[str, bytes, dict[str, Any]]:
+
+def user_states(topic: str, keys: int) -> Iterable[tuple[str, bytes, dict[str, Any]]]:
+    """The limit state of users u0 .. u<keys - 1> after one event each, as changelog
+    records (JSON key and value) in the partition of the user's input records."""
+    partitioner, every = DefaultPartitioner(), list(range(PARTITIONS))
+    for i in range(keys):
         user = f"u{i}"
         state, _ = step(None, T0 + i)
         where = partitioner(user.encode(), every, every)
-        return topic, orjson.dumps(state), {"key": orjson.dumps(user), "partition": where}
+        yield topic, orjson.dumps(state), {"key": orjson.dumps(user), "partition": where}
 
-    await send_all(bootstrap, (change(i) for i in range(keys)))
-    # The inputs count as processed, as they would be had Faust built the state.
-    await commit_all(bootstrap, app_id, source)
+
+def loop_changelogs(group: str) -> list[str]:
+    """The loop's changelogs in `bench.streams_logic` (its namespace is the group)."""
+    return [f"{group}-streams-{t}-changelog" for t in ("limits", "limits-position")]
+
+
+async def write_loop_changelog(bootstrap: str, group: str, source: str, keys: int) -> None:
+    """Write the state of `keys` users straight into the loop's changelogs: the limits
+    table, and the position table saying each input partition is processed to its end."""
+    limits, positions = loop_changelogs(group)
+    await create_topics(bootstrap, [limits, positions], COMPACTED)
+    await send_all(bootstrap, user_states(limits, keys))
+    ends = await end_offsets(bootstrap, source)
+    await send_all(
+        bootstrap,
+        (
+            (
+                positions,
+                orjson.dumps(end),
+                {"key": orjson.dumps(POSITION), "partition": tp.partition},
+            )
+            for tp, end in ends.items()
+        ),
+    )
 
 
 async def commit_all(bootstrap: str, group: str, topic: str) -> None:
@@ -271,60 +312,73 @@ async def commit_all(bootstrap: str, group: str, topic: str) -> None:
 
 
 def main(
-    events: int = typer.Option(200_000, help="events in the throughput run"),
+    events: int = typer.Option(200_000, help="events in the throughput run (0: skip it)"),
     users: int = 1000,
     recovery_keys: int = typer.Option(0, help="keys for the changelog recovery run (0: skip)"),
-    faust_changelog_direct: bool = typer.Option(
-        False, help="write Faust's changelog directly instead of building it through Faust"
-    ),
     engines: str = typer.Option(",".join(ENGINES), help="which engines, comma-separated"),
     recovery_engines: str = typer.Option(
-        ",".join(ENGINES), help="which engines run the recovery part"
+        "loop,loop-rocksdb", help="which engines run the recovery part"
     ),
 ) -> None:
     settings = Settings()
     run = uuid.uuid4().hex[:8]
-    source = f"bench.{run}.in"
-    asyncio.run(create_topics(settings.kafka_bootstrap, [source]))
-    asyncio.run(produce(settings.kafka_bootstrap, source, events, users))
-    print(f"{events} events, {users} users, {PARTITIONS} partitions on {settings.kafka_bootstrap}")
     root = Path(tempfile.mkdtemp(prefix="bench-streams-"))
-    results = {}
-    for engine in engines.split(","):
-        results[engine] = run_engine(settings, engine, source, events, str(root / engine))
-        r = results[engine]
-        print(
-            f"{engine:8} startup {r['startup_s']:5.1f} s | {r['seconds']:6.1f} s | "
-            f"{r['events_per_s']:9,.0f} events/s | {r['events_per_cpu_s']:9,.0f} events/CPU-s"
-        )
-    for ours, base in (("loop", "quix-eos"), ("loop", "quix"), ("faust", "quix")):
-        if ours not in results or base not in results:
-            continue
-        ratio = results[ours]["events_per_s"] / results[base]["events_per_s"]
-        cpu = results[ours]["events_per_cpu_s"] / results[base]["events_per_cpu_s"]
-        print(f"{ours} / {base}: {ratio:.2f} (events/s), {cpu:.2f} (events per CPU-second)")
-    for engine in recovery_engines.split(",") if recovery_keys else []:
+    if events:
+        throughput(settings, run, events, users, engines.split(","), root)
+    for i, engine in enumerate(recovery_engines.split(",") if recovery_keys else []):
         # An input topic per engine: the probe adds an event of u0, which must be its second.
-        rec = f"bench.{run}.rec.{engine}"
+        rec = f"bench.{run}.rec{i}"
         asyncio.run(create_topics(settings.kafka_bootstrap, [rec]))
-        asyncio.run(produce(settings.kafka_bootstrap, rec, recovery_keys, recovery_keys))
         datadir = str(root / f"{engine}-rec")
-        if engine == "faust" and faust_changelog_direct:
-            t = time.monotonic()
-            app_id = f"{rec.replace('.', '-')}-faust"
-            asyncio.run(write_faust_changelog(settings.kafka_bootstrap, app_id, rec, recovery_keys))
-            built = f"changelog written directly in {time.monotonic() - t:.1f} s"
+        started = time.monotonic()
+        group = f"{rec.replace('.', '-')}-{engine}"
+        if engine.startswith("loop"):
+            asyncio.run(write_loop_changelog(settings.kafka_bootstrap, group, rec, recovery_keys))
+        elif engine == "faust":
+            asyncio.run(write_faust_changelog(settings.kafka_bootstrap, group, rec, recovery_keys))
         else:
-            build = run_engine(settings, engine, rec, recovery_keys, datadir)
-            built = f"built in {build['seconds']:.1f} s"
+            asyncio.run(produce(settings.kafka_bootstrap, rec, recovery_keys, recovery_keys))
+            run_engine(settings, engine, rec, recovery_keys, datadir)
+        how = "written directly" if engine in DIRECT else f"built by {engine}"
+        built = f"changelog {how} in {time.monotonic() - started:.1f} s"
         restored = recovery(settings, engine, rec, recovery_keys, datadir)
         print(
-            f"{engine:8} {recovery_keys:,} keys: {built}; fresh worker restored and "
+            f"{engine:12} {recovery_keys:,} keys: {built}; fresh worker restored and "
             f"answered in {restored['restore_and_first_output_s']:.1f} s, "
             f"peak RSS {restored['peak_rss_mb']:,.0f} MiB "
             f"(u0 accepted {restored['accepted']}: 2 means its state was restored)"
         )
     shutil.rmtree(root, ignore_errors=True)
+
+
+def throughput(
+    settings: Settings, run: str, events: int, users: int, engines: list[str], root: Path
+) -> None:
+    source = f"bench.{run}.in"
+    asyncio.run(create_topics(settings.kafka_bootstrap, [source]))
+    asyncio.run(produce(settings.kafka_bootstrap, source, events, users))
+    print(f"{events} events, {users} users, {PARTITIONS} partitions on {settings.kafka_bootstrap}")
+    print("from the worker's start to its last read_committed output:")
+    results = {}
+    for engine in engines:
+        results[engine] = r = run_engine(settings, engine, source, events, str(root / engine))
+        print(
+            f"{engine:12} first output {r['first_output_s']:5.1f} s | last {r['seconds']:6.1f} s"
+            f" | {r['events_per_s']:8,.0f} events/s | {r['cpu_s']:6.1f} CPU-s"
+            f" | {r['events_per_cpu_s']:8,.0f} events/CPU-s | peak RSS {r['peak_rss_mb']:5,.0f} MiB"
+        )
+    pairs = (
+        ("loop-rocksdb", "loop"),
+        ("loop", "quix-eos"),
+        ("loop", "quix"),
+        ("faust", "quix"),
+    )
+    for ours, base in pairs:
+        if ours not in results or base not in results:
+            continue
+        ratio = results[ours]["events_per_s"] / results[base]["events_per_s"]
+        cpu = results[ours]["events_per_cpu_s"] / results[base]["events_per_cpu_s"]
+        print(f"{ours} / {base}: {ratio:.2f} (events/s), {cpu:.2f} (events per CPU-second)")
 
 
 if __name__ == "__main__":

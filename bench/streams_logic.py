@@ -8,9 +8,11 @@ is updated, and one result is emitted. Each engine runs it in its own process:
     python -m bench.streams_logic quix      BOOTSTRAP IN OUT GROUP DATADIR
     python -m bench.streams_logic quix-eos  BOOTSTRAP IN OUT GROUP DATADIR
     python -m bench.streams_logic loop      BOOTSTRAP IN OUT GROUP DATADIR
+    python -m bench.streams_logic loop-rocksdb BOOTSTRAP IN OUT GROUP DATADIR
 
 `loop` is Tributary's transactional loop (`streams.transactional`, exactly-once: one
-transaction per partition per batch); `quix-eos` is Quix Streams with exactly-once.
+transaction per partition per batch), its tables in memory (`loop`) or in RocksDB
+(`loop-rocksdb`); `quix-eos` is Quix Streams with exactly-once.
 """
 
 from __future__ import annotations
@@ -129,7 +131,9 @@ class LimitProcessor:
         pass
 
 
-def run_loop(bootstrap: str, source: str, sink: str, group: str, datadir: str) -> None:
+def run_loop(
+    bootstrap: str, source: str, sink: str, group: str, datadir: str, backend: str = "memory"
+) -> None:
     import asyncio
     from pathlib import Path
 
@@ -138,14 +142,30 @@ def run_loop(bootstrap: str, source: str, sink: str, group: str, datadir: str) -
 
     host, port = bootstrap.rsplit(":", 1)
     settings = Settings(
-        namespace=group, kafka_host=host, kafka_port=int(port), data_dir=Path(datadir)
+        namespace=group,
+        kafka_host=host,
+        kafka_port=int(port),
+        data_dir=Path(datadir),
+        state_backend=backend,  # type: ignore[arg-type]
     )
     # Its group is `<group>-streams-limits`, its changelog `<group>-streams-limits-changelog`.
-    loop = TransactionalLoop(settings, LimitProcessor(source, sink))
+    loop = TransactionalLoop(
+        settings, LimitProcessor(source, sink), group=f"{group}-streams-limits"
+    )
     asyncio.run(loop.run(asyncio.Event()))
+
+
+def run_loop_rocksdb(bootstrap: str, source: str, sink: str, group: str, datadir: str) -> None:
+    run_loop(bootstrap, source, sink, group, datadir, "rocksdb")
 
 
 if __name__ == "__main__":
     engine, *args = sys.argv[1:]
-    engines = {"faust": run_faust, "quix": run_quix, "quix-eos": run_quix_eos, "loop": run_loop}
+    engines = {
+        "faust": run_faust,
+        "quix": run_quix,
+        "quix-eos": run_quix_eos,
+        "loop": run_loop,
+        "loop-rocksdb": run_loop_rocksdb,
+    }
     engines[engine](*args)

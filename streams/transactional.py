@@ -98,13 +98,17 @@ class AssignmentFailed(Exception):
 
 class TransactionalLoop:
     def __init__(
-        self, settings: Settings, processor: Processor, effects: EffectStep | None = None
+        self,
+        settings: Settings,
+        processor: Processor,
+        effects: EffectStep | None = None,
+        group: str | None = None,  # default: the agent's group in schemas.groups
     ) -> None:
         self.settings = settings
         self.processor = processor
         self.effects = effects
         self._decided: list[Effect] = []  # committed, not yet handed to the effect step
-        self.group = groups.of_agent(processor.name).physical(settings.namespace)
+        self.group = group or groups.of_agent(processor.name).physical(settings.namespace)
         self.position_table = tables.position_table(processor.name)
         self.table_names = (*processor.tables, self.position_table)
         self.changelogs = {
