@@ -122,7 +122,9 @@ class EnvelopeError(ValueError):
     """A Kafka record that is not a valid CloudEvent in binary mode."""
 
 
-def from_kafka(value: bytes | None, headers: Headers | dict[str, bytes]) -> CloudEvent:
+def from_kafka(
+    value: bytes | None, headers: Sequence[tuple[str, bytes]] | dict[str, bytes]
+) -> CloudEvent:
     """Decode a binary-mode record back into a `CloudEvent`; raises `EnvelopeError`."""
     items = headers.items() if isinstance(headers, dict) else headers
     attrs = {

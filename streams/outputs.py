@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 import structlog
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
-from aiokafka.structs import ConsumerRecord
 
 from schemas import headers as h
 from schemas.dead_letters import DeadLetter, Origin
 from schemas.editions import editions
 from schemas.envelope import CloudEvent, to_kafka
 from schemas.jobs import Job
-from schemas.topics import MAX_RECORD_BYTES
 
 log = structlog.get_logger(__name__)
 
-# An input this large cannot be passed on: what a processor writes adds headers (the
-# sequence, reasons) to a record that already fills a batch, and the producer would refuse
-# it on every retry of the partition. (The gateway's records are far smaller.)
-MAX_INPUT_BYTES = MAX_RECORD_BYTES - 64 * 1024
+
+class Record(Protocol):
+    """What a processor reads: one consumed record (aiokafka's `ConsumerRecord` is one)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
 
 @dataclass(frozen=True)
@@ -60,27 +73,9 @@ def scheduled(topic: str, ev: CloudEvent, due_ms: int, target: str) -> list[Outp
     return [replace(o, headers=[*o.headers, *schedule]) for o in event(topic, ev)]
 
 
-def dead_lettered(record: ConsumerRecord, topic: str, *, reason: str, error: str) -> Output:
+def dead_lettered(record: Record, topic: str, *, reason: str, error: str) -> Output:
     """`record` unchanged for the DLQ, with headers saying why and where it came from."""
     origin = Origin(topic=record.topic, partition=record.partition, offset=record.offset)
     letter = DeadLetter.of(reason, error, origin)
     log.warning("dead-lettered", reason=reason, error=error, origin=str(origin))
     return Output(topic, record.value, record.key, letter.headers(record.headers or ()))
-
-
-def too_large(record: ConsumerRecord, topic: str) -> Output | None:
-    """A dead letter for `record` if it is too large to pass on, else None. The letter
-    keeps the key and headers but not the value, which is what does not fit; the record
-    itself stays at its origin (`x-tributary-origin`)."""
-    size = DefaultRecordBatchBuilder.estimate_size_in_bytes(
-        record.key, record.value, list(record.headers or ())
-    )
-    if size <= MAX_INPUT_BYTES:
-        return None
-    letter = dead_lettered(
-        record,
-        topic,
-        reason="record_too_large",
-        error=f"{size} bytes; at most {MAX_INPUT_BYTES} can be passed on (value not copied)",
-    )
-    return replace(letter, value=None)

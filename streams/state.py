@@ -13,6 +13,7 @@ from the changelog when a partition is assigned; the changelog stays the truth.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
@@ -114,11 +115,17 @@ class Table:
 
 
 class Tables:
-    """Every table of one agent for one partition."""
+    """Every table of one agent for one partition, and what happened to the current batch's
+    records (`count`): like the writes, that counts only once the batch commits."""
 
     def __init__(self, names: tuple[str, ...], stores: dict[str, Store] | None = None) -> None:
         stores = stores or {}
         self._tables = {name: Table(stores.get(name)) for name in names}
+        self._outcomes: Counter[str] = Counter()
+
+    def count(self, outcome: str) -> None:
+        """One record of the batch had this outcome (`counted`, `duplicate`, ...)."""
+        self._outcomes[outcome] += 1
 
     def __getitem__(self, name: str) -> Table:
         return self._tables[name]
@@ -129,13 +136,17 @@ class Tables:
             for key, value in table.changes():
                 yield name, key, value
 
-    def apply(self) -> None:
+    def apply(self) -> Counter[str]:
+        """The batch committed: its writes go to the stores; its records' outcomes."""
         for table in self._tables.values():
             table.apply()
+        outcomes, self._outcomes = self._outcomes, Counter()
+        return outcomes
 
     def discard(self) -> None:
         for table in self._tables.values():
             table.discard()
+        self._outcomes.clear()
 
 
 class Backend(Protocol):

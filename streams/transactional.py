@@ -35,18 +35,24 @@ from typing import Protocol
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import ConsumerRecord
 
 from schemas import groups, tables
 from schemas.topics import MAX_RECORD_BYTES
 from streams import state, stores
 from streams.metrics import BATCH_RECORDS, COMMIT_SECONDS, EVENTS_PROCESSED
-from streams.outputs import Effect, Output, dead_lettered, too_large
+from streams.outputs import Effect, Output, Record, dead_lettered
 from tributary import heartbeats, telemetry
 from tributary.kafka_admin import read_partitions
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+# An input this large cannot be passed on: what a processor writes adds headers (the
+# sequence, reasons) to a record that already fills a batch, and the producer would refuse
+# it on every retry of the partition. (The gateway's records are far smaller.)
+MAX_INPUT_BYTES = MAX_RECORD_BYTES - 64 * 1024
 
 
 class Processor(Protocol):
@@ -55,7 +61,7 @@ class Processor(Protocol):
     tables: tuple[str, ...]  # its tables (changelog `<app id>-<table>-changelog`)
     dlq: str  # where a record it cannot handle goes, with the reason
 
-    def process(self, record: ConsumerRecord, tables: state.Tables) -> Sequence[Output | Effect]:
+    def process(self, record: Record, tables: state.Tables) -> Sequence[Output | Effect]:
         """The outputs for one record; reads and writes `tables` (no I/O)."""
         ...
 
@@ -263,7 +269,8 @@ class TransactionalLoop:
         except BaseException:
             owned.tables.discard()
             raise
-        owned.tables.apply()
+        for outcome, n in owned.tables.apply().items():  # counted once, on commit
+            EVENTS_PROCESSED.labels(agent=self.processor.name, outcome=outcome).inc(n)
         owned.next_offset = records[-1].offset + 1
         self._decided += effects
 
@@ -298,13 +305,13 @@ class TransactionalLoop:
         self, record: ConsumerRecord, tables: state.Tables
     ) -> Sequence[Output | Effect]:
         if (letter := too_large(record, self.processor.dlq)) is not None:
-            EVENTS_PROCESSED.labels(agent=self.processor.name, outcome="dead_lettered").inc()
+            tables.count("dead_lettered")
             return [letter]
         try:
             return self.processor.process(record, tables)
         except Exception as exc:  # a bug of ours must not stop the partition or lose the record
             log.exception("processing failed; dead-lettered", loop=self.processor.name)
-            EVENTS_PROCESSED.labels(agent=self.processor.name, outcome="dead_lettered").inc()
+            tables.count("dead_lettered")
             return [
                 dead_lettered(
                     record, self.processor.dlq, reason="processing_error", error=repr(exc)
@@ -446,6 +453,24 @@ class TransactionalLoop:
                 await owned.producer.stop()
             except KafkaError as exc:  # fenced already: nothing of ours is left to flush
                 log.info("producer stopped with an error", partition=partition, error=repr(exc))
+
+
+def too_large(record: Record, topic: str) -> Output | None:
+    """A dead letter for `record` if it is too large to pass on, else None. The letter
+    keeps the key and headers but not the value, which is what does not fit; the record
+    itself stays at its origin (`x-tributary-origin`)."""
+    size = DefaultRecordBatchBuilder.estimate_size_in_bytes(
+        record.key, record.value, list(record.headers or ())
+    )
+    if size <= MAX_INPUT_BYTES:
+        return None
+    letter = dead_lettered(
+        record,
+        topic,
+        reason="record_too_large",
+        error=f"{size} bytes; at most {MAX_INPUT_BYTES} can be passed on (value not copied)",
+    )
+    return replace(letter, value=None)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

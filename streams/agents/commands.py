@@ -14,7 +14,6 @@ the table writes, the outputs and the input offset one Kafka transaction.
 from __future__ import annotations
 
 import structlog
-from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
 from schemas import contracts, tables
@@ -47,8 +46,7 @@ from schemas.topics import COMMANDS, CONTAINERS, DLQ, JOBS, REJECTED, RETRY, WOR
 from streams import admission, container_rules, emit, outputs, state
 from streams.admission import Quotas, UserState, Verdict
 from streams.container_rules import Exited
-from streams.metrics import EVENTS_PROCESSED
-from streams.outputs import Output
+from streams.outputs import Output, Record
 from streams.sequencing import derived_id
 from tributary.limits import parse_windows
 from tributary.settings import Settings
@@ -85,13 +83,13 @@ class Commands:
         self.idle_s = settings.container_idle_s
         self.grace_ms = int(settings.orphan_grace_s * 1000)
 
-    def process(self, record: ConsumerRecord, tables_: state.Tables) -> list[Output]:
+    def process(self, record: Record, tables_: state.Tables) -> list[Output]:
         at_ms = record.timestamp
         if contracts.superseded(record.headers):
             return []  # an older version's copy of a report: its current one is beside it
         users = tables_[tables.USER_STATE]
         if dict(record.headers or ()).get(h.CE_TYPE) == JOB_DUE.encode():
-            return self.due(record, users)
+            return self.due(record, tables_)
         try:
             command = from_kafka(record.value, record.headers)
             seen = tables_[tables.SEEN_COMMANDS]
@@ -100,19 +98,19 @@ class Commands:
             # harmless: not remembered (there is one per user per sweep).
             once = command.type != CONTAINERS_OBSERVED
             if once and state.seen_before(seen, seen_key, at_ms, self.ttl_ms):
-                EVENTS_PROCESSED.labels(agent=self.name, outcome="duplicate").inc()
+                tables_.count("duplicate")
                 return []
             user_state = UserState.from_json(users.get(command.subject))
             out = self.decide(command, user_state, at_ms)
         except (EnvelopeError, ValidationError, ValueError, KeyError) as exc:
-            EVENTS_PROCESSED.labels(agent=self.name, outcome="dead_lettered").inc()
+            tables_.count("dead_lettered")
             return [
                 outputs.dead_lettered(record, self.dlq, reason="invalid_command", error=str(exc))
             ]
         users[command.subject] = user_state.to_json()
         if once:
             seen[seen_key] = at_ms
-        EVENTS_PROCESSED.labels(agent=self.name, outcome="decided").inc()
+        tables_.count("decided")
         return out
 
     def tidy(self, tables_: state.Tables, now_ms: int) -> None:
@@ -253,12 +251,13 @@ class Commands:
         )
         return outputs.event(self.containers, event)
 
-    def due(self, record: ConsumerRecord, users: state.Table) -> list[Output]:
+    def due(self, record: Record, tables_: state.Tables) -> list[Output]:
         """A debounced job's delay is over: run it if no later request replaced it."""
+        users = tables_[tables.USER_STATE]
         try:
-            job = Job.model_validate_json(record.value)
+            job = Job.model_validate_json(record.value or b"")
         except ValidationError as exc:  # only our scheduler writes these; never stop on one
-            EVENTS_PROCESSED.labels(agent=self.name, outcome="dead_lettered").inc()
+            tables_.count("dead_lettered")
             return [outputs.dead_lettered(record, self.dlq, reason="invalid_job", error=str(exc))]
         user_state = UserState.from_json(users.get(job.user_id))
         if not admission.is_latest(user_state, _debounce_key(job), job.job_id):

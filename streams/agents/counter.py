@@ -6,14 +6,11 @@ the table changes, the output and the input offset one Kafka transaction.
 
 from __future__ import annotations
 
-from aiokafka.structs import ConsumerRecord
-
 from schemas import tables
 from schemas.envelope import EnvelopeError, from_kafka
 from schemas.topics import COUNTED, DLQ, INGEST
 from streams import outputs, state
-from streams.metrics import EVENTS_PROCESSED
-from streams.outputs import Output
+from streams.outputs import Output, Record
 from streams.sequencing import stamp
 from tributary.settings import Settings
 
@@ -31,23 +28,23 @@ class Counter:
         self.dlq = DLQ.physical(ns)
         self.ttl_ms = settings.dedup_ttl_s * 1000
 
-    def process(self, record: ConsumerRecord, tables_: state.Tables) -> list[Output]:
+    def process(self, record: Record, tables_: state.Tables) -> list[Output]:
         try:
             incoming = from_kafka(record.value, record.headers)
         except EnvelopeError as exc:
-            EVENTS_PROCESSED.labels(agent=self.name, outcome="dead_lettered").inc()
+            tables_.count("dead_lettered")
             return [
                 outputs.dead_lettered(record, self.dlq, reason="invalid_envelope", error=str(exc))
             ]
         seqs, seen = tables_[tables.USER_SEQ], tables_[tables.SEEN_EVENTS]
         seen_key = f"{incoming.user_id}/{incoming.id}"
         if state.seen_before(seen, seen_key, record.timestamp, self.ttl_ms):
-            EVENTS_PROCESSED.labels(agent=self.name, outcome="duplicate").inc()
+            tables_.count("duplicate")
             return []
         seq, out = stamp(incoming, seqs.get(incoming.user_id, 0))
         seqs[incoming.user_id] = seq
         seen[seen_key] = record.timestamp
-        EVENTS_PROCESSED.labels(agent=self.name, outcome="counted").inc()
+        tables_.count("counted")
         return outputs.event(self.counted, out)
 
     def tidy(self, tables_: state.Tables, now_ms: int) -> None:

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
 from schemas import contracts, tables
@@ -40,8 +39,7 @@ from schemas.jobs import JOB_RESULT, AttemptResult, ContainerSpec, Job, JobState
 from schemas.topics import COMMANDS, DLQ, JOBS, RETRY, WORK_TIERS
 from streams import emit, outputs, state
 from streams.lifecycle import Backoff, DeadLetter, after_failure
-from streams.metrics import EVENTS_PROCESSED
-from streams.outputs import Effect, Output
+from streams.outputs import Effect, Output, Record
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -84,50 +82,51 @@ class Executor:
         self.backoff = Backoff(settings.retry_base_ms, settings.retry_cap_ms)
         self.ttl_ms = settings.dedup_ttl_s * 1000
 
-    def process(self, record: ConsumerRecord, tables_: state.Tables) -> list[Output | Effect]:
+    def process(self, record: Record, tables_: state.Tables) -> list[Output | Effect]:
         if contracts.superseded(record.headers):
             return []  # an older version's copy: its current one is beside it
         attempts = tables_[self.attempts]
         headers = dict(record.headers or ())
         if headers.get(h.CE_TYPE) == JOB_RESULT.encode():
-            return self.finish(record, attempts)
+            return self.finish(record, tables_)
         try:
-            work = Job.model_validate_json(record.value)
+            work = Job.model_validate_json(record.value or b"")
         except ValidationError as exc:
-            self._count("dead_lettered")
+            tables_.count("dead_lettered")
             return [outputs.dead_lettered(record, self.dlq, reason="invalid_job", error=str(exc))]
         job = start(attempts.get(work.job_id), work, retried=h.RETRIED_FROM in headers)
         if job is None:
-            self._count("duplicate")
+            tables_.count("duplicate")
             return []
         origin = Origin(topic=record.topic, partition=record.partition, offset=record.offset)
         attempts[job.job_id] = running(job, origin, record.timestamp)
-        self._count("started")
+        tables_.count("started")
         return [Effect(job, record.partition)]
 
-    def finish(self, record: ConsumerRecord, attempts: state.Table) -> list[Output | Effect]:
+    def finish(self, record: Record, tables_: state.Tables) -> list[Output | Effect]:
         """An attempt's result: what it emits, once."""
+        attempts = tables_[self.attempts]
         try:
             result = AttemptResult.model_validate(from_kafka(record.value, record.headers).data)
         except (EnvelopeError, ValidationError) as exc:
-            self._count("dead_lettered")
+            tables_.count("dead_lettered")
             letter = outputs.dead_lettered(
                 record, self.dlq, reason="invalid_result", error=str(exc)
             )
             return [letter]
         entry = attempts.get(result.job.job_id)
         if not is_running(entry, result.job.attempt):
-            self._count("duplicate")
+            tables_.count("duplicate")
             return []
         job = Job.model_validate(entry["job"])
         attempts[job.job_id] = {"attempt": job.attempt, "at": record.timestamp}
         if result.outcome is not None:
-            self._count("completed")
+            tables_.count("completed")
             return completed(job, result, self.routes)
         error = result.error or "failed"
         origin = Origin.model_validate(entry["origin"])
         out = failed(job, error, result.permanent, result.at_ms, self.backoff, origin, self.routes)
-        self._count("dead_lettered" if any(o.topic == self.dlq for o in out) else "retrying")
+        tables_.count("dead_lettered" if any(o.topic == self.dlq for o in out) else "retrying")
         return list(out)
 
     def tidy(self, tables_: state.Tables, now_ms: int) -> None:
@@ -140,9 +139,6 @@ class Executor:
             for key, entry in tables_[self.attempts].items()
             if key != _SWEPT and isinstance(entry, dict) and "job" in entry
         ]
-
-    def _count(self, outcome: str) -> None:
-        EVENTS_PROCESSED.labels(agent=self.name, outcome=outcome).inc()
 
 
 # -- the rules, one function each --------------------------------------------------------

@@ -112,3 +112,14 @@ def test_the_setting_chooses_the_backend(tmp_path: Path) -> None:
         assert isinstance(rocks, stores.RocksBackend) and rocks.path.parent == tmp_path
     finally:
         rocks.close()
+
+
+def test_outcomes_count_only_when_the_batch_commits(backend: state.Backend) -> None:
+    """A batch that aborts and is processed again counts its records once."""
+    t = backend.open(0, ("a",))
+    t.count("counted")
+    t.count("duplicate")
+    t.discard()  # aborted
+    t.count("counted")
+    assert t.apply() == {"counted": 1}
+    assert t.apply() == {}

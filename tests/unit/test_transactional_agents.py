@@ -80,6 +80,8 @@ def test_commands_queue_refuse_and_ignore_a_repeated_command() -> None:
     assert [o.topic for o in refused] == [commands.rejected, commands.jobs]
     assert from_kafka(refused[0].value, refused[0].headers).data["reason"] == "rate_limited"
     assert len(t[tables.USER_STATE].get("u")["in_flight"]) == 2
+    # What happened to each command, counted by the loop once the batch commits.
+    assert t.apply() == {"decided": 3, "duplicate": 1}
 
 
 def test_commands_dead_letter_an_unknown_command_and_keep_state() -> None:
@@ -90,14 +92,14 @@ def test_commands_dead_letter_an_unknown_command_and_keep_state() -> None:
     assert out.topic == commands.dlq
     assert dict(out.headers)["x-tributary-reason"] == b"invalid_command"
     assert list(t.changes()) == []
+    assert t.apply() == {"dead_lettered": 1}
 
 
 def test_an_input_too_large_to_pass_on_is_dead_lettered_without_its_value() -> None:
     """The counter would add its sequence header to a record that already fills a batch,
     and its producer would refuse the output on every retry of the partition."""
     from schemas.envelope import header_value
-    from streams.outputs import MAX_INPUT_BYTES
-    from streams.transactional import TransactionalLoop
+    from streams.transactional import MAX_INPUT_BYTES, TransactionalLoop
 
     counter = Counter(SETTINGS)
     loop = TransactionalLoop(SETTINGS, counter)
