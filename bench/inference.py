@@ -41,8 +41,8 @@ from bench.cpu import BENCH, cpu_spent
 from cli.demo import api_keys
 from infra.local import kafka, redis, stack, triton
 from schemas.jobs import ContainerSpec
-from streams.runners.docker_runner import DockerRunner
-from streams.runners.triton_runner import TritonRunner
+from streams.jobs.runners.docker_runner import DockerRunner
+from streams.jobs.runners.triton_runner import TritonRunner
 from tributary.settings import Settings
 
 MODEL = "minilm"

@@ -43,7 +43,7 @@ from infra.local import stack
 from infra.local.process import free_port
 from schemas.envelope import header_value
 from schemas.topics import COUNTED, INGEST
-from tributary.kafka_admin import read_to_end
+from tributary.kafka_clients import read_to_end
 from tributary.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1] / ".tributary-bench-push"

@@ -46,7 +46,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
 
 from bench.streams_logic import step
-from streams.transactional import POSITION
+from streams.runtime.recovery import POSITION
 from tributary.settings import Settings
 
 PARTITIONS = 6

@@ -10,7 +10,7 @@ is updated, and one result is emitted. Each engine runs it in its own process:
     python -m bench.streams_logic loop      BOOTSTRAP IN OUT GROUP DATADIR
     python -m bench.streams_logic loop-rocksdb BOOTSTRAP IN OUT GROUP DATADIR
 
-`loop` is Tributary's transactional loop (`streams.transactional`, exactly-once: one
+`loop` is Tributary's transactional loop (`streams.runtime.transactional`, exactly-once: one
 transaction per partition per batch), its tables in memory (`loop`) or in RocksDB
 (`loop-rocksdb`); `quix-eos` is Quix Streams with exactly-once.
 """
@@ -40,8 +40,12 @@ def run_faust(bootstrap: str, source: str, sink: str, group: str, datadir: str) 
     import faust
     import orjson
 
-    from streams.topics import RAW
-
+    raw: dict[str, Any] = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
     app = faust.App(
         group,
         broker=f"kafka://{bootstrap}",
@@ -52,8 +56,8 @@ def run_faust(bootstrap: str, source: str, sink: str, group: str, datadir: str) 
         web_enabled=False,
         **orjson.loads(os.environ.get("BENCH_FAUST_OPTIONS", "{}")),
     )
-    inbound = app.topic(source, **RAW)
-    outbound = app.topic(sink, **RAW)
+    inbound = app.topic(source, **raw)
+    outbound = app.topic(sink, **raw)
     table = app.Table("limits", default=dict, partitions=6, key_type=str)
 
     @app.agent(inbound)
@@ -119,7 +123,7 @@ class LimitProcessor:
     def process(self, record: Any, tables: Any) -> list[Any]:
         import orjson
 
-        from streams.outputs import Output
+        from streams.runtime.outputs import Output
 
         user = record.key.decode()
         table = tables["limits"]
@@ -137,7 +141,7 @@ def run_loop(
     import asyncio
     from pathlib import Path
 
-    from streams.transactional import TransactionalLoop
+    from streams.runtime.transactional import TransactionalLoop
     from tributary.settings import Settings
 
     host, port = bootstrap.rsplit(":", 1)

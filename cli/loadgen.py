@@ -9,7 +9,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from schemas.envelope import CloudEvent, to_kafka
-from tributary.kafka_admin import started
+from tributary.kafka_clients import started
 
 
 async def produce_all(

@@ -19,7 +19,7 @@ from schemas.status import JobStatus
 from streams import dlq_admin
 from streams.dlq_admin import Placed
 from tributary import admin
-from tributary.kafka_admin import admin_client, committed_reader, started
+from tributary.kafka_clients import admin_client, committed_reader, started
 from tributary.settings import Settings
 
 QUERY_TRIES = 5

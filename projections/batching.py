@@ -112,11 +112,3 @@ class Batcher:
         self._rows = 0
         self._opened = None
         return batches
-
-    def drop(self, topic: str, partition: int) -> None:
-        """Forget rows of a partition this process no longer owns (revoked)."""
-        batch = self._batches.pop((topic, partition), None)
-        if batch is not None:
-            self._rows -= len(batch.rows)
-        if self._rows == 0:
-            self._opened = None

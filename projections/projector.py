@@ -19,7 +19,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterable
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
@@ -28,8 +28,8 @@ from projections.clickhouse import ClickHouse
 from projections.metrics import BATCH_SECONDS, ROWS_PROJECTED, SKIPPED, STALLED
 from projections.tables import PROJECTIONS, UNREADABLE, Projection
 from schemas.groups import PROJECTOR_CLICKHOUSE
-from tributary import heartbeats, telemetry
-from tributary.kafka_admin import commit_or_log
+from tributary import heartbeats, kafka_clients, telemetry
+from tributary.kafka_clients import commit_or_log
 from tributary.ops_metrics import report_lag
 from tributary.pause import Pause
 from tributary.progress import ProgressWatch
@@ -51,14 +51,8 @@ class Projector:
         self.by_topic = {p.topic.physical(settings.namespace): p for p in projections}
         self.group = PROJECTOR_CLICKHOUSE.physical(settings.namespace)
         self.batcher = Batcher(settings.projector_batch_rows, settings.projector_batch_ms)
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            group_id=self.group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            # Faust writes in transactions: read only what was committed.
-            isolation_level="read_committed",
-            max_partition_fetch_bytes=4 * 1024 * 1024,
+        self.consumer = kafka_clients.group_consumer(
+            settings.kafka_bootstrap, self.group, max_partition_fetch_bytes=4 * 1024 * 1024
         )
         self.ready = False
         # Next offset ClickHouse still needs, per partition. Records below it are already

@@ -26,7 +26,7 @@ from schemas.events import CountedData
 from schemas.groups import PROJECTOR_PUSH
 from schemas.push import STREAM_FIELD, TRACE_FIELD, push_payload
 from tributary import heartbeats, redis_client, telemetry
-from tributary.kafka_admin import commit_or_log
+from tributary.kafka_clients import commit_or_log
 from tributary.pause import Pause
 from tributary.settings import Settings
 

@@ -24,8 +24,9 @@ from projections.clickhouse import ClickHouse
 from projections.migrations import rollups_of
 from projections.projector import Projector
 from projections.tables import UNREADABLE, Projection, for_topic
-from tributary.kafka_admin import partitions as kafka_partitions
-from tributary.kafka_admin import started
+from tributary import kafka_clients
+from tributary.kafka_clients import partitions as kafka_partitions
+from tributary.kafka_clients import started
 
 log = structlog.get_logger(__name__)
 
@@ -123,12 +124,7 @@ class Replay:
         await asyncio.to_thread(
             self.ch.command, f"CREATE TABLE {db}.{self.new_table} AS {db}.{self.projection.table}"
         )
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.projector.settings.kafka_bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-        )
+        consumer = kafka_clients.committed_reader(self.projector.settings.kafka_bootstrap)
         async with started(consumer):
             ends = await self._read(consumer)
         _, rows = await asyncio.to_thread(

@@ -38,7 +38,7 @@ from schemas.jobs import (
 from schemas.push import JOBS_STREAM_MAXLEN, STREAM_FIELD, job_payload
 from schemas.status import ENDED, ContainerState, ContainerStatusHash, JobStatus
 from tributary import heartbeats, redis_client, telemetry
-from tributary.kafka_admin import commit_or_log
+from tributary.kafka_clients import commit_or_log
 from tributary.pause import Pause
 from tributary.settings import Settings
 

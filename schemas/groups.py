@@ -35,7 +35,7 @@ class ConsumerGroup:
         return f"{namespace}-{self.suffix}"
 
 
-# The deciding agents, one group each (streams/transactional.py: `streams-<agent name>`).
+# The deciding agents, one group each (streams/runtime/transactional.py: `streams-<agent name>`).
 COUNTER = ConsumerGroup("streams-counter", (INGEST,), "worker")
 COMMAND_AGENT = ConsumerGroup("streams-commands", (COMMANDS,), "worker")
 # The executors' decisions, one transactional loop per priority tier.

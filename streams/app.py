@@ -1,7 +1,7 @@
 """The stream worker: the transactional loops, their effect steps, the engine watch.
 
 Data flow in a worker:
-- `events.ingest` → counter loop → `events.counted` (exactly once, `streams.transactional`)
+- `events.ingest` → counter loop → `events.counted` (exactly once, `streams.runtime.transactional`)
 - `commands` → command loop → `jobs.events`, `containers.events`, `commands.rejected`,
   work tiers, retry (exactly once)
 - work tiers → executor loops (decide, exactly once) → attempt runners (Docker, Triton via
@@ -18,23 +18,22 @@ from __future__ import annotations
 import asyncio
 
 import faust
-from aiokafka import AIOKafkaProducer
 
 from schemas import tables
 from schemas.topics import MAX_RECORD_BYTES, WORK_TIERS
 from streams import health
-from streams.agents.commands import Commands
-from streams.agents.counter import Counter
-from streams.agents.executor import Executor
-from streams.gpu_pool import GpuPool
-from streams.retry_scheduler import RetryScheduler
-from streams.runners.attempts import AttemptRunner
-from streams.runners.docker_runner import DockerRunner
-from streams.runners.engine_watch import EngineWatch
-from streams.runners.triton_batcher import InferenceBatcher
-from streams.runners.triton_runner import TritonRunner
-from streams.transactional import TransactionalLoop
-from tributary import redis_client
+from streams.events.counter import EventCounter
+from streams.jobs.commands import Commands
+from streams.jobs.executor import Executor
+from streams.jobs.retry_scheduler import RetryScheduler
+from streams.jobs.runners.attempts import AttemptRunner
+from streams.jobs.runners.docker_runner import DockerRunner
+from streams.jobs.runners.engine_watch import EngineWatch
+from streams.jobs.runners.gpu_pool import GpuPool
+from streams.jobs.runners.triton_batcher import InferenceBatcher
+from streams.jobs.runners.triton_runner import TritonRunner
+from streams.runtime.transactional import TransactionalLoop
+from tributary import kafka_clients, redis_client
 from tributary.settings import Settings
 
 # How long a stopping worker lets its loops finish the batch in hand and leave the group.
@@ -98,7 +97,7 @@ def create_app(settings: Settings, lifecycle: Lifecycle | None = None) -> faust.
     )
     executors = [TransactionalLoop(settings, Executor(settings, tier)) for tier in WORK_TIERS]
     loops = [
-        TransactionalLoop(settings, Counter(settings)),
+        TransactionalLoop(settings, EventCounter(settings)),
         TransactionalLoop(settings, Commands(settings)),
         *executors,
     ]
@@ -109,12 +108,7 @@ def create_app(settings: Settings, lifecycle: Lifecycle | None = None) -> faust.
     @app.task
     async def run_loops() -> None:
         lifecycle.track()
-        producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            max_request_size=MAX_RECORD_BYTES,
-        )
+        producer = kafka_clients.producer(settings.kafka_bootstrap)
         await producer.start()
         redis = redis_client.connect(settings)
         await redis_client.initialize(redis)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import RecordsToDelete
 
 from schemas import headers as h
 from schemas.dead_letters import Letter, origin_topic
-from schemas.topics import DLQ, MAX_RECORD_BYTES
-from tributary.kafka_admin import admin_client, partitions, read_to_end, started
+from schemas.topics import DLQ
+from tributary import kafka_clients
+from tributary.kafka_clients import admin_client, partitions, read_to_end, started
 from tributary.settings import Settings
 
 
@@ -51,12 +52,7 @@ class Placed:
 
 async def retry(settings: Settings, letters: list[Letter]) -> list[Placed]:
     """Send each letter's original record back to its origin topic; say where each went."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        enable_idempotence=True,
-        acks="all",
-        max_request_size=MAX_RECORD_BYTES,
-    )
+    producer = kafka_clients.producer(settings.kafka_bootstrap)
     async with started(producer):
         placed = []
         for letter in letters:
@@ -85,7 +81,7 @@ async def purge(settings: Settings) -> int:
     Counted as letters, not offsets: letters written in transactions are followed by
     commit markers, which take offsets too."""
     topic = DLQ.physical(settings.namespace)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    consumer = kafka_clients.committed_reader(settings.kafka_bootstrap)
     async with started(consumer):
         tps = [TopicPartition(topic, p) for p in await partitions(settings.kafka_bootstrap, topic)]
         ends = await consumer.end_offsets(tps)

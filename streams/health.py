@@ -16,7 +16,7 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.metrics import STALLED
-from streams.transactional import TransactionalLoop
+from streams.runtime.transactional import TransactionalLoop
 from tributary import liveness
 from tributary.ops_metrics import READY, report_lag
 from tributary.progress import ProgressWatch

@@ -1,7 +1,7 @@
 """The one backoff of every loop that must keep going through a failure (a broker, Redis or
 the engine away): wait, double the wait, up to a cap; back to the first wait on success.
 
-Job attempts have their own, with jitter and in event time (`streams.lifecycle.Backoff`):
+Job attempts have their own, with jitter and in event time (`streams.jobs.retries.Backoff`):
 they are decisions replayed from the log; these are waits of a running process.
 """
 

@@ -20,7 +20,7 @@ from aiokafka import TopicPartition
 
 from schemas import headers as h
 from schemas.topics import REGISTRY
-from tributary.kafka_admin import committed_reader, partitions, started
+from tributary.kafka_clients import committed_reader, partitions, started
 
 _RELATIVE = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}

@@ -26,7 +26,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from infra.local.process import Managed, ServiceError, family, port_in_use, run_or_fail, wait_until
 from schemas.tables import changelog_topics
 from schemas.topics import MAX_RECORD_BYTES, REGISTRY
-from tributary.kafka_admin import admin_client
+from tributary.kafka_clients import admin_client
 from tributary.settings import Settings
 
 READY_MARKER = ".complete"

@@ -9,7 +9,7 @@ from aiokafka.structs import ConsumerRecord
 
 from cli.loadgen import produce_all
 from schemas.envelope import CloudEvent
-from tributary.kafka_admin import read_to_end
+from tributary.kafka_clients import read_to_end
 from tributary.settings import Settings
 
 

@@ -18,10 +18,10 @@ from aiokafka.errors import KafkaConnectionError
 
 from gateway import producer as gateway_producer
 from infra.local import kafka
-from streams import transactional
-from streams.agents.counter import Counter as CounterAgent
+from streams.events.counter import EventCounter as CounterAgent
+from streams.runtime import transactional
 from tests.conftest import make_settings
-from tributary import kafka_admin
+from tributary import kafka_clients
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -85,11 +85,12 @@ def loop_settings(
     monkeypatch: pytest.MonkeyPatch, client: str, wrap: Callable[[type, Made], type]
 ) -> tuple[Settings, Made]:
     """A fresh namespace with its topics, and the transactional loop's `client` class
-    (`AIOKafkaConsumer` or `AIOKafkaProducer`) replaced by `wrap(it, made)`."""
+    (`AIOKafkaConsumer` or `AIOKafkaProducer`, made by `tributary.kafka_clients`) replaced by
+    `wrap(it, made)`."""
     settings = make_settings()
     kafka.ensure_topics(settings)
     made = Made()
-    monkeypatch.setattr(transactional, client, wrap(getattr(transactional, client), made))
+    monkeypatch.setattr(kafka_clients, client, wrap(getattr(kafka_clients, client), made))
     return settings, made
 
 
@@ -119,11 +120,11 @@ def test_a_reader_cancelled_while_connecting_closes_its_consumer(
     services: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     made = Made()
-    monkeypatch.setattr(kafka_admin, "AIOKafkaConsumer", hanging(AIOKafkaConsumer, made))
+    monkeypatch.setattr(kafka_clients, "AIOKafkaConsumer", hanging(AIOKafkaConsumer, made))
 
     async def read() -> None:
         tps = [TopicPartition(f"{services.namespace}.absent", 0)]
-        async for _ in kafka_admin.read_partitions(services.kafka_bootstrap, tps):
+        async for _ in kafka_clients.read_partitions(services.kafka_bootstrap, tps):
             pass
 
     async def main() -> None:
@@ -141,7 +142,7 @@ def test_started_stops_a_client_whose_start_fails(services: Settings) -> None:
     async def main() -> None:
         producer = failing_once(AIOKafkaProducer, made)(bootstrap_servers=services.kafka_bootstrap)
         with pytest.raises(KafkaConnectionError, match="injected"):
-            async with kafka_admin.started(producer):
+            async with kafka_clients.started(producer):
                 pytest.fail("a failed start must not enter the block")
 
     asyncio.run(main())
@@ -155,7 +156,7 @@ def test_the_gateway_producer_is_closed_when_shut_down_while_connecting(
     services: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     made = Made()
-    monkeypatch.setattr(gateway_producer, "AIOKafkaProducer", hanging(AIOKafkaProducer, made))
+    monkeypatch.setattr(kafka_clients, "AIOKafkaProducer", hanging(AIOKafkaProducer, made))
 
     async def main() -> None:
         producer = gateway_producer.EventProducer(services.kafka_bootstrap, timeout_s=5)
@@ -177,10 +178,14 @@ def test_a_transactional_loop_retrying_its_start_leaves_no_consumer_open(
     settings, made = loop_settings(monkeypatch, "AIOKafkaConsumer", failing_once)
     loop = transactional.TransactionalLoop(settings, CounterAgent(settings))
 
-    # Joined with its second consumer (the first may join too before it fails).
-    asyncio.run(run_until(loop, lambda: len(made.clients) == 2 and loop.ready))
+    # Joined with its second consumer (the first may join too before it fails). The
+    # changelog readers of its restores are consumers too, without a group.
+    def members() -> list[Any]:
+        return [c for c in made.clients if c._group_id is not None]
 
-    assert made.failures == 1 and len(made.clients) == 2  # failed, and the loop retried
+    asyncio.run(run_until(loop, lambda: len(members()) == 2 and loop.ready))
+
+    assert made.failures == 1 and len(members()) == 2  # failed, and the loop retried
     assert made.all_closed()  # before the fix the first was never stopped
 
 

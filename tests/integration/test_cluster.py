@@ -29,7 +29,7 @@ from infra.local import haproxy, kafka, stack
 from schemas import topics
 from tests.conftest import PORT_OFFSET, TEST_DATA, make_settings
 from tests.integration.load_helpers import Load, check_exactly_once_in_order
-from tributary.kafka_admin import admin_client
+from tributary.kafka_clients import admin_client
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -29,7 +29,7 @@ from tests.integration.browser import browser
 from tests.integration.test_dlq import produce_bad
 from tests.integration.test_jobs import call, wait_for_job
 from tributary import admin
-from tributary.kafka_admin import partitions
+from tributary.kafka_clients import partitions
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration

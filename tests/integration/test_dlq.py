@@ -16,7 +16,7 @@ from infra.local import kafka, stack
 from schemas.envelope import CloudEvent, from_kafka, header_value, to_kafka
 from schemas.topics import COMMANDS, COUNTED, INGEST, MAX_RECORD_BYTES
 from streams import dlq_admin
-from streams.agents.commands import JOB_DUE
+from streams.jobs.commands import JOB_DUE
 from tests.conftest import make_settings
 from tests.integration.kafka_helpers import read_until
 from tributary import settings as settings_module

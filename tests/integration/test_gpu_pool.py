@@ -8,7 +8,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from infra.local.process import free_port
-from streams.gpu_pool import GpuPool, PoolFull
+from streams.jobs.runners.gpu_pool import GpuPool, PoolFull
 from tests.conftest import make_settings
 from tributary import redis_client
 from tributary.settings import Settings

@@ -13,7 +13,7 @@ import pytest
 
 from cli.demo import api_keys
 from infra.local import stack, triton
-from streams.runners.triton_runner import TritonRunner
+from streams.jobs.runners.triton_runner import TritonRunner
 from tests.conftest import PORT_OFFSET
 from tests.integration.test_jobs import call, wait_for_job
 from tributary.settings import Settings

@@ -30,7 +30,7 @@ from schemas.topics import COMMANDS, DLQ, INGEST, REGISTRY, REJECTED, WORK_NORMA
 from streams import dlq_admin
 from tests.conftest import PORT_OFFSET
 from tests.integration.kafka_helpers import read_all
-from tributary.kafka_admin import partitions, started
+from tributary.kafka_clients import partitions, started
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration

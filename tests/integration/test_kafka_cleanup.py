@@ -44,7 +44,7 @@ def test_an_older_stacks_topics_get_the_registrys_record_limit(services: Setting
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     from schemas.topics import INGEST, MAX_RECORD_BYTES
-    from tributary.kafka_admin import admin_client
+    from tributary.kafka_clients import admin_client
 
     old = make_settings()
     topic = INGEST.physical(old.namespace)

@@ -20,8 +20,8 @@ from infra.local import kafka, stack
 from schemas.envelope import CloudEvent, to_kafka
 from schemas.jobs import INFERENCE_REQUESTED, JOB_FINISHED
 from schemas.topics import COMMANDS, JOBS
-from streams import admission
-from streams.admission import Quotas, UserState
+from streams.jobs import admission
+from streams.jobs.admission import Quotas, UserState
 from tests.conftest import make_settings
 from tests.integration.kafka_helpers import read_all
 from tributary.limits import parse_windows

@@ -31,7 +31,7 @@ from projections.tables import PROJECTIONS
 from schemas import topics
 from tests.conftest import app_stack
 from tributary import admin
-from tributary.kafka_admin import read_to_end
+from tributary.kafka_clients import read_to_end
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration

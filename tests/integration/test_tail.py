@@ -15,7 +15,7 @@ from cli.main import cli
 from schemas.envelope import CloudEvent, to_kafka
 from schemas.topics import INGEST
 from tests.integration.kafka_helpers import produce_events
-from tributary.kafka_admin import admin_client, started
+from tributary.kafka_clients import admin_client, started
 from tributary.settings import Settings
 
 pytestmark = pytest.mark.integration

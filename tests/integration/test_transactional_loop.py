@@ -16,9 +16,9 @@ import pytest
 from infra.local import kafka
 from schemas.envelope import from_kafka
 from schemas.topics import COUNTED, INGEST
-from streams import state
-from streams.agents.counter import Counter as CounterAgent
-from streams.transactional import TransactionalLoop
+from streams.events.counter import EventCounter as CounterAgent
+from streams.runtime import state
+from streams.runtime.transactional import TransactionalLoop
 from tests.conftest import make_settings
 from tests.integration.kafka_helpers import produce_events, read_until
 from tributary.settings import Settings

@@ -5,7 +5,7 @@ SIGTERM: a graceful stop, as in a rolling deploy) and restarted. Outputs are cou
 with a read_committed consumer (aborted transactions are invisible), and the `user-seq`
 table's changelog is compared with a recomputation from the input.
 
-The counter runs on the transactional loop (`streams.transactional`). Under
+The counter runs on the transactional loop (`streams.runtime.transactional`). Under
 faust-streaming 0.15.3's own exactly-once these tests failed (inputs lost and outputs
 doubled across a handover; docs/architecture.md "Known problems" keeps the history).
 """
@@ -42,9 +42,9 @@ async def count_outputs(settings: Settings) -> int:
 
 
 def state_owners(settings: Settings) -> set[int]:
-    """The pids whose RocksDB state folders are in the state dir (`<group>-<pid>`)."""
+    """The pids whose RocksDB state folders are in the state dir (`<group>-<pid>.<n>`)."""
     folders = settings.state_path.glob(f"{settings.namespace}-*")
-    return {int(f.name.rpartition("-")[2]) for f in folders}
+    return {int(f.name.rpartition("-")[2].partition(".")[0]) for f in folders}
 
 
 def worker_settings(base: Settings, name: str) -> Settings:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams import admission
-from streams.admission import Quotas, UserState
+from streams.jobs import admission
+from streams.jobs.admission import Quotas, UserState
 from tributary.limits import parse_windows
 
 QUOTAS = Quotas(parse_windows("3/s,5/m"), max_in_flight_jobs=2, max_running_containers=1)

@@ -59,15 +59,6 @@ def test_offsets_must_increase() -> None:
         batcher.add("t", 0, 5, ())
 
 
-def test_drop_forgets_a_revoked_partition() -> None:
-    batcher = Batcher(max_rows=10, max_ms=10)
-    batcher.add("t", 0, 1, ())
-    batcher.add("t", 1, 1, ())
-    batcher.drop("t", 0)
-    assert len(batcher) == 1
-    assert [b.partition for b in batcher.drain()] == [1]
-
-
 def test_token_names_topic_partition_and_range() -> None:
     assert dedup_token("ns.events", 3, 10, 19) == "ns.events:3:10-19"
 

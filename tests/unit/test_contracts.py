@@ -176,8 +176,8 @@ def test_every_type_the_agents_build_is_registered() -> None:
     """What the emit builders and the counter write has a contract (else `to_kafka` would
     write no dataschema); found by building one of each, not from the registry."""
     from schemas.jobs import ContainerStatus, InferenceSpec, Job, JobKind, JobState
-    from streams import emit
-    from streams.sequencing import stamp
+    from streams.events.sequencing import stamp
+    from streams.jobs import emit
 
     job = Job(
         job_id="j",

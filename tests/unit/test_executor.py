@@ -22,10 +22,11 @@ from schemas.jobs import (
     JobKind,
     ObservedContainer,
 )
-from streams import emit, state
-from streams.agents.commands import Commands
-from streams.agents.executor import Executor
-from streams.outputs import Effect, Output
+from streams.jobs import emit
+from streams.jobs.commands import Commands
+from streams.jobs.executor import Executor
+from streams.runtime import state
+from streams.runtime.outputs import Effect, Output
 from tributary.settings import Settings
 
 SETTINGS = Settings(

@@ -13,8 +13,8 @@ from kubernetes_validate.utils import SchemaNotFoundError, latest_version
 
 from projections.tables import PROJECTIONS
 from schemas.groups import GROUPS, PROJECTOR_CLICKHOUSE, of_agent
-from streams.agents.commands import Commands
-from streams.agents.counter import Counter
+from streams.events.counter import EventCounter
+from streams.jobs.commands import Commands
 from tributary.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +66,7 @@ def test_keda_scales_each_process_on_every_group_and_topic_it_reads() -> None:
 
 def test_the_registry_names_the_groups_the_code_uses() -> None:
     assert {p.topic for p in PROJECTIONS} == set(PROJECTOR_CLICKHOUSE.topics)
-    for agent in (Counter, Commands):
+    for agent in (EventCounter, Commands):
         assert of_agent(agent.name).process == "worker"
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from schemas.envelope import CloudEvent
 from schemas.events import COUNTED_TYPE, CountedData
-from streams.sequencing import derived_id, stamp
+from streams.events.sequencing import derived_id, stamp
 
 
 def test_stamp_numbers_the_users_events() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from streams import state, stores
+from streams.runtime import state, stores
 
 TTL_MS = 60_000
 
@@ -89,17 +89,23 @@ def test_dedup_is_in_event_time_and_expires_after_two_ttls(backend: state.Backen
 def test_rocksdb_folders_of_dead_processes_are_removed_and_ours_on_close(
     tmp_path: Path,
 ) -> None:
-    dead = tmp_path / "agent-999999999"  # no such pid
+    dead = tmp_path / "agent-999999999.1"  # no such pid
     dead.mkdir()
-    other_agent = tmp_path / "other-999999999"
+    other_agent = tmp_path / "other-999999999.1"
     other_agent.mkdir()
-    live = tmp_path / f"agent-{os.getppid()}"  # a process that is running
+    live = tmp_path / f"agent-{os.getppid()}.1"  # a process that is running
     live.mkdir()
     backend = stores.RocksBackend(tmp_path, "agent", memory_mib=8)
-    assert backend.path == tmp_path / f"agent-{os.getpid()}" and backend.path.is_dir()
+    assert stores.owner(backend.path, "agent") == os.getpid() and backend.path.is_dir()
     assert not dead.exists() and other_agent.exists() and live.exists()
+    # A second loop of the same group in this process gets a database of its own.
+    second = stores.RocksBackend(tmp_path, "agent", memory_mib=8)
+    second.open(0, ("a",))["a"].restore([("k", 2)])
+    assert second.path != backend.path and backend.path.is_dir()
+    assert backend.open(0, ("a",))["a"].get("k") is None
     backend.close()
-    assert not backend.path.exists()
+    second.close()
+    assert not backend.path.exists() and not second.path.exists()
 
 
 def test_the_setting_chooses_the_backend(tmp_path: Path) -> None:

@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from schemas.tables import changelog_topics
-from streams.agents.commands import Commands
-from streams.agents.counter import Counter
-from streams.agents.executor import Executor
 from streams.app import create_app
-from streams.transactional import TransactionalLoop
+from streams.events.counter import EventCounter
+from streams.jobs.commands import Commands
+from streams.jobs.executor import Executor
+from streams.runtime.transactional import TransactionalLoop
 from tributary.settings import Settings
 
 
@@ -21,7 +21,7 @@ def test_every_table_changelog_is_in_the_list_and_nothing_else(tmp_path: Path) -
     loop_names = {
         topic
         for processor in (
-            Counter(settings),
+            EventCounter(settings),
             Commands(settings),
             Executor(settings, "high"),
             Executor(settings, "normal"),

@@ -8,10 +8,10 @@ from aiokafka.structs import ConsumerRecord
 from schemas import tables
 from schemas.envelope import CloudEvent, from_kafka, to_kafka
 from schemas.jobs import INFERENCE_REQUESTED
-from streams import state
-from streams.agents.commands import Commands
-from streams.agents.counter import Counter
-from streams.outputs import Output
+from streams.events.counter import EventCounter
+from streams.jobs.commands import Commands
+from streams.runtime import state
+from streams.runtime.outputs import Output
 from tributary.settings import Settings
 
 SETTINGS = Settings(namespace="unit", dedup_ttl_s=60, command_rate_limits="2/s")
@@ -33,7 +33,7 @@ def test_changelog_codec_round_trips_and_skips_foreign_records() -> None:
 
 
 def test_counter_numbers_each_users_events_once_per_id() -> None:
-    counter = Counter(SETTINGS)
+    counter = EventCounter(SETTINGS)
     t = state.Tables(counter.tables)
     outs = []
     for i, (user, event_id) in enumerate([("a", "1"), ("b", "2"), ("a", "3"), ("a", "1")]):
@@ -50,7 +50,7 @@ def test_counter_numbers_each_users_events_once_per_id() -> None:
 
 
 def test_counter_dead_letters_a_record_that_is_not_an_event() -> None:
-    counter = Counter(SETTINGS)
+    counter = EventCounter(SETTINGS)
     bad = ConsumerRecord(counter.source, 3, 7, 0, 0, b"u", b"{}", None, 1, 2, ())
     (out,) = counter.process(bad, state.Tables(counter.tables))
     headers = dict(out.headers)
@@ -99,9 +99,10 @@ def test_an_input_too_large_to_pass_on_is_dead_lettered_without_its_value() -> N
     """The counter would add its sequence header to a record that already fills a batch,
     and its producer would refuse the output on every retry of the partition."""
     from schemas.envelope import header_value
-    from streams.transactional import MAX_INPUT_BYTES, TransactionalLoop
+    from streams.runtime.oversize import MAX_INPUT_BYTES
+    from streams.runtime.transactional import TransactionalLoop
 
-    counter = Counter(SETTINGS)
+    counter = EventCounter(SETTINGS)
     loop = TransactionalLoop(SETTINGS, counter)
     t = state.Tables(loop.table_names)
     for size, passed_on in ((MAX_INPUT_BYTES - 2000, True), (MAX_INPUT_BYTES, False)):

@@ -1,6 +1,7 @@
 """Table stores on disk: RocksDB (PyPI `rocksdict`), one database per loop and process.
 
-A loop's partitions share one database under `<state_dir>/<group>-<pid>`; each table of a
+A loop's partitions share one database under `<state_dir>/<group>-<pid>.<n>` (n counts the
+loops of a group in the process: tests run two side by side); each table of a
 partition owns the key range that starts with `<partition>/<table>` and a NUL byte. Values
 are the JSON the changelog holds. The database is a bounded-memory cache of the
 changelog, not a second truth: a partition's range is wiped when it is assigned (its
@@ -12,6 +13,7 @@ open leaves a folder that the next process on the host removes (its pid is gone)
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 from collections.abc import Iterable, Iterator
@@ -22,12 +24,13 @@ import orjson
 import structlog
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteOptions
 
-from streams.state import Backend, MemoryBackend, Tables
+from streams.runtime.state import Backend, MemoryBackend, Tables
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 MiB = 1 << 20
+_opened = itertools.count(1)  # this process's databases, for unique folder names
 
 
 class RocksStore:
@@ -66,8 +69,7 @@ class RocksBackend:
     def __init__(self, root: Path, name: str, memory_mib: int = 64) -> None:
         root.mkdir(parents=True, exist_ok=True)
         _remove_orphans(root, name)
-        self.path = root / f"{name}-{os.getpid()}"
-        shutil.rmtree(self.path, ignore_errors=True)
+        self.path = root / f"{name}-{os.getpid()}.{next(_opened)}"
         self._db = Rdict(str(self.path), _options(memory_mib))
         no_wal = WriteOptions()
         # The changelog is the log: a crash wipes this anyway. (A property at run time; the
@@ -116,11 +118,17 @@ def _options(memory_mib: int) -> Options:
 
 def _remove_orphans(root: Path, name: str) -> None:
     """Databases of this loop left by processes that are gone (killed with it open)."""
-    for path in root.glob(f"{name}-*"):
-        pid = path.name.rpartition("-")[2]
-        if pid.isdigit() and not _alive(int(pid)):
+    for path in root.glob(f"{name}-*.*"):
+        pid = owner(path, name)
+        if pid is not None and not _alive(pid):
             log.info("removing a dead process's state", path=str(path))
             shutil.rmtree(path, ignore_errors=True)
+
+
+def owner(path: Path, name: str) -> int | None:
+    """The pid of the process whose database of loop `name` is at `path`, if it is one."""
+    pid, _, n = path.name.removeprefix(f"{name}-").partition(".")
+    return int(pid) if pid.isdigit() and n.isdigit() else None
 
 
 def _alive(pid: int) -> bool:

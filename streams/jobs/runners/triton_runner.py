@@ -14,7 +14,7 @@ import numpy as np
 from tritonclient.http.aio import InferenceServerClient, InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
-from streams.runners.errors import RunnerError
+from streams.jobs.runners.errors import RunnerError
 
 TEXT_INPUT = "text"
 EMBEDDING_OUTPUT = "embedding"

@@ -33,7 +33,7 @@ from schemas.jobs import (
     container_event_type,
     job_step_type,
 )
-from streams.sequencing import derived_id
+from streams.events.sequencing import derived_id
 
 SOURCE = "tributary/streams"
 

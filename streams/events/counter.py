@@ -1,6 +1,6 @@
 """The counter agent: ingest → dedup by event id → per-user sequence → `events.counted`.
 
-Pure per record (`process`); the transactional loop (`streams.transactional`) makes
+Pure per record (`process`); the transactional loop (`streams.runtime.transactional`) makes
 the table changes, the output and the input offset one Kafka transaction.
 """
 
@@ -9,13 +9,13 @@ from __future__ import annotations
 from schemas import tables
 from schemas.envelope import EnvelopeError, from_kafka
 from schemas.topics import COUNTED, DLQ, INGEST
-from streams import outputs, state
-from streams.outputs import Output, Record
-from streams.sequencing import stamp
+from streams.events.sequencing import stamp
+from streams.runtime import outputs, state
+from streams.runtime.outputs import Output, Record
 from tributary.settings import Settings
 
 
-class Counter:
+class EventCounter:
     """Stamps each user's events 1, 2, 3… once per event id (within the dedup TTL)."""
 
     name = "counter"

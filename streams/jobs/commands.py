@@ -1,13 +1,13 @@
 """The command agent: the single writer of each user's job and container state.
 
 `commands` (keyed by user) → dedup → authoritative limits in event time (pure
-`streams.admission`) → `jobs.events` (queued / rejected), `commands.rejected`, and the
+`streams.jobs.admission`) → `jobs.events` (queued / rejected), `commands.rejected`, and the
 accepted job on its priority tier's work topic, or on the retry topic while a
 debounce delay runs. Executors report back on `commands` (`job.finished`), and so does
-the engine (`container.gone`, `containers.observed`: `streams.container_rules`), so quota
+the engine (`container.gone`, `containers.observed`: `streams.jobs.container_rules`), so quota
 releases are ordered with the requests in one log and a replay decides the same. It is
 the one writer of `containers.events`: a container's states follow that same order.
-Pure per record (`process`); the transactional loop (`streams.transactional`) makes
+Pure per record (`process`); the transactional loop (`streams.runtime.transactional`) makes
 the table writes, the outputs and the input offset one Kafka transaction.
 """
 
@@ -43,11 +43,12 @@ from schemas.jobs import (
     StopSpec,
 )
 from schemas.topics import COMMANDS, CONTAINERS, DLQ, JOBS, REJECTED, RETRY, WORK_TIERS
-from streams import admission, container_rules, emit, outputs, state
-from streams.admission import Quotas, UserState, Verdict
-from streams.container_rules import Exited
-from streams.outputs import Output, Record
-from streams.sequencing import derived_id
+from streams.events.sequencing import derived_id
+from streams.jobs import admission, container_rules, emit
+from streams.jobs.admission import Quotas, UserState, Verdict
+from streams.jobs.container_rules import Exited
+from streams.runtime import outputs, state
+from streams.runtime.outputs import Output, Record
 from tributary.limits import parse_windows
 from tributary.settings import Settings
 

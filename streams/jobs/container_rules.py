@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from schemas.jobs import ContainersObserved, ExitReason, StopReason
-from streams.admission import UserState
+from streams.jobs.admission import UserState
 
 KILLED_EXIT_CODES = (137, 143)  # SIGKILL, SIGTERM: someone outside stopped it
 

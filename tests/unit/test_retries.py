@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.jobs import FailedAttempt, InferenceSpec, Job, JobKind
-from streams.lifecycle import Backoff, DeadLetter, Retry, after_failure
-from streams.retry_scheduler import wait_ms
+from streams.jobs.retries import Backoff, GiveUp, Retry, after_failure
+from streams.jobs.retry_scheduler import wait_ms
 
 JOB = Job(
     job_id="j",
@@ -36,13 +36,13 @@ def test_transient_failure_is_retried_then_dead_lettered_after_the_last_attempt(
     second = after_failure(first.job, "boom", False, 20_000, backoff)
     assert isinstance(second, Retry) and second.job.attempt == 3
     last = after_failure(second.job, "boom", False, 30_000, backoff)
-    assert isinstance(last, DeadLetter) and last.reason == "attempts_exhausted"
+    assert isinstance(last, GiveUp) and last.reason == "attempts_exhausted"
     assert [h.attempt for h in last.job.history] == [1, 2, 3]
 
 
 def test_permanent_failure_skips_retries() -> None:
     step = after_failure(JOB, "image not found", permanent=True, now_ms=0, backoff=Backoff())
-    assert isinstance(step, DeadLetter) and step.reason == "permanent_error"
+    assert isinstance(step, GiveUp) and step.reason == "permanent_error"
     assert step.job.history == [FailedAttempt(attempt=1, error="image not found", at_ms=0)]
 
 

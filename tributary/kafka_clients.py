@@ -1,4 +1,10 @@
-"""Small Kafka helpers shared by the projections and the streams tooling."""
+"""Kafka clients with our options, made in one place, and the helpers every stage shares.
+
+`producer`, `group_consumer` and `committed_reader` hold the options Tributary relies on
+(idempotent acks=all producers sized for our records; consumers that read committed
+records only and commit themselves); a caller adds or overrides what is its own (a
+transactional id, a session timeout, the gateway's linger).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,8 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from prometheus_client import Counter
 
+from schemas.topics import MAX_RECORD_BYTES
+
 log = structlog.get_logger(__name__)
 
 COMMITS_REFUSED = Counter(
@@ -23,6 +31,31 @@ COMMITS_REFUSED = Counter(
 )
 
 Client = TypeVar("Client", AIOKafkaConsumer, AIOKafkaProducer)
+
+
+def producer(bootstrap: str, **options: Any) -> AIOKafkaProducer:
+    """Idempotent, acks=all (with min.insync.replicas, no acknowledged record is lost to
+    one broker), records up to the topics' `MAX_RECORD_BYTES`."""
+    defaults: dict[str, Any] = {
+        "enable_idempotence": True,
+        "acks": "all",
+        "max_request_size": MAX_RECORD_BYTES,
+    }
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, **{**defaults, **options})
+
+
+def group_consumer(bootstrap: str, group_id: str, *topics: str, **options: Any) -> AIOKafkaConsumer:
+    """A member of `group_id` that commits its offsets itself (after its writes), reads
+    committed records only (the deciding agents write in transactions), and starts a
+    partition with no committed offset at its beginning."""
+    defaults: dict[str, Any] = {
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "isolation_level": "read_committed",
+    }
+    return AIOKafkaConsumer(
+        *topics, bootstrap_servers=bootstrap, group_id=group_id, **{**defaults, **options}
+    )
 
 
 @asynccontextmanager

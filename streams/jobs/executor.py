@@ -1,7 +1,7 @@
 """The executors' decisions: accepted jobs → attempts → outcomes (pure, per record).
 
 One processor per priority tier, each on its own work topic and transactional loop, so a
-backlog of normal jobs never delays high ones. It decides; `streams/runners/attempts.py`
+backlog of normal jobs never delays high ones. It decides; `streams/jobs/runners/attempts.py`
 acts. Per work record:
 
 1. `job.work`: is this attempt new? If so the `attempts` table records it as running, and
@@ -32,14 +32,14 @@ from pydantic import ValidationError
 
 from schemas import contracts, tables
 from schemas import headers as h
-from schemas.dead_letters import DeadLetter as Letter
-from schemas.dead_letters import Origin
+from schemas.dead_letters import DeadLetter, Origin
 from schemas.envelope import EnvelopeError, from_kafka, to_kafka
 from schemas.jobs import JOB_RESULT, AttemptResult, ContainerSpec, Job, JobState, StopSpec
 from schemas.topics import COMMANDS, DLQ, JOBS, RETRY, WORK_TIERS
-from streams import emit, outputs, state
-from streams.lifecycle import Backoff, DeadLetter, after_failure
-from streams.outputs import Effect, Output, Record
+from streams.jobs import emit
+from streams.jobs.retries import Backoff, GiveUp, after_failure
+from streams.runtime import outputs, state
+from streams.runtime.outputs import Effect, Output, Record
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -205,7 +205,7 @@ def failed(
         routes.jobs, emit.job_event(job, JobState.FAILED, at_ms, reason=error, permanent=permanent)
     )
     step = after_failure(job, error, permanent, at_ms, backoff)
-    if isinstance(step, DeadLetter):
+    if isinstance(step, GiveUp):
         dead = step.job
         # "<why dead>: <last error>", so GET /v1/jobs says what actually went wrong.
         reason = f"{step.reason}: {error}"
@@ -215,7 +215,7 @@ def failed(
         # The dead job as a work record, at the work record's position: `tributary dlq
         # retry` sends it back there.
         key, value, headers = to_kafka(emit.work(dead, at_ms))
-        letter = Letter.of(step.reason, error, origin)
+        letter = DeadLetter.of(step.reason, error, origin)
         out.append(Output(routes.dlq, value, key, letter.headers(headers)))
         out += outputs.event(routes.commands, emit.job_finished(job, "dead_lettered", at_ms))
         return out

@@ -1,7 +1,7 @@
 """The Docker engine's side of the containers, reported on `commands` for the command agent.
 
 Two readers of the engine, both only reporting (the command agent decides, in each
-user's order: `streams/container_rules.py`):
+user's order: `streams/jobs/container_rules.py`):
 - the watch follows the engine's event stream: a container of ours that dies (its
   exit code, and whether the kernel killed it for memory) or is removed becomes a
   `container.gone` record, within a moment of the event;
@@ -43,10 +43,10 @@ from schemas.jobs import (
     ObservedContainer,
 )
 from schemas.topics import COMMANDS
-from streams.container_rules import exit_reason
-from streams.runners.docker_runner import DockerRunner
-from streams.runners.errors import RunnerError
-from streams.sequencing import derived_id
+from streams.events.sequencing import derived_id
+from streams.jobs.container_rules import exit_reason
+from streams.jobs.runners.docker_runner import DockerRunner
+from streams.jobs.runners.errors import RunnerError
 from tributary.pause import Pause
 from tributary.settings import Settings
 

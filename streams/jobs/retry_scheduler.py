@@ -25,9 +25,9 @@ from aiokafka.structs import ConsumerRecord
 
 from schemas import headers as h
 from schemas.groups import RETRY_SCHEDULER
-from schemas.topics import MAX_RECORD_BYTES, RETRY
-from tributary import heartbeats
-from tributary.kafka_admin import commit_or_log, started
+from schemas.topics import RETRY
+from tributary import heartbeats, kafka_clients
+from tributary.kafka_clients import commit_or_log, started
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -60,20 +60,10 @@ class RetryScheduler:
         self._resume_at: dict[TopicPartition, float] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
-        consumer = AIOKafkaConsumer(
-            self.topic,
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            group_id=RETRY_SCHEDULER.physical(self.settings.namespace),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-        )
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            enable_idempotence=True,
-            acks="all",
-            max_request_size=MAX_RECORD_BYTES,
-        )
+        bootstrap = self.settings.kafka_bootstrap
+        group = RETRY_SCHEDULER.physical(self.settings.namespace)
+        consumer = kafka_clients.group_consumer(bootstrap, group, self.topic)
+        producer = kafka_clients.producer(bootstrap)
         # If the producer cannot start, the consumer still leaves its group.
         async with started(consumer), started(producer), _forgotten_at_end():
             while not stop.is_set():

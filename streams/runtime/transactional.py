@@ -1,6 +1,7 @@
 """The transactional loop: consume → decide (pure) → outputs + changelog + offsets, one transaction.
 
-This runs the agents whose hop is exactly-once (the counter and the command agent).
+This runs the agents whose hop is exactly-once (the counter, the command agent, the
+executors' decisions).
 Each input partition has its own transactional producer (`<group>-<partition>`), and the
 order of things on an assignment is what makes a handover exactly-once:
 
@@ -8,10 +9,8 @@ order of things on an assignment is what makes a handover exactly-once:
    broker first completes (commits or aborts) any transaction the previous owner left open.
 2. Restore the partition's tables from their changelogs (read_committed), which now hold
    exactly what the previous owner committed, including the position table: the next input
-   offset, written in the same transactions as the state.
-3. Seek to that position. The consumer group's committed offset (also sent in each
-   transaction, for lag monitoring and tools) must not be ahead of it: if it is, the
-   changelog read missed something, and it is read again.
+   offset, written in the same transactions as the state (`streams.runtime.recovery`).
+3. Seek to that position.
 
 A batch of one partition is processed against its tables; the outputs, the table changes
 (to the changelog partition of the same number) and the next input offset are one
@@ -35,24 +34,18 @@ from typing import Protocol
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import ConsumerRecord
 
 from schemas import groups, tables
-from schemas.topics import MAX_RECORD_BYTES
-from streams import state, stores
 from streams.metrics import BATCH_RECORDS, COMMIT_SECONDS, EVENTS_PROCESSED
-from streams.outputs import Effect, Output, Record, dead_lettered
-from tributary import heartbeats, telemetry
-from tributary.kafka_admin import read_partitions
+from streams.runtime import recovery, state, stores
+from streams.runtime.outputs import Effect, Output, Record, dead_lettered
+from streams.runtime.oversize import too_large
+from streams.runtime.recovery import POSITION
+from tributary import heartbeats, kafka_clients, telemetry
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
-
-# An input this large cannot be passed on: what a processor writes adds headers (the
-# sequence, reasons) to a record that already fills a batch, and the producer would refuse
-# it on every retry of the partition. (The gateway's records are far smaller.)
-MAX_INPUT_BYTES = MAX_RECORD_BYTES - 64 * 1024
 
 
 class Processor(Protocol):
@@ -89,9 +82,6 @@ class Owned:
     producer: AIOKafkaProducer
     tables: state.Tables
     next_offset: int
-
-
-POSITION = "next-offset"  # the position table's one key
 
 
 class Fenced(Exception):
@@ -177,12 +167,9 @@ class TransactionalLoop:
 
     async def _run_once(self, stop: asyncio.Event) -> None:
         s = self.settings
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_bootstrap,
-            group_id=self.group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
+        consumer = kafka_clients.group_consumer(
+            s.kafka_bootstrap,
+            self.group,
             session_timeout_ms=int(s.worker_session_timeout_s * 1000),
             heartbeat_interval_ms=int(max(1.0, s.worker_session_timeout_s / 4) * 1000),
         )
@@ -372,7 +359,12 @@ class TransactionalLoop:
                     starts.create_task(producer.start())
             tps = [TopicPartition(self.processor.source, p) for p in new]
             async with asyncio.TaskGroup() as restores:  # one fails: the others are cancelled
-                tasks = [restores.create_task(self._restore_to(consumer, tp)) for tp in tps]
+                tasks = [
+                    restores.create_task(
+                        recovery.restore_to(consumer, tp, self._restore, self.position_table)
+                    )
+                    for tp in tps
+                ]
             results = [task.result() for task in tasks]
         except BaseException:
             # Every one, started, half-started or cancelled: each holds broker connections.
@@ -395,53 +387,22 @@ class TransactionalLoop:
             offsets={p: restored[p][1] for p in new},
         )
 
-    async def _restore_to(
-        self, consumer: AIOKafkaConsumer, tp: TopicPartition, attempts: int = 20
-    ) -> tuple[state.Tables, int]:
-        """A partition's tables and the input position they belong to."""
-        committed = await consumer.committed(tp)
-        for attempt in range(1, attempts + 1):
-            tables_ = await self._restore(tp.partition)
-            position = tables_[self.position_table].get(POSITION)
-            if position is not None and (committed is None or position >= committed):
-                return tables_, int(position)
-            if position is None and committed is None:
-                return tables_, (await consumer.beginning_offsets([tp]))[tp]
-            log.warning(
-                "changelog behind the committed offset; reading it again",
-                partition=tp.partition,
-                position=position,
-                committed=committed,
-                attempt=attempt,
-            )
-            await asyncio.sleep(0.5)
-        raise RuntimeError(
-            f"{self.processor.name}: changelog of partition {tp.partition} stays behind its "
-            f"committed offset {committed}"
-        )
-
     def _producer(self, partition: int) -> AIOKafkaProducer:
         """The partition's transactional producer, not started yet."""
-        return AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+        return kafka_clients.producer(
+            self.settings.kafka_bootstrap,
             transactional_id=tables.transactional_id(self.group, partition),
-            acks="all",
-            enable_idempotence=True,
-            max_request_size=MAX_RECORD_BYTES,
         )
 
     async def _restore(self, partition: int) -> state.Tables:
         """The partition's tables as its changelogs hold them (committed records only)."""
-        restored = self._backend.open(partition, self.table_names)
-        where = {TopicPartition(topic, partition): name for name, topic in self.changelogs.items()}
-        read = 0
-        async for tp, records in read_partitions(self.settings.kafka_bootstrap, list(where)):
-            heartbeats.beat(self.processor.name)  # a long restore is going round, not stuck
-            decoded = (state.decode(record.key, record.value) for record in records)
-            restored[where[tp]].restore(d for d in decoded if d is not None)
-            read += len(records)
-        log.info("changelogs read", loop=self.processor.name, partition=partition, records=read)
-        return restored
+        return await recovery.read_tables(
+            self.settings.kafka_bootstrap,
+            self._backend,
+            partition,
+            self.changelogs,
+            lambda: heartbeats.beat(self.processor.name),
+        )
 
     async def _release(self, partitions: list[int]) -> None:
         for partition in partitions:
@@ -453,24 +414,6 @@ class TransactionalLoop:
                 await owned.producer.stop()
             except KafkaError as exc:  # fenced already: nothing of ours is left to flush
                 log.info("producer stopped with an error", partition=partition, error=repr(exc))
-
-
-def too_large(record: Record, topic: str) -> Output | None:
-    """A dead letter for `record` if it is too large to pass on, else None. The letter
-    keeps the key and headers but not the value, which is what does not fit; the record
-    itself stays at its origin (`x-tributary-origin`)."""
-    size = DefaultRecordBatchBuilder.estimate_size_in_bytes(
-        record.key, record.value, list(record.headers or ())
-    )
-    if size <= MAX_INPUT_BYTES:
-        return None
-    letter = dead_lettered(
-        record,
-        topic,
-        reason="record_too_large",
-        error=f"{size} bytes; at most {MAX_INPUT_BYTES} can be passed on (value not copied)",
-    )
-    return replace(letter, value=None)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -7,7 +7,7 @@ store only after it commits (`apply`), or dropped if it aborts (`discard`). So t
 always equals the changelog's committed records.
 
 The store is where the committed entries live: a dict here (`MemoryStore`), or RocksDB on
-disk (`streams.stores.RocksStore`), chosen by `TRIBUTARY_STATE_BACKEND`. Either is filled
+disk (`streams.runtime.stores.RocksStore`), chosen by `TRIBUTARY_STATE_BACKEND`. Either is filled
 from the changelog when a partition is assigned; the changelog stays the truth.
 """
 

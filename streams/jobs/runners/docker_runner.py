@@ -26,7 +26,7 @@ from schemas.jobs import (
     ContainerSpec,
     container_name,
 )
-from streams.runners.errors import RunnerError
+from streams.jobs.runners.errors import RunnerError
 
 
 class DockerRunner:

@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 
-from streams.runners.triton_runner import TritonRunner
+from streams.jobs.runners.triton_runner import TritonRunner
 
 log = structlog.get_logger(__name__)
 

@@ -35,19 +35,21 @@ class Retry:
 
 
 @dataclass(frozen=True)
-class DeadLetter:
+class GiveUp:
+    """No further attempt: the job goes to the DLQ with this reason."""
+
     job: Job
     reason: str
 
 
 def after_failure(
     job: Job, error: str, permanent: bool, now_ms: int, backoff: Backoff
-) -> Retry | DeadLetter:
+) -> Retry | GiveUp:
     """A failed attempt becomes a later attempt, or a dead letter (last attempt, or permanent)."""
     history = [*job.history, FailedAttempt(attempt=job.attempt, error=error, at_ms=now_ms)]
     if permanent:
-        return DeadLetter(job.model_copy(update={"history": history}), "permanent_error")
+        return GiveUp(job.model_copy(update={"history": history}), "permanent_error")
     if job.attempt >= job.max_attempts:
-        return DeadLetter(job.model_copy(update={"history": history}), "attempts_exhausted")
+        return GiveUp(job.model_copy(update={"history": history}), "attempts_exhausted")
     due = now_ms + backoff.delay_ms(job.job_id, job.attempt)
     return Retry(job.model_copy(update={"attempt": job.attempt + 1, "history": history}), due)

@@ -1,6 +1,6 @@
 """The executors' effect step: run a decided attempt, then report its result as a record.
 
-The executor's decision (`streams/agents/executor.py`) is committed before an attempt
+The executor's decision (`streams/jobs/executor.py`) is committed before an attempt
 gets here. An attempt: take a GPU pool slot (inference), say `active`, call Docker or
 Triton (inference through the cross-user batcher) within the job's timeout, say
 `progress` as pieces come back, then write `job.result` to the job's own work topic
@@ -29,14 +29,15 @@ from schemas.envelope import CloudEvent, to_kafka
 from schemas.headers import TRACEPARENT
 from schemas.jobs import ContainerSpec, InferenceSpec, Job, JobKind, JobState, Outcome
 from schemas.topics import JOBS
-from streams import emit, state
-from streams.agents.executor import Executor
-from streams.gpu_pool import GpuPool
+from streams.jobs import emit
+from streams.jobs.executor import Executor
+from streams.jobs.runners.docker_runner import DockerRunner
+from streams.jobs.runners.errors import RunnerError
+from streams.jobs.runners.gpu_pool import GpuPool
+from streams.jobs.runners.triton_batcher import InferenceBatcher
 from streams.metrics import ATTEMPTS_RUNNING
-from streams.outputs import Effect
-from streams.runners.docker_runner import DockerRunner
-from streams.runners.errors import RunnerError
-from streams.runners.triton_batcher import InferenceBatcher
+from streams.runtime import state
+from streams.runtime.outputs import Effect
 from tributary import heartbeats, telemetry
 from tributary.pause import Pause
 from tributary.settings import Settings
@@ -51,7 +52,7 @@ def now_ms() -> int:
 
 
 class AttemptRunner:
-    """The effect step of one executor tier (`streams.transactional.EffectStep`)."""
+    """The effect step of one executor tier (`streams.runtime.transactional.EffectStep`)."""
 
     def __init__(
         self,

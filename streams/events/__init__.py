@@ -1,0 +1,1 @@
+"""The event pipeline: ingest → counter agent (dedup, per-user sequence) → counted."""
