@@ -64,8 +64,6 @@ async def raw_producer(settings: Settings, count: int) -> float:
         INGEST.physical(settings.namespace),
         events,
         window=1000,
-        enable_idempotence=True,
-        acks="all",
         linger_ms=1,
     )
     return count / (time.perf_counter() - started)

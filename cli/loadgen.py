@@ -6,9 +6,8 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
 from schemas.envelope import CloudEvent, to_kafka
+from tributary import kafka_clients
 from tributary.kafka_clients import started
 
 
@@ -24,7 +23,7 @@ async def produce_all(
 
     Returns how many were produced; every one was acknowledged when it returns.
     """
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options)
+    producer = kafka_clients.producer(bootstrap, **producer_options)
     produced = 0
     async with started(producer):
         pending = []

@@ -8,14 +8,13 @@ One notice per batch, not per event: in a Redis Cluster a plain PUBLISH reaches 
 
 from __future__ import annotations
 
-import asyncio
-
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
 from schemas import keys
 from schemas.push import encode_notice
+from tributary.pause import Pause
 
 log = structlog.get_logger(__name__)
 ATTEMPTS = 3
@@ -25,6 +24,7 @@ async def notify(client: aioredis.Redis, namespace: str, streams: set[str]) -> N
     if not streams:
         return
     notice = encode_notice(streams)
+    pause = Pause(first_s=0.1)
     for attempt in range(ATTEMPTS):
         try:
             await client.publish(keys.push_notices(namespace), notice)
@@ -33,4 +33,4 @@ async def notify(client: aioredis.Redis, namespace: str, streams: set[str]) -> N
             if attempt == ATTEMPTS - 1:
                 log.warning("push notice not sent; readers' sweep will find it", error=str(exc))
                 return
-            await asyncio.sleep(0.1 * 2**attempt)
+            await pause.wait()

@@ -7,8 +7,9 @@
   `retries.py`, `emit.py`), the retry scheduler, and `runners/`: the side effects (Docker,
   Triton, the GPU pool) run after a decision commits.
 - `runtime/`: what every deciding agent runs on and knows nothing of events or jobs: the
-  exactly-once loop (`transactional.py`), restoring a partition (`recovery.py`), its tables
-  (`state.py`) and their stores on disk (`stores.py`), and what a processor returns
+  exactly-once loop (`transactional.py`), what it runs (`processor.py`) and how one record
+  goes through it (`decide.py`, `oversize.py`), restoring a partition (`recovery.py`), its
+  tables (`state.py`) and their stores on disk (`stores.py`), and what a processor returns
   (`outputs.py`).
 - `app.py` wires them into one worker process (`worker.py`), with its health pages and
   metrics; `dlq_admin.py` is the operators' DLQ tooling.

@@ -1,1 +1,2 @@
-"""Tributary: process wiring shared by every part (settings, logging, the CLI)."""
+"""Tributary's base: what every part shares (settings, logging, Kafka and Redis clients, the
+limit math, backoff, telemetry); it imports nothing above it (the entry points are `cli/`)."""

@@ -28,8 +28,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import Protocol
+from dataclasses import dataclass
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -38,41 +37,14 @@ from aiokafka.structs import ConsumerRecord
 
 from schemas import groups, tables
 from streams.metrics import BATCH_RECORDS, COMMIT_SECONDS, EVENTS_PROCESSED
-from streams.runtime import recovery, state, stores
-from streams.runtime.outputs import Effect, Output, Record, dead_lettered
-from streams.runtime.oversize import too_large
+from streams.runtime import decide, recovery, state, stores
+from streams.runtime.outputs import Effect, Output
+from streams.runtime.processor import EffectStep, Processor
 from streams.runtime.recovery import POSITION
-from tributary import heartbeats, kafka_clients, telemetry
+from tributary import heartbeats, kafka_clients
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
-
-
-class Processor(Protocol):
-    name: str  # the loop's consumer group and transactional ids derive from it
-    source: str  # the input topic
-    tables: tuple[str, ...]  # its tables (changelog `<app id>-<table>-changelog`)
-    dlq: str  # where a record it cannot handle goes, with the reason
-
-    def process(self, record: Record, tables: state.Tables) -> Sequence[Output | Effect]:
-        """The outputs for one record; reads and writes `tables` (no I/O)."""
-        ...
-
-    def tidy(self, tables: state.Tables, now_ms: int) -> None:
-        """Drop what has expired by event time `now_ms` (called once per batch)."""
-        ...
-
-
-class EffectStep(Protocol):
-    """Runs a processor's side effects; their results come back as input records."""
-
-    def resume(self, partition: int, tables: state.Tables) -> list[Effect]:
-        """What a taken-over partition's tables say is still to run (pure)."""
-        ...
-
-    async def submit(self, effects: list[Effect]) -> None:
-        """Start them; waits while the step is at its concurrency (backpressure)."""
-        ...
 
 
 @dataclass
@@ -239,7 +211,7 @@ class TransactionalLoop:
         outputs: list[Output] = []
         effects: list[Effect] = []
         for record in records:
-            for out in self._decide(record, owned.tables, tp.partition):
+            for out in decide.traced(self.processor, record, owned.tables, tp.partition):
                 if isinstance(out, Effect):
                     effects.append(out)
                 else:
@@ -267,43 +239,6 @@ class TransactionalLoop:
             return
         effects, self._decided = self._decided, []
         await self.effects.submit(effects)
-
-    def _decide(
-        self, record: ConsumerRecord, tables: state.Tables, partition: int
-    ) -> Sequence[Output | Effect]:
-        """`_process_one`, in a span continuing the record's trace when tracing is on; the
-        outputs and effects carry that span's `traceparent` on."""
-        if not telemetry.enabled:
-            return self._process_one(record, tables)
-        name = f"{self.processor.name} decide"
-        with telemetry.span(name, record.headers, partition=partition, offset=record.offset) as on:
-            outs = self._process_one(record, tables)
-        if on is None:
-            return outs
-        tag = telemetry.traceparent(on)
-        return [
-            replace(o, traceparent=tag)
-            if isinstance(o, Effect)
-            else replace(o, headers=telemetry.with_traceparent(o.headers, tag))
-            for o in outs
-        ]
-
-    def _process_one(
-        self, record: ConsumerRecord, tables: state.Tables
-    ) -> Sequence[Output | Effect]:
-        if (letter := too_large(record, self.processor.dlq)) is not None:
-            tables.count("dead_lettered")
-            return [letter]
-        try:
-            return self.processor.process(record, tables)
-        except Exception as exc:  # a bug of ours must not stop the partition or lose the record
-            log.exception("processing failed; dead-lettered", loop=self.processor.name)
-            tables.count("dead_lettered")
-            return [
-                dead_lettered(
-                    record, self.processor.dlq, reason="processing_error", error=repr(exc)
-                )
-            ]
 
     async def _commit(
         self, owned: Owned, tp: TopicPartition, outputs: list[Output], next_offset: int

@@ -29,8 +29,6 @@ async def produce_events(bootstrap: str, topic: str, count: int, users: int, run
         topic,
         events,
         window=5000,
-        acks="all",
-        enable_idempotence=True,
         linger_ms=20,
         max_batch_size=256 * 1024,
     )

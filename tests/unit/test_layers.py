@@ -29,6 +29,7 @@ PURE = (
     "streams.jobs.emit",
     "streams.runtime.state",
     "streams.runtime.outputs",
+    "streams.runtime.processor",
     "streams.events.counter",
     "streams.jobs.commands",
     "streams.jobs.executor",

@@ -99,15 +99,14 @@ def test_an_input_too_large_to_pass_on_is_dead_lettered_without_its_value() -> N
     """The counter would add its sequence header to a record that already fills a batch,
     and its producer would refuse the output on every retry of the partition."""
     from schemas.envelope import header_value
+    from streams.runtime import decide
     from streams.runtime.oversize import MAX_INPUT_BYTES
-    from streams.runtime.transactional import TransactionalLoop
 
     counter = EventCounter(SETTINGS)
-    loop = TransactionalLoop(SETTINGS, counter)
-    t = state.Tables(loop.table_names)
+    t = state.Tables(counter.tables)
     for size, passed_on in ((MAX_INPUT_BYTES - 2000, True), (MAX_INPUT_BYTES, False)):
         event = CloudEvent(source="s", type="t", subject="big", data={"b": "x" * size})
-        outputs = loop._process_one(record(event, "unit.events.ingest", 1_000), t)
+        outputs = decide.one(counter, record(event, "unit.events.ingest", 1_000), t)
         [out] = outputs
         assert isinstance(out, Output)
         if passed_on:

@@ -52,7 +52,7 @@ def now_ms() -> int:
 
 
 class AttemptRunner:
-    """The effect step of one executor tier (`streams.runtime.transactional.EffectStep`)."""
+    """The effect step of one executor tier (`streams.runtime.processor.EffectStep`)."""
 
     def __init__(
         self,
