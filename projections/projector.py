@@ -7,6 +7,9 @@ offset ranges of its partitions, with a dedup token naming every range
 so a crash between insert and offset commit re-reads nothing that is already in the
 table. Kafka offsets are still committed, for lag monitoring.
 
+Resuming from ClickHouse on an assignment is `projections/resume.py`; watching that rows
+land (stalls, lag) is `projections/stall_watch.py`.
+
 Throughput: a flush runs behind the loop (the next batch is decoded while ClickHouse
 parses this one), and blocks travel as JSON columns that ClickHouse parses, not as
 values serialized in Python (`ClickHouse.insert`).
@@ -19,20 +22,19 @@ import contextlib
 from collections.abc import AsyncIterator, Iterable
 
 import structlog
-from aiokafka import ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from projections.batching import Batcher, PartitionBatch, TopicBlock, by_topic
 from projections.clickhouse import ClickHouse
-from projections.metrics import BATCH_SECONDS, ROWS_PROJECTED, SKIPPED, STALLED
+from projections.metrics import BATCH_SECONDS, ROWS_PROJECTED, SKIPPED
+from projections.resume import ResumeFromClickHouse
+from projections.stall_watch import StallWatch
 from projections.tables import PROJECTIONS, UNREADABLE, Projection
 from schemas.groups import PROJECTOR_CLICKHOUSE
 from tributary import heartbeats, kafka_clients, telemetry
 from tributary.kafka_clients import commit_or_log
-from tributary.ops_metrics import report_lag
 from tributary.pause import Pause
-from tributary.progress import ProgressWatch
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -61,21 +63,25 @@ class Projector:
         # committed offset before the seek landed: this is what keeps them out.
         self.next_offset: dict[TopicPartition, int] = {}
         self._flush_lock = asyncio.Lock()
-        self.progress: ProgressWatch[TopicPartition] = ProgressWatch(settings.stall_after_s)
-        self.stalled: list[str] = []
+        self.watch = StallWatch(self.consumer, self.group, settings.stall_after_s, self._landed)
         self._inserting: dict[TopicPartition, int] = {}  # first offset of each batch in flight
         self._flushing: asyncio.Task[None] | None = None  # the flush the loop reads on behind
         self._failed: BaseException | None = None  # a write that gave up: nothing more goes in
 
+    @property
+    def stalled(self) -> list[str]:
+        """Partitions with lag whose rows have not landed for `stall_after_s`."""
+        return self.watch.stalled
+
     async def run(self, stop: asyncio.Event) -> None:
         """Project until `stop` is set; then flush what is batched and leave the group."""
-        self.consumer.subscribe(list(self.by_topic), listener=_ResumeFromClickHouse(self))
+        self.consumer.subscribe(list(self.by_topic), listener=ResumeFromClickHouse(self))
         watcher: asyncio.Task[None] | None = None
         try:
             # Inside the try: a start that fails half-way is stopped too.
             await self.consumer.start()
             self.ready = not stop.is_set()  # a SIGTERM during the start counts
-            watcher = asyncio.create_task(self._watch(stop), name="projector-progress")
+            watcher = asyncio.create_task(self.watch.run(stop), name="projector-progress")
             while not stop.is_set():
                 heartbeats.beat("projector")
                 records = await self.consumer.getmany(timeout_ms=100, max_records=10_000)
@@ -127,33 +133,6 @@ class Projector:
             raise
         finally:
             self._flush_lock.release()
-
-    async def _watch(self, stop: asyncio.Event, every_s: float = 2.0) -> None:
-        """Apart from the loop it watches: a flush stuck on ClickHouse still gets reported."""
-        while not stop.is_set():
-            await asyncio.sleep(every_s)
-            try:
-                await self._observe()
-            except Exception:  # a watcher that dies quietly reports "all well" forever
-                log.exception("progress watch round failed; trying again")
-
-    async def _observe(self) -> None:
-        now = asyncio.get_running_loop().time
-        for tp in self.consumer.assignment():
-            end = self.consumer.highwater(tp)
-            if end is None:
-                continue
-            try:
-                position = await asyncio.wait_for(self.consumer.position(tp), 1)
-            except (TimeoutError, KafkaError, AssertionError):
-                continue  # being reassigned or reset; the next round sees it
-            landed = self._landed(tp, position)
-            self.progress.observe(tp, landed, end, now())
-            report_lag(self.group, tp.topic, tp.partition, landed, end)
-        self.stalled = [f"{tp.topic}:{tp.partition}" for tp in self.progress.stalled(now())]
-        STALLED.set(len(self.stalled))
-        if self.stalled:
-            log.warning("stalled partitions", partitions=self.stalled)
 
     def _landed(self, tp: TopicPartition, position: int) -> int:
         """Offsets below this are in ClickHouse (or were skipped): the consumer's position,
@@ -252,53 +231,3 @@ class Projector:
                     error=str(exc),
                 )
                 await pause.wait()
-
-    def resume_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-        """Per partition, the offset after the last row ClickHouse holds (absent: none)."""
-        found: dict[TopicPartition, int] = {}
-        by_table: dict[str, list[str]] = {}
-        for tp in tps:
-            by_table.setdefault(self.by_topic[tp.topic].table, []).append(tp.topic)
-        for table, topics in by_table.items():
-            names = ", ".join(f"'{t}'" for t in sorted(set(topics)))
-            _, rows = self.ch.query(
-                f"SELECT _topic, _partition, max(_offset) FROM {self.ch.database}.{table} "
-                f"WHERE _topic IN ({names}) GROUP BY _topic, _partition"
-            )
-            for topic, partition, last in rows:
-                found[TopicPartition(topic, int(partition))] = int(last) + 1
-        return {tp: offset for tp, offset in found.items() if tp in set(tps)}
-
-
-class _ResumeFromClickHouse(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, projector: Projector) -> None:
-        self.projector = projector
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        # Still the owner during this callback: write what we have, then let go.
-        await self.projector.flush()
-        for tp in revoked:
-            self.projector.next_offset.pop(tp, None)
-            self.projector.progress.forget(tp)
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        consumer = self.projector.consumer
-        # Every await comes first. The fetcher runs while this callback awaits, and a
-        # record that arrives for a partition with no `next_offset` yet is dropped while
-        # its position moves on: awaiting between a seek and setting `next_offset` lost
-        # the rest of a partition (the SIGKILL test stalled at 86,000 of 100,000 rows).
-        resume = await asyncio.to_thread(self.projector.resume_offsets, list(assigned))
-        fresh = [tp for tp in assigned if tp not in resume]
-        starts = await consumer.beginning_offsets(fresh) if fresh else {}
-        # Always seek: ClickHouse, not Kafka's committed offset, says where to go on.
-        # (Seeking only where the two differed, and asking the coordinator for the
-        # committed offset here, left partitions idle for a whole generation.)
-        for tp in assigned:
-            offset = resume[tp] if tp in resume else starts[tp]
-            self.projector.next_offset[tp] = offset
-            consumer.seek(tp, offset)
-        log.info(
-            "partitions assigned",
-            resumed={f"{tp.topic}:{tp.partition}": o for tp, o in sorted(resume.items())},
-            from_beginning=len(fresh),
-        )
