@@ -111,6 +111,18 @@ def test_pure_rules_import_no_io_library(module: str) -> None:
     assert not io, f"{module} reaches {io}"
 
 
+def test_no_module_imports_relatively() -> None:
+    """The walk resolves absolute names only: a relative import would slip past it."""
+    relative = sorted(
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for package in OURS
+        for path in modules(package)
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.ImportFrom) and node.level > 0
+    )
+    assert not relative, relative
+
+
 def test_the_walk_sees_an_import_inside_a_function(tmp_path: Path) -> None:
     """The check can fail: a lazy import counts like one at the top."""
     module = tmp_path / "lazy.py"
