@@ -82,7 +82,9 @@ def connect(settings: Settings) -> ClickHouse:
     """Open the backend `settings` names and make sure its database exists."""
     cluster = settings.clickhouse_cluster
     if settings.clickhouse_url:
-        client = clickhouse_connect.get_client(dsn=settings.clickhouse_url)
+        # A password set apart (or from its file) wins over one written into the URL.
+        password = settings.clickhouse_password or ""
+        client = clickhouse_connect.get_client(dsn=settings.clickhouse_url, password=password)
         backend = "server"
     elif cluster:
         raise ValueError("TRIBUTARY_CLICKHOUSE_CLUSTER needs a server (TRIBUTARY_CLICKHOUSE_URL)")

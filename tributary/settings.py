@@ -2,20 +2,76 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from schemas.topics import MAX_RECORD_BYTES
+
+# Credentials: each can also come from a file named by `TRIBUTARY_<FIELD>_FILE` (Docker and
+# Kubernetes secrets, /run/secrets/...), read at start; a value set directly wins.
+SECRETS = (
+    "jwt_hs256_secret",
+    "jwt_rs256_public_key",
+    "admin_key",
+    "admin_key_sha256",
+    "dashboard_session_secret",
+    "share_secret",
+    "clickhouse_password",
+    "clickhouse_analyst_password",
+)
+
+
+class SecretFiles(PydanticBaseSettingsSource):
+    """`TRIBUTARY_<FIELD>_FILE=path` gives a secret field the file's content (trailing
+    newline stripped). A file named but unreadable stops the process with its name."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        path = os.environ.get(f"TRIBUTARY_{field_name.upper()}_FILE")
+        if field_name not in SECRETS or not path:
+            return None, field_name, False
+        try:
+            with open(path) as secret:
+                return secret.read().rstrip("\r\n"), field_name, False
+        except OSError as exc:
+            raise ValueError(
+                f"TRIBUTARY_{field_name.upper()}_FILE={path}: cannot read it ({exc.strerror})"
+            ) from exc
+
+    def __call__(self) -> dict[str, Any]:
+        found = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, _, _ = self.get_field_value(field, name)
+            if value is not None:
+                found[name] = value
+        return found
 
 
 class Settings(BaseSettings):
     """Configuration of every Tributary process; env vars are `TRIBUTARY_<FIELD>`."""
 
     model_config = SettingsConfigDict(env_prefix="TRIBUTARY_", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Given values, then `TRIBUTARY_*` variables, then `TRIBUTARY_*_FILE` secrets."""
+        return init_settings, env_settings, SecretFiles(settings_cls), dotenv_settings
 
     # Where local services keep their data, logs and pid files.
     data_dir: Path = Path(".tributary")
@@ -63,6 +119,9 @@ class Settings(BaseSettings):
     # With a server: the password of the read-only user analyst queries run as
     # (`tributary_analyst`, made by the projector at start; projections/migrations.py).
     clickhouse_analyst_password: str | None = None
+    # The password of the ClickHouse server's user in `clickhouse_url` (instead of writing
+    # it into the URL; from a file with TRIBUTARY_CLICKHOUSE_PASSWORD_FILE).
+    clickhouse_password: str | None = None
     # chDB data folder; default `<data_dir>/chdb`. Only one process may open it.
     chdb_dir: Path | None = None
 

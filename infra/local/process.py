@@ -58,7 +58,7 @@ class Managed:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env={**os.environ, **(env or {})},
+                env=child_env(env or {}),
                 cwd=cwd,
                 start_new_session=True,
             )
@@ -164,3 +164,14 @@ def run_or_fail(argv: list[str], what: str, timeout_s: float, cwd: Path | None =
     if done.returncode != 0:
         raise ServiceError(f"{what} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     return done.stdout
+
+
+def child_env(env: dict[str, str]) -> dict[str, str]:
+    """This process's environment with `env` over it. A credential `env` passes as a file
+    (`TRIBUTARY_X_FILE`) drops an inherited `TRIBUTARY_X`, which would win over the file."""
+    inherited = {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.startswith("TRIBUTARY_") and f"{k}_FILE" in env)
+    }
+    return {**inherited, **env}

@@ -6,16 +6,19 @@ waits for readiness. Each process gets the same settings through `TRIBUTARY_*` e
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import httpx
 
 from infra.local import dockerd, haproxy, jaeger, kafka, redis, triton
 from infra.local.process import Managed, ServiceError, family, port_in_use, wait_until
-from tributary.settings import Settings
+from tributary.settings import SECRETS, Settings
 
 
 @dataclass(frozen=True)
@@ -84,12 +87,32 @@ def replicas(settings: Settings) -> list[tuple[AppProcess, Settings]]:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """`settings` as `TRIBUTARY_*` variables, so a child process reads the same values."""
+    """`settings` as `TRIBUTARY_*` variables, so a child process reads the same values.
+    Credentials go as files (`TRIBUTARY_<FIELD>_FILE`, readable by this user only), not as
+    values: a process's environment is readable in /proc by anyone running as its user."""
     env = {}
     for name, value in settings.model_dump().items():
-        if value is not None:
+        if value is None:
+            continue
+        if name in SECRETS:
+            if value:
+                env[f"TRIBUTARY_{name.upper()}_FILE"] = str(secret_file(settings, str(value)))
+        else:
             env[f"TRIBUTARY_{name.upper()}"] = str(value)
     return env
+
+
+def secret_file(settings: Settings, value: str) -> Path:
+    """A file holding `value`, mode 0600, under `<data_dir>/run/secrets` (named by its hash,
+    so stacks with different secrets side by side do not clash)."""
+    folder = settings.data_dir.resolve() / "run" / "secrets"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = folder / hashlib.sha256(value.encode()).hexdigest()[:24]
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(value)
+    return path
 
 
 def managed(settings: Settings, app: AppProcess) -> Managed:
