@@ -27,6 +27,7 @@ from streams.jobs.commands import Commands
 from streams.jobs.executor import Executor
 from streams.jobs.retry_scheduler import RetryScheduler
 from streams.jobs.runners.attempts import AttemptRunner
+from streams.jobs.runners.breakers import Breakers
 from streams.jobs.runners.docker_runner import DockerRunner
 from streams.jobs.runners.engine_watch import EngineWatch
 from streams.jobs.runners.gpu_pool import GpuPool
@@ -101,7 +102,8 @@ def create_app(settings: Settings, lifecycle: Lifecycle | None = None) -> faust.
         TransactionalLoop(settings, Commands(settings)),
         *executors,
     ]
-    health.install(app, settings, loops, lambda: lifecycle.draining)
+    breakers = Breakers(settings.breaker_failures, settings.breaker_open_s)
+    health.install(app, settings, loops, lambda: lifecycle.draining, breakers.open)
     stop = lifecycle.stop
     drains: list[AttemptRunner] = []
 
@@ -123,7 +125,9 @@ def create_app(settings: Settings, lifecycle: Lifecycle | None = None) -> faust.
         pool = GpuPool(redis, settings.namespace, settings.gpu_pool, settings.gpu_pool_slots)
         for loop in executors:
             assert isinstance(loop.processor, Executor)
-            runner = AttemptRunner(settings, loop.processor, producer, docker, batcher, pool)
+            runner = AttemptRunner(
+                settings, loop.processor, producer, docker, batcher, pool, breakers
+            )
             loop.effects = runner
             drains.append(runner)
         watch = EngineWatch(settings, producer)

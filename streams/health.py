@@ -32,10 +32,15 @@ def ready(app: faust.App, loops: list[TransactionalLoop]) -> bool:
 
 
 def install(
-    app: faust.App, settings: Settings, loops: list[TransactionalLoop], draining: Callable[[], bool]
+    app: faust.App,
+    settings: Settings,
+    loops: list[TransactionalLoop],
+    draining: Callable[[], bool],
+    open_circuits: Callable[[], list[str]] = list,
 ) -> None:
     """`/healthz/live` (memory, and every loop still going round), `/healthz/ready` (assigned
-    and restored, not draining, no partition stalled), `/metrics`; a watch every 5 s."""
+    and restored, not draining, no partition stalled, no circuit open: its work is parked),
+    `/metrics`; a watch every 5 s."""
     progress: ProgressWatch[Any] = ProgressWatch(settings.stall_after_s)
     stalled: list[str] = []
 
@@ -67,7 +72,8 @@ def install(
         return self.json(body, status=200 if alive else 503)
 
     async def readiness(self: Any, request: Any) -> Any:
-        ok = ready(app, loops) and not draining() and not stalled
+        circuits = open_circuits()
+        ok = ready(app, loops) and not draining() and not stalled and not circuits
         READY.set(1 if ok else 0)
         return self.json(
             {
@@ -78,6 +84,7 @@ def install(
                 "rebalances": app.rebalancing_count,
                 "loops": {loop.processor.name: loop.ready for loop in loops},
                 "stalled": list(stalled),
+                "circuits_open": circuits,
             },
             status=200 if ok else 503,
         )

@@ -31,6 +31,7 @@ from schemas.jobs import ContainerSpec, InferenceSpec, Job, JobKind, JobState, O
 from schemas.topics import JOBS
 from streams.jobs import emit
 from streams.jobs.executor import Executor
+from streams.jobs.runners.breakers import Breakers, OpenedState
 from streams.jobs.runners.docker_runner import DockerRunner
 from streams.jobs.runners.errors import RunnerError
 from streams.jobs.runners.gpu_pool import GpuPool
@@ -62,6 +63,7 @@ class AttemptRunner:
         docker: DockerRunner,
         inference: InferenceBatcher,
         pool: GpuPool,
+        breakers: Breakers | None = None,
     ) -> None:
         self.settings = settings
         self.executor = executor
@@ -70,6 +72,7 @@ class AttemptRunner:
         self._docker = docker
         self._inference = inference
         self._pool = pool
+        self._breakers = breakers or Breakers(settings.breaker_failures, settings.breaker_open_s)
         self._gate = asyncio.Semaphore(settings.executor_concurrency)
         self._running: set[asyncio.Task[None]] = set()
 
@@ -121,21 +124,31 @@ class AttemptRunner:
             self._gate.release()
 
     async def _attempt(self, job: Job) -> dict[str, Any]:
-        """The side effect within the job's timeout: `AttemptResult`'s fields."""
-        async with self._slot(job):
-            await self._emit(emit.job_event(job, JobState.ACTIVE, now_ms()))
-            try:
-                result, outcome = await asyncio.wait_for(self._side_effect(job), job.timeout_s)
-                fields: dict[str, Any] = {"outcome": outcome, "result": result}
-            except RunnerError as exc:
-                fields = {"error": str(exc), "permanent": exc.permanent}
-            except TimeoutError:
-                fields = {"error": f"timed out after {job.timeout_s:g}s"}
-            except Exception as exc:  # a bug of ours must not kill the step or lose the job
-                log.exception("job attempt crashed", job_id=job.job_id)
-                fields = {"error": f"unexpected error: {exc!r}"}
-            # Stamped inside the slot: the next holder's `active` is never earlier.
-            return {**fields, "at_ms": now_ms()}
+        """The side effect within the job's timeout, through its dependency's circuit
+        breaker: `AttemptResult`'s fields. While the breaker is open the attempt is parked
+        (before it takes a GPU pool slot), not failed: no attempt is burned on a dependency
+        known to be down."""
+        dependency = "triton" if job.kind is JobKind.INFERENCE else "docker"
+        while True:
+            await self._breakers.parked(dependency, lambda: heartbeats.beat(self.executor.name))
+            async with self._slot(job):
+                await self._emit(emit.job_event(job, JobState.ACTIVE, now_ms()))
+                try:
+                    result, outcome = await self._breakers.call(
+                        dependency, lambda: asyncio.wait_for(self._side_effect(job), job.timeout_s)
+                    )
+                    fields: dict[str, Any] = {"outcome": outcome, "result": result}
+                except OpenedState:
+                    continue  # opened by another attempt's failure meanwhile: park
+                except RunnerError as exc:
+                    fields = {"error": str(exc), "permanent": exc.permanent}
+                except TimeoutError:
+                    fields = {"error": f"timed out after {job.timeout_s:g}s"}
+                except Exception as exc:  # a bug of ours must not kill the step or lose the job
+                    log.exception("job attempt crashed", job_id=job.job_id)
+                    fields = {"error": f"unexpected error: {exc!r}"}
+                # Stamped inside the slot: the next holder's `active` is never earlier.
+                return {**fields, "at_ms": now_ms()}
 
     def _slot(self, job: Job) -> contextlib.AbstractAsyncContextManager[Any]:
         """Inference holds a GPU pool slot; the lease outlives the attempt's timeout."""
