@@ -88,13 +88,13 @@ class Flow:
 
 def test_an_inference_job_that_times_out_every_attempt_frees_its_in_flight_slot() -> None:
     flow = Flow()
-    [effect] = flow.command(INFERENCE_REQUESTED, {"inputs": ["x"]}, "j1")
+    effects = flow.command(INFERENCE_REQUESTED, {"inputs": ["x"]}, "j1")
     assert flow.user()["in_flight"] == ["j1"]  # reserved
     attempts = 0
-    while effect is not None:
+    while effects:
+        [effect] = effects
         attempts += 1
-        next_effects = flow.result(effect, error=f"timed out after {effect.job.timeout_s:g}s")
-        effect = next_effects[0] if next_effects else None
+        effects = flow.result(effect, error=f"timed out after {effect.job.timeout_s:g}s")
     assert attempts == Job.model_fields["max_attempts"].default
     assert flow.dead_lettered == 1
     assert flow.user()["in_flight"] == []  # released by the dead letter's job.finished
