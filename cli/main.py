@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from typing import TYPE_CHECKING, NoReturn
@@ -171,6 +172,26 @@ def projector() -> None:
     from projections.service import run
 
     run(get_settings())
+
+
+@cli.command("rebuild-redis")
+def rebuild_redis(
+    store: str = typer.Option("all", help="status, push, or all"),
+) -> None:
+    """Rewind the projector's Redis stores to their topics' beginning (projector stopped):
+    started again, it projects job and container status and push history once more."""
+    from projections.rebuild import STORES, GroupActive, rewind
+
+    chosen = list(STORES) if store == "all" else [store]
+    if any(name not in STORES for name in chosen):
+        _fail(f"--store must be one of {', '.join(STORES)} or all")
+    settings = get_settings()
+    for name in chosen:
+        try:
+            rewound = asyncio.run(rewind(settings, name))
+        except GroupActive as exc:
+            _fail(str(exc))
+        typer.echo(f"{name}: {len(rewound)} partitions rewound; start the projector to rebuild")
 
 
 @cli.command()
