@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -16,6 +16,7 @@ from schemas.dead_letters import DeadLetter
 from schemas.envelope import EnvelopeError, EventView, from_kafka_lenient
 from schemas.events import CountedData
 from schemas.jobs import CommandRejected, ContainerEvent, DesktopSession, JobStep
+from schemas.records import Record
 from schemas.topics import (
     COMMANDS,
     CONTAINERS,
@@ -49,25 +50,6 @@ COMMON_COLUMNS: tuple[str, ...] = (
 )
 
 
-class KafkaRecord(Protocol):
-    """The parts of an aiokafka `ConsumerRecord` a projection reads."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def timestamp(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-    @property
-    def headers(self) -> Sequence[tuple[str, bytes]]: ...
-
-
 @dataclass(frozen=True)
 class Projection:
     """Topic `topic` is projected into `table` with `columns`, one row per record.
@@ -79,10 +61,10 @@ class Projection:
     topic: TopicSpec
     table: str
     columns: tuple[str, ...]
-    to_row: Callable[[EventView, KafkaRecord], Row] | None = None
-    record_to_row: Callable[[KafkaRecord], Row] | None = None
+    to_row: Callable[[EventView, Record], Row] | None = None
+    record_to_row: Callable[[Record], Row] | None = None
 
-    def row(self, msg: KafkaRecord) -> Row | None:
+    def row(self, msg: Record) -> Row | None:
         """The row for `msg`, or None for a copy in an older version of its type (the current
         one is projected); raises one of `UNREADABLE` if this projection cannot read it."""
         if self.record_to_row is not None:
@@ -94,7 +76,7 @@ class Projection:
         return self.to_row(event, msg)
 
 
-def _common(event: EventView, msg: KafkaRecord) -> Row:
+def _common(event: EventView, msg: Record) -> Row:
     # `data` is stored as the record's own JSON text (checked to be an object when the
     # envelope was read), not serialized again.
     return (
@@ -110,12 +92,12 @@ def _common(event: EventView, msg: KafkaRecord) -> Row:
     )
 
 
-def _counted(event: EventView, msg: KafkaRecord) -> Row:
+def _counted(event: EventView, msg: Record) -> Row:
     counted = CountedData.model_validate(event.data)
     return (*_common(event, msg), counted.seq, counted.source_id)
 
 
-def _job(event: EventView, msg: KafkaRecord) -> Row:
+def _job(event: EventView, msg: Record) -> Row:
     step = JobStep.model_validate(event.data)
     return (
         *_common(event, msg),
@@ -128,7 +110,7 @@ def _job(event: EventView, msg: KafkaRecord) -> Row:
     )
 
 
-def _container(event: EventView, msg: KafkaRecord) -> Row:
+def _container(event: EventView, msg: Record) -> Row:
     container = ContainerEvent.model_validate(event.data)
     return (
         *_common(event, msg),
@@ -139,7 +121,7 @@ def _container(event: EventView, msg: KafkaRecord) -> Row:
     )
 
 
-def _desktop_session(event: EventView, msg: KafkaRecord) -> Row:
+def _desktop_session(event: EventView, msg: Record) -> Row:
     session = DesktopSession.model_validate(event.data)
     return (
         *_common(event, msg),
@@ -155,7 +137,7 @@ def _desktop_session(event: EventView, msg: KafkaRecord) -> Row:
     )
 
 
-def _rejected(event: EventView, msg: KafkaRecord) -> Row:
+def _rejected(event: EventView, msg: Record) -> Row:
     refused = CommandRejected.model_validate(event.data)
     return (*_common(event, msg), refused.command_id, refused.command_type, refused.reason)
 
@@ -165,7 +147,7 @@ def _text(headers: dict[str, bytes], name: str) -> str:
     return value.decode(errors="replace") if value is not None else ""
 
 
-def _dead_letter(msg: KafkaRecord) -> Row:
+def _dead_letter(msg: Record) -> Row:
     """A dead letter as it is: reason, error, origin, and the failed record's bytes as text."""
     headers = dict(msg.headers)
     letter = DeadLetter.from_headers(list(msg.headers))

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
 
 import structlog
 
@@ -13,27 +11,9 @@ from schemas.dead_letters import DeadLetter, Origin
 from schemas.editions import editions
 from schemas.envelope import CloudEvent, to_kafka
 from schemas.jobs import Job
+from schemas.records import Record
 
 log = structlog.get_logger(__name__)
-
-
-class Record(Protocol):
-    """What a processor reads: one consumed record (aiokafka's `ConsumerRecord` is one)."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def timestamp(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-    @property
-    def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
 
 @dataclass(frozen=True)

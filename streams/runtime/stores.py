@@ -25,6 +25,7 @@ import structlog
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteOptions
 
 from streams.runtime.state import Backend, MemoryBackend, Tables
+from tributary.pids import alive
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -120,7 +121,7 @@ def _remove_orphans(root: Path, name: str) -> None:
     """Databases of this loop left by processes that are gone (killed with it open)."""
     for path in root.glob(f"{name}-*.*"):
         pid = owner(path, name)
-        if pid is not None and not _alive(pid):
+        if pid is not None and not alive(pid):
             log.info("removing a dead process's state", path=str(path))
             shutil.rmtree(path, ignore_errors=True)
 
@@ -129,13 +130,3 @@ def owner(path: Path, name: str) -> int | None:
     """The pid of the process whose database of loop `name` is at `path`, if it is one."""
     pid, _, n = path.name.removeprefix(f"{name}-").partition(".")
     return int(pid) if pid.isdigit() and n.isdigit() else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

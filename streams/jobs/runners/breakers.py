@@ -5,8 +5,9 @@ and timeouts), its breaker opens: attempts stop calling it and are parked (they 
 holding their executor slot, so the tier's loop stops taking new work once every slot is
 parked) instead of burning attempts against a dependency that is down. After `open_s` one
 attempt probes it (half-open): a success closes the breaker and the parked attempts go
-on; a failure opens it again. State: `tributary_circuit_open{dependency}` and the worker's
-readiness.
+on; a failure opens it again. State: `tributary_circuit_open{dependency}`, and the worker's
+readiness answer lists open circuits (without going unready: the dependency is not this
+worker's to fix).
 
 purgatory, not aiobreaker: it is asyncio-native, kept (3.0, 2024), and typed; aiobreaker's
 last release is from 2021.
