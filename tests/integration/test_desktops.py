@@ -58,7 +58,7 @@ def desktops(services: Settings) -> Iterator[tuple[Settings, Settings, dict[str,
             dockerd.stop(settings)
 
 
-def connected(driver: Any, timeout_s: float = 30) -> None:
+def connected(driver: Any, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while driver.execute_script("return document.body.dataset.connected") != "1":
         assert time.monotonic() < deadline, driver.page_source[-2000:]
