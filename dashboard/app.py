@@ -211,9 +211,7 @@ async def retry(request: Request) -> Response:
 async def purge(request: Request) -> Response:
     form = await request.form()
     if str(form.get("confirm", "")).strip().lower() != PURGE_WORD:
-        return problem(
-            request, 400, f'Nothing purged: type "{PURGE_WORD}" in the box to confirm.'
-        )
+        return problem(request, 400, f'Nothing purged: type "{PURGE_WORD}" in the box to confirm.')
     count = await sources(request).purge()
     return back_to_list(None, f"purged {count} dead letters")
 

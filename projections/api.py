@@ -119,6 +119,7 @@ def build(
             "status": "up" if ok else "down",
             "backend": projector.ch.backend,
             "stalled": projector.stalled,
+            "circuits_open": projector.breakers.open(),
         }
         return _json(body, 200 if ok else 503)
 

@@ -10,6 +10,16 @@ table. Kafka offsets are still committed, for lag monitoring.
 Resuming from ClickHouse on an assignment is `projections/resume.py`; watching that rows
 land (stalls, lag) is `projections/stall_watch.py`.
 
+ClickHouse failing: a failed insert is retried with its token, through a circuit breaker
+(`tributary/breakers.py`). After `breaker_failures` failures in a row the circuit opens:
+the insert is parked and every partition paused, while the loop keeps polling so the
+consumer stays in its group; after `breaker_open_s` the insert probes, and on success the
+partitions resume. A rebalance while the insert is parked gives it up and the projector
+exits, to resume from what ClickHouse holds: holding the rebalance until ClickHouse is back
+would get the member dropped, and an insert landing after the partition moved would
+duplicate the next owner's rows. So does an assignment it cannot position (ClickHouse
+down when the listener asks where to resume). Compose and Kubernetes restart it.
+
 Throughput: a flush runs behind the loop (the next batch is decoded while ClickHouse
 parses this one), and blocks travel as JSON columns that ClickHouse parses, not as
 values serialized in Python (`ClickHouse.insert`).
@@ -33,13 +43,16 @@ from projections.stall_watch import StallWatch
 from projections.tables import PROJECTIONS, UNREADABLE, Projection
 from schemas.groups import PROJECTOR_CLICKHOUSE
 from tributary import heartbeats, kafka_clients, telemetry
+from tributary.breakers import CLICKHOUSE, Breakers, OpenedState
 from tributary.kafka_clients import commit_or_log
 from tributary.pause import Pause
 from tributary.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-INSERT_ATTEMPTS = 8
+
+class GaveUp(Exception):
+    """A parked insert given up (a rebalance while ClickHouse's circuit was open)."""
 
 
 class Projector:
@@ -67,6 +80,16 @@ class Projector:
         self._inserting: dict[TopicPartition, int] = {}  # first offset of each batch in flight
         self._flushing: asyncio.Task[None] | None = None  # the flush the loop reads on behind
         self._failed: BaseException | None = None  # a write that gave up: nothing more goes in
+        self.breakers = Breakers(settings.breaker_failures, settings.breaker_open_s)
+        self._held: set[TopicPartition] = set()  # paused while ClickHouse's circuit is open
+        self._giving_up = False
+        self._stopping = False
+        self._calling = asyncio.Lock()  # held while an insert is in ClickHouse's hands
+
+    @property
+    def parked(self) -> bool:
+        """ClickHouse's circuit is open: the insert in flight waits for its probe."""
+        return CLICKHOUSE in self.breakers.open()
 
     @property
     def stalled(self) -> list[str]:
@@ -84,17 +107,22 @@ class Projector:
             watcher = asyncio.create_task(self.watch.run(stop), name="projector-progress")
             while not stop.is_set():
                 heartbeats.beat("projector")
+                if self._failed is not None:  # an assignment it could not position
+                    raise RuntimeError("gave up; restart to resume") from self._failed
                 records = await self.consumer.getmany(timeout_ms=100, max_records=10_000)
                 for tp, messages in records.items():
                     self._add(tp, messages)
                 if self._flushing is not None and self._flushing.done():
                     await self._flushed()  # raises now if that flush gave up
-                if self.batcher.due():
+                # While the insert is parked the partitions are paused; polling goes on.
+                if self.batcher.due() and not self.parked:
                     await self._flush_behind()
                 # getmany does not yield while records are buffered: let the flush run.
                 await asyncio.sleep(0)
-            await self._flush_behind()
-            await self._flushed()
+            self._stopping = True  # a parked insert gives up: the restart re-reads its rows
+            with contextlib.suppress(GaveUp):
+                await self._flush_behind()
+                await self._flushed()
         finally:
             self.ready = False
             heartbeats.forget("projector")
@@ -211,23 +239,74 @@ class Projector:
         await commit_or_log(self.consumer, offsets, group=self.group)
 
     async def _insert(self, block: TopicBlock) -> None:
+        """Insert `block` until it lands (the same token every time), through ClickHouse's
+        circuit breaker."""
         projection = self.by_topic[block.topic]
-        rows = block.rows
         pause = Pause()
-        for attempt in range(1, INSERT_ATTEMPTS + 1):
+        while True:
+            await self._park_while_open()
+
+            async def insert() -> None:
+                async with self._calling:
+                    await asyncio.to_thread(
+                        self.ch.insert,
+                        projection.table,
+                        block.rows,
+                        projection.columns,
+                        block.token,
+                    )
+
             try:
-                await asyncio.to_thread(
-                    self.ch.insert, projection.table, rows, projection.columns, block.token
-                )
-                ROWS_PROJECTED.labels(table=projection.table).inc(len(rows))
-                return
-            except Exception as exc:  # the server's errors are not one type; retry, then fail loud
-                if attempt == INSERT_ATTEMPTS:
-                    raise
+                await self.breakers.call(CLICKHOUSE, insert)
+            except OpenedState:
+                continue
+            except Exception as exc:  # the server's errors are not one type
                 log.warning(
                     "insert failed; retrying with the same token",
                     token=block.token,
-                    attempt=attempt,
                     error=str(exc),
                 )
-                await pause.wait()
+                if not self.parked:
+                    await pause.wait()
+                continue
+            ROWS_PROJECTED.labels(table=projection.table).inc(len(block.rows))
+            self._release_partitions()
+            if self._giving_up:  # this one landed before the partitions went: no more
+                raise GaveUp("a rebalance while ClickHouse's circuit was open")
+            return
+
+    async def _park_while_open(self) -> None:
+        """While ClickHouse's circuit is open: every partition paused, the insert waiting."""
+        if self._giving_up:
+            raise GaveUp("a rebalance while ClickHouse's circuit was open")
+        if not self.parked:
+            return
+        self._held = set(self.consumer.assignment())
+        self.consumer.pause(*self._held)
+        log.warning(
+            "clickhouse circuit open: insert parked, partitions paused", partitions=len(self._held)
+        )
+
+        def going() -> None:
+            heartbeats.beat("projector")
+            if self._giving_up or self._stopping:
+                raise GaveUp("a rebalance or a stop while ClickHouse's circuit was open")
+
+        await self.breakers.parked(CLICKHOUSE, going)
+
+    def _release_partitions(self) -> None:
+        if self._held:
+            held, self._held = self._held, set()
+            self.consumer.resume(*(tp for tp in held if tp in self.consumer.assignment()))
+            log.info("clickhouse circuit closed: partitions resumed", partitions=len(held))
+
+    async def give_up_parked(self) -> None:
+        """A rebalance while the insert is parked: give it up, after any insert already in
+        ClickHouse's hands has answered (it may land; nothing after it will)."""
+        self._giving_up = True
+        async with self._calling:
+            pass
+
+    def cannot_position(self, error: BaseException) -> None:
+        """The assignment could not be positioned: the loop raises and the process exits."""
+        self._failed = error

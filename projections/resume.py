@@ -49,8 +49,13 @@ class ResumeFromClickHouse(ConsumerRebalanceListener):  # type: ignore[misc]
         self.projector = projector
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        # Still the owner during this callback: write what we have, then let go.
-        await self.projector.flush()
+        # Still the owner during this callback: write what we have, then let go. With
+        # ClickHouse's circuit open the write would hold the rebalance: give it up.
+        if self.projector.parked:
+            log.warning("rebalance while the insert is parked: giving it up")
+            await self.projector.give_up_parked()
+        else:
+            await self.projector.flush()
         for tp in revoked:
             self.projector.next_offset.pop(tp, None)
             self.projector.watch.forget(tp)
@@ -62,9 +67,14 @@ class ResumeFromClickHouse(ConsumerRebalanceListener):  # type: ignore[misc]
         # record that arrives for a partition with no `next_offset` yet is dropped while
         # its position moves on: awaiting between a seek and setting `next_offset` lost
         # the rest of a partition (the SIGKILL test stalled at 86,000 of 100,000 rows).
-        resume = await asyncio.to_thread(
-            resume_offsets, projector.ch, projector.by_topic, list(assigned)
-        )
+        try:
+            resume = await asyncio.to_thread(
+                resume_offsets, projector.ch, projector.by_topic, list(assigned)
+            )
+        except Exception as exc:  # ClickHouse down: no position is safe, so none is taken
+            log.error("cannot position the assignment", error=str(exc))
+            projector.cannot_position(exc)
+            return
         fresh = [tp for tp in assigned if tp not in resume]
         starts = await consumer.beginning_offsets(fresh) if fresh else {}
         # Always seek: ClickHouse, not Kafka's committed offset, says where to go on.

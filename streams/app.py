@@ -27,9 +27,9 @@ from streams.jobs.commands import Commands
 from streams.jobs.executor import Executor
 from streams.jobs.retry_scheduler import RetryScheduler
 from streams.jobs.runners.attempts import AttemptRunner
-from streams.jobs.runners.breakers import Breakers
 from streams.jobs.runners.docker_runner import DockerRunner
 from streams.jobs.runners.engine_watch import EngineWatch
+from streams.jobs.runners.errors import job_breakers
 from streams.jobs.runners.gpu_pool import GpuPool
 from streams.jobs.runners.triton_batcher import InferenceBatcher
 from streams.jobs.runners.triton_runner import TritonRunner
@@ -102,7 +102,7 @@ def create_app(settings: Settings, lifecycle: Lifecycle | None = None) -> faust.
         TransactionalLoop(settings, Commands(settings)),
         *executors,
     ]
-    breakers = Breakers(settings.breaker_failures, settings.breaker_open_s)
+    breakers = job_breakers(settings)
     health.install(app, settings, loops, lambda: lifecycle.draining, breakers.open)
     stop = lifecycle.stop
     drains: list[AttemptRunner] = []

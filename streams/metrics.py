@@ -32,8 +32,3 @@ POOL_IN_FLIGHT = Gauge(
 POOL_WAIT_SECONDS = Histogram(
     "tributary_gpu_pool_wait_seconds", "Time an attempt waited for a GPU pool slot", ["pool"]
 )
-CIRCUIT_OPEN = Gauge(
-    "tributary_circuit_open",
-    "1 while the executors' circuit breaker around a dependency is open (calls parked)",
-    ["dependency"],
-)

@@ -219,11 +219,11 @@ class Settings(BaseSettings):
     # faust-streaming 0.15.3 crashed here promoting a standby on rebalance (ConsistencyError,
     # "persisted offset higher than highwater -1", cf. faust issue #658).
     table_standby_replicas: int = Field(default=0, ge=0)
-    # The executors' circuit breakers (streams/jobs/runners/breakers.py): after this many
-    # consecutive failures of Docker or Triton, attempts are parked, not failed, and after
-    # `breaker_open_s` one probes it.
+    # The circuit breakers (tributary/breakers.py): after this many consecutive failures
+    # of Docker, Triton or ClickHouse, callers park instead of failing, and after
+    # `breaker_open_s` one of them probes it (the longest a healed dependency waits).
     breaker_failures: int = Field(default=5, ge=1)
-    breaker_open_s: float = Field(default=30.0, gt=0)
+    breaker_open_s: float = Field(default=10.0, gt=0)
     # A dead worker's partitions move to the others after this many seconds.
     worker_session_timeout_s: float = 10.0
     # Where the deciding agents' tables keep their committed entries

@@ -95,9 +95,7 @@ def screenshot(chrome: Any, name: str, tmp_path: Path) -> None:
     assert chrome.save_screenshot(str(folder / f"dashboard-{name}.png"))
 
 
-def until(
-    check: Callable[[], Any], what: str, timeout_s: float = 60, page: Any = None
-) -> Any:
+def until(check: Callable[[], Any], what: str, timeout_s: float = 60, page: Any = None) -> Any:
     """`check()` once it is truthy; failing after `timeout_s`, with the page's text."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -155,8 +153,9 @@ def test_retrying_a_dead_letter_takes_it_off_the_list(
     # Retry all with a reason: every letter of it leaves the list.
     asyncio.run(produce_bad(settings))
     pending = until(
-        lambda: (found := listed(driver, f"{settings.dashboard_url}/dlq")) and len(found) == 2
-        and found,
+        lambda: (
+            (found := listed(driver, f"{settings.dashboard_url}/dlq")) and len(found) == 2 and found
+        ),
         "a second letter listed",
     )
     driver.get(f"{settings.dashboard_url}/dlq?reason=invalid_envelope")

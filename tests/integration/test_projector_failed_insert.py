@@ -1,4 +1,5 @@
-"""A flush that gives up stops the projector's writes: no later batch may land first."""
+"""A flush that gives up (ClickHouse's circuit open at a stop) stops the projector's
+writes: no later batch may land first."""
 
 from __future__ import annotations
 
@@ -7,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from projections import projector as projector_module
 from projections.clickhouse import ClickHouse
-from projections.projector import Projector
+from projections.projector import GaveUp, Projector
 from projections.tables import for_topic
 from tributary.settings import Settings
 
@@ -33,10 +33,10 @@ class FailingInserts:
 
 
 def test_after_a_failed_flush_nothing_else_is_inserted(
-    chdb: tuple[Settings, ClickHouse], monkeypatch: pytest.MonkeyPatch
+    chdb: tuple[Settings, ClickHouse],
 ) -> None:
-    monkeypatch.setattr(projector_module, "INSERT_ATTEMPTS", 1)
     settings, ch = chdb
+    settings = settings.model_copy(update={"breaker_failures": 1, "breaker_open_s": 30.0})
     failing = FailingInserts(ch)
     topic = for_topic("events.ingest").topic.physical(settings.namespace)
     row = ("e", "u", "t", "s", None, "{}", topic, 0)
@@ -44,8 +44,14 @@ def test_after_a_failed_flush_nothing_else_is_inserted(
     async def scenario() -> None:
         projector = Projector(settings, failing)  # type: ignore[arg-type]
         projector.batcher.add(topic, 0, 0, (*row, 0))
-        await projector._flush_behind()  # rows of offset 0: the insert fails
-        with pytest.raises(ConnectionError):
+        await projector._flush_behind()  # rows of offset 0: the insert fails, is parked
+        for _ in range(500):
+            if projector.parked:
+                break
+            await asyncio.sleep(0.01)
+        assert projector.parked
+        projector._stopping = True  # a stop while parked gives the insert up
+        with pytest.raises(GaveUp):
             await projector._flushed()
         failing.fail = False  # ClickHouse is back, but offset 0 is only in Kafka now
         projector.batcher.add(topic, 0, 1, (*row, 1))

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from streams.jobs.runners.breakers import Breakers, OpenedState
-from streams.jobs.runners.errors import RunnerError
-from streams.metrics import CIRCUIT_OPEN
+from streams.jobs.runners.errors import RunnerError, job_breakers
+from tributary.breakers import CIRCUIT_OPEN, Breakers, OpenedState
+from tributary.settings import Settings
 
 OPEN_S = 0.3
 
@@ -71,7 +71,7 @@ def test_permanent_errors_and_timeouts() -> None:
         await asyncio.wait_for(asyncio.sleep(1), 0.01)
 
     async def scenario() -> None:
-        breakers = Breakers(failures=2, open_s=OPEN_S)
+        breakers = job_breakers(Settings(breaker_failures=2, breaker_open_s=OPEN_S))
         for _ in range(3):
             with pytest.raises(RunnerError):
                 await breakers.call("docker", permanent)
@@ -80,5 +80,38 @@ def test_permanent_errors_and_timeouts() -> None:
             with pytest.raises(TimeoutError):
                 await breakers.call("docker", slow)
         assert breakers.open() == ["docker"]
+
+    asyncio.run(scenario())
+
+
+def test_one_parked_caller_probes_at_a_time() -> None:
+    """When the open time is over, one caller probes; the others wait for its answer."""
+
+    async def scenario() -> None:
+        breakers = Breakers(failures=1, open_s=OPEN_S)
+        with pytest.raises(ConnectionError):
+            await breakers.call("docker", failing)
+        calls: list[tuple[float, float]] = []  # (started, ended) of each call
+
+        async def slow_probe(n: int) -> str:
+            started = time.monotonic()
+            await asyncio.sleep(0.2)
+            calls.append((started, time.monotonic()))
+            return "ok"
+
+        async def caller(n: int) -> str:
+            while True:
+                await breakers.parked("docker", lambda: None)
+                try:
+                    return await breakers.call("docker", lambda: slow_probe(n))
+                except OpenedState:
+                    continue
+
+        answers = await asyncio.gather(*(caller(n) for n in range(5)))
+        assert answers == ["ok"] * 5
+        # The first call is the probe: no other started before it ended.
+        probe = min(calls)
+        assert len(calls) == 5 and breakers.open() == []
+        assert [c for c in calls if c[0] < probe[1]] == [probe], calls
 
     asyncio.run(scenario())

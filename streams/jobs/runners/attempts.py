@@ -31,15 +31,15 @@ from schemas.jobs import ContainerSpec, InferenceSpec, Job, JobKind, JobState, O
 from schemas.topics import JOBS
 from streams.jobs import emit
 from streams.jobs.executor import Executor
-from streams.jobs.runners.breakers import Breakers, OpenedState
 from streams.jobs.runners.docker_runner import DockerRunner
-from streams.jobs.runners.errors import RunnerError
+from streams.jobs.runners.errors import RunnerError, job_breakers
 from streams.jobs.runners.gpu_pool import GpuPool
 from streams.jobs.runners.triton_batcher import InferenceBatcher
 from streams.metrics import ATTEMPTS_RUNNING
 from streams.runtime import state
 from streams.runtime.outputs import Effect
 from tributary import heartbeats, telemetry
+from tributary.breakers import Breakers, OpenedState
 from tributary.pause import Pause
 from tributary.settings import Settings
 
@@ -72,7 +72,7 @@ class AttemptRunner:
         self._docker = docker
         self._inference = inference
         self._pool = pool
-        self._breakers = breakers or Breakers(settings.breaker_failures, settings.breaker_open_s)
+        self._breakers = breakers or job_breakers(settings)
         self._gate = asyncio.Semaphore(settings.executor_concurrency)
         self._running: set[asyncio.Task[None]] = set()
 

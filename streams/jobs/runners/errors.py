@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from tributary.breakers import Breakers, Excluded
+from tributary.settings import Settings
+
 
 class RunnerError(Exception):
     """A failed side effect. `permanent` ones (bad input) are not retried."""
@@ -9,3 +12,10 @@ class RunnerError(Exception):
     def __init__(self, message: str, permanent: bool) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+def job_breakers(settings: Settings) -> Breakers:
+    """The executors' breakers (Docker, Triton). A permanent error (a bad image name, a
+    model that does not exist) is the job's fault, not the dependency's: it does not count."""
+    permanent: Excluded = (RunnerError, lambda exc: exc.permanent)
+    return Breakers(settings.breaker_failures, settings.breaker_open_s, [permanent])
