@@ -349,7 +349,8 @@ PAGE = """<!doctype html>
   <ol id="events"></ol>
   <p><a href="/static/novnc/LICENSE.txt">noVNC</a> (MPL 2.0)</p>
 </div>
-<script type="module">
+<script type="module"
+  onerror="document.getElementById('status').textContent = 'the viewer failed to load: reload'">
 import RFB from "/static/novnc/core/rfb.js";
 const base = (location.protocol === "https:" ? "wss://" : "ws://") + location.host;
 const credential = "{credential}";

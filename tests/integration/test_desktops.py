@@ -17,7 +17,7 @@ import websockets
 from cli.demo import api_keys, query
 from infra.local import dockerd, images, stack
 from infra.local.process import free_port
-from tests.integration.browser import browser
+from tests.integration.browser import browser, console
 from tests.integration.test_container_truth import on_engine, wait_for_container
 from tests.integration.test_jobs import call
 from tributary.settings import Settings
@@ -58,11 +58,24 @@ def desktops(services: Settings) -> Iterator[tuple[Settings, Settings, dict[str,
             dockerd.stop(settings)
 
 
-def connected(driver: Any, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while driver.execute_script("return document.body.dataset.connected") != "1":
-        assert time.monotonic() < deadline, driver.page_source[-2000:]
-        time.sleep(0.2)
+def connected(driver: Any, timeout_s: float = 45) -> None:
+    """Wait for noVNC's `connect`; reload the page once if it has not come, as a person
+    would. (In one loaded CI run the owner's page sat at "connecting" with its room empty
+    too, for 60 s: as if its scripts never ran. The first try's console is printed.)"""
+    for reload in (False, True):
+        if reload:
+            driver.refresh()
+        deadline = time.monotonic() + timeout_s
+        while driver.execute_script("return document.body.dataset.connected") != "1":
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        else:
+            return
+        status = driver.execute_script("return document.getElementById('status').textContent")
+        evidence = f"status {status!r} after {timeout_s:g} s; console:\n{console(driver)}"
+        print(evidence)
+    raise AssertionError(evidence)
 
 
 def terminal_share(driver: Any) -> float:
