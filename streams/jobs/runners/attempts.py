@@ -126,13 +126,19 @@ class AttemptRunner:
     async def _attempt(self, job: Job) -> dict[str, Any]:
         """The side effect within the job's timeout, through its dependency's circuit
         breaker: `AttemptResult`'s fields. While the breaker is open the attempt is parked
-        (before it takes a GPU pool slot), not failed: no attempt is burned on a dependency
-        known to be down."""
+        (before it takes a GPU pool slot), not failed, and a dependency that cannot be
+        reached does not spend it either: no attempt is burned on a dependency that is
+        down. Other errors, timeouts included, spend it: a job failing by itself cannot
+        wait for ever."""
         dependency = "triton" if job.kind is JobKind.INFERENCE else "docker"
+        active = False
+        pause = Pause()
         while True:
             await self._breakers.parked(dependency, lambda: heartbeats.beat(self.executor.name))
             async with self._slot(job):
-                await self._emit(emit.job_event(job, JobState.ACTIVE, now_ms()))
+                if not active:  # once per attempt, however long it waits for the dependency
+                    await self._emit(emit.job_event(job, JobState.ACTIVE, now_ms()))
+                    active = True
                 try:
                     result, outcome = await self._breakers.call(
                         dependency, lambda: asyncio.wait_for(self._side_effect(job), job.timeout_s)
@@ -142,13 +148,23 @@ class AttemptRunner:
                     continue  # opened by another attempt's failure meanwhile: park
                 except RunnerError as exc:
                     fields = {"error": str(exc), "permanent": exc.permanent}
+                    if exc.unreachable:  # the dependency is down: wait, do not spend it
+                        fields = {}
                 except TimeoutError:
                     fields = {"error": f"timed out after {job.timeout_s:g}s"}
                 except Exception as exc:  # a bug of ours must not kill the step or lose the job
                     log.exception("job attempt crashed", job_id=job.job_id)
                     fields = {"error": f"unexpected error: {exc!r}"}
-                # Stamped inside the slot: the next holder's `active` is never earlier.
-                return {**fields, "at_ms": now_ms()}
+                if fields:
+                    # Stamped inside the slot: the next holder's `active` is never earlier.
+                    return {**fields, "at_ms": now_ms()}
+            # Unreachable: out of the slot, wait (the breaker opens after `breaker_failures`
+            # of these in a row, and then the attempt is parked until a probe succeeds).
+            log.warning(
+                "dependency unreachable: the attempt waits", of=dependency, job_id=job.job_id
+            )
+            heartbeats.beat(self.executor.name)
+            await pause.wait()
 
     def _slot(self, job: Job) -> contextlib.AbstractAsyncContextManager[Any]:
         """Inference holds a GPU pool slot; the lease outlives the attempt's timeout."""

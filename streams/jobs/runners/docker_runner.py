@@ -14,6 +14,7 @@ from typing import Any
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import RequestException
 
 from schemas.jobs import (
@@ -40,7 +41,9 @@ class DockerRunner:
             try:
                 self._client = docker.DockerClient(base_url=self._base_url, timeout=30)
             except DockerException as exc:
-                raise RunnerError(f"docker engine unreachable: {exc}", permanent=False) from exc
+                raise RunnerError(
+                    f"docker engine unreachable: {exc}", permanent=False, unreachable=True
+                ) from exc
         return self._client
 
     def start(self, user_id: str, spec: ContainerSpec) -> dict[str, Any]:
@@ -72,7 +75,9 @@ class DockerRunner:
         except APIError as exc:
             raise RunnerError(str(exc), permanent=exc.is_client_error()) from exc
         except (DockerException, RequestException) as exc:
-            raise RunnerError(f"docker engine: {exc}", permanent=False) from exc
+            raise RunnerError(
+                f"docker engine: {exc}", permanent=False, unreachable=_down(exc)
+            ) from exc
         info = {"name": name, "engine_id": container.id[:12], "state": container.status}
         return {**info, "address": address} if address else info
 
@@ -120,7 +125,9 @@ class DockerRunner:
         except NotFound:
             return {"name": name, "state": "removed", "already": True}
         except (DockerException, RequestException) as exc:
-            raise RunnerError(f"docker engine: {exc}", permanent=False) from exc
+            raise RunnerError(
+                f"docker engine: {exc}", permanent=False, unreachable=_down(exc)
+            ) from exc
         return {"name": name, "state": "removed"}
 
     def ours(self) -> list[Any]:
@@ -131,7 +138,9 @@ class DockerRunner:
                 self._docker().containers.list(all=True, filters=filters, ignore_removed=True)
             )
         except (DockerException, RequestException) as exc:
-            raise RunnerError(f"docker engine: {exc}", permanent=False) from exc
+            raise RunnerError(
+                f"docker engine: {exc}", permanent=False, unreachable=_down(exc)
+            ) from exc
 
     def events(self, since: int | None) -> Any:
         """The engine's stream of this namespace's container endings (a blocking iterator
@@ -152,3 +161,9 @@ def labels(namespace: str, user_id: str, spec: ContainerSpec) -> dict[str, str]:
     if spec.idle_timeout_s:
         out[LABEL_IDLE] = str(spec.idle_timeout_s)
     return out
+
+
+def _down(exc: Exception) -> bool:
+    """The engine cannot be reached (its socket gone, the connection refused or cut), as
+    opposed to an answer or a timeout from an engine that is up."""
+    return isinstance(exc, RequestsConnectionError)

@@ -7,11 +7,14 @@ from tributary.settings import Settings
 
 
 class RunnerError(Exception):
-    """A failed side effect. `permanent` ones (bad input) are not retried."""
+    """A failed side effect. `permanent` ones (bad input) are not retried; `unreachable`
+    ones (the dependency is down) do not spend the job's attempt: it waits for the
+    dependency, through its circuit breaker."""
 
-    def __init__(self, message: str, permanent: bool) -> None:
+    def __init__(self, message: str, permanent: bool, unreachable: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.unreachable = unreachable
 
 
 def job_breakers(settings: Settings) -> Breakers:

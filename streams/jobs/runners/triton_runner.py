@@ -25,6 +25,7 @@ class TritonRunner:
         self._url = url
         self._batch_size = batch_size
         self._client: InferenceServerClient | None = None
+        self._served: set[str] = set()  # models Triton has answered for
 
     async def close(self) -> None:
         if self._client is not None:
@@ -58,9 +59,18 @@ class TritonRunner:
                 model, [tensor], outputs=[InferRequestedOutput(EMBEDDING_OUTPUT)]
             )
         except InferenceServerException as exc:
-            raise RunnerError(f"triton: {exc.message()}", permanent=_permanent(exc)) from exc
+            # A model it has served before, now unknown: Triton restarted and is loading it.
+            loading = model in self._served and _permanent(exc)
+            raise RunnerError(
+                f"triton: {exc.message()}",
+                permanent=_permanent(exc) and not loading,
+                unreachable=loading,
+            ) from exc
         except OSError as exc:  # connection refused/reset: the server is down
-            raise RunnerError(f"triton unreachable: {exc}", permanent=False) from exc
+            raise RunnerError(
+                f"triton unreachable: {exc}", permanent=False, unreachable=True
+            ) from exc
+        self._served.add(model)
         out = answer.as_numpy(EMBEDDING_OUTPUT)
         vectors: list[list[float]] = np.round(out.astype(float), 6).tolist()
         return vectors
