@@ -21,13 +21,25 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from bench.fault_load import live_leases, user_states
 from cli.demo import api_keys, query
 from cli.demo import run as run_demo
+from cli.loadgen import produce_all
 from infra.local import dockerd, jaeger, stack, triton
-from schemas.jobs import container_name
+from schemas.envelope import CloudEvent
+from schemas.jobs import DESKTOP_SESSION, DesktopSession, container_name
 from schemas.publishing import PUBLISHED
-from schemas.topics import COMMANDS, DLQ, INGEST, REGISTRY, REJECTED, WORK_NORMAL
+from schemas.topics import (
+    COMMANDS,
+    DESKTOP_SESSIONS,
+    DLQ,
+    INGEST,
+    REGISTRY,
+    REJECTED,
+    WORK_NORMAL,
+)
 from streams import dlq_admin
+from streams.jobs.admission import UserState
 from tests.conftest import PORT_OFFSET
 from tests.integration.kafka_helpers import read_all
 from tributary.kafka_clients import partitions, started
@@ -106,6 +118,17 @@ def wait_for_job(
                 return body
         time.sleep(0.2)
     raise AssertionError(f"job {job_id} never reached {states}; last seen {body}")
+
+
+def released(settings: Settings, user: str, what: str, timeout_s: float = 30) -> UserState:
+    """`user`'s state once `what` (a job or container id) holds no slot in it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state = user_states(settings).get(user, UserState())
+        if what not in state.in_flight and what not in state.containers:
+            return state
+        assert time.monotonic() < deadline, f"{what} still holds a slot: {state}"
+        time.sleep(0.5)
 
 
 def trace_of(trace_id: str, wanted: set[str], timeout_s: float = 60) -> dict[str, set[str]]:
@@ -213,6 +236,17 @@ def test_inference_job_completes_with_embeddings(jobs_stack: tuple[Settings, dic
     assert call(settings, keys["bob"], "GET", f"/v1/jobs/{job_id}").status_code == 404
 
 
+def view_state(settings: Settings, key: str, container_id: str, wanted: str) -> None:
+    """Wait for the container's view to say `wanted`. Its state comes from
+    `containers.events`, the job's from `jobs.events`: the status projector may apply the
+    job's step first."""
+    deadline = time.monotonic() + 15
+    path = f"/v1/containers/{container_id}"
+    while (view := call(settings, key, "GET", path).json())["state"] != wanted:
+        assert time.monotonic() < deadline, view
+        time.sleep(0.2)
+
+
 def test_container_starts_on_the_engine_and_stops(jobs_stack: tuple[Settings, dict]) -> None:
     settings, keys = jobs_stack
     body = {"image": settings.docker_base_image, "command": ["sleep", "600"]}
@@ -226,16 +260,15 @@ def test_container_starts_on_the_engine_and_stops(jobs_stack: tuple[Settings, di
     assert running.status == "running"
     assert running.attrs["HostConfig"]["Init"] is True
     assert running.labels["tributary.user"] == "alice"
-    view = call(settings, keys["alice"], "GET", f"/v1/containers/{container_id}").json()
-    assert view["state"] == "running"
+    view_state(settings, keys["alice"], container_id, "running")
 
     stop = call(settings, keys["alice"], "DELETE", f"/v1/containers/{container_id}")
     assert stop.status_code == 202, stop.text
     wait_for_job(settings, keys["alice"], stop.json()["job_id"], {"completed"})
     with dockerd.client(settings) as engine, pytest.raises(docker.errors.NotFound):
         engine.containers.get(container_name(settings.namespace, container_id))
-    view = call(settings, keys["alice"], "GET", f"/v1/containers/{container_id}").json()
-    assert view["state"] == "stopped"
+    view_state(settings, keys["alice"], container_id, "stopped")
+    released(settings, "alice", container_id)  # the stop gave its quota slot back
 
 
 def test_the_container_quota_rejects_with_a_reason(jobs_stack: tuple[Settings, dict]) -> None:
@@ -267,6 +300,7 @@ def test_missing_image_is_dead_lettered_once_without_retries(
     job = wait_for_job(settings, keys["alice"], job_id, {"dead_lettered", "completed"})
     assert job["state"] == "dead_lettered" and job["attempts"] == 1
     assert job["failure_reason"].startswith("permanent_error: ")
+    released(settings, "alice", job_id)  # the failed start gave its quota slot back
     time.sleep(1)
     letters = [
         d for d in asyncio.run(dlq_admin.read(settings)) if job_id.encode() in (d.value or b"")
@@ -306,25 +340,78 @@ def test_a_job_past_its_timeout_fails_each_attempt_then_is_dead_lettered(
     job = wait_for_job(settings, keys["alice"], job_id, {"completed", "dead_lettered"})
     assert (job["state"], job["attempts"]) == ("dead_lettered", 2), job
     assert job["failure_reason"] == "attempts_exhausted: timed out after 0.01s"
+    # Compensation: no in-flight slot in the command agent's table, no GPU pool lease.
+    released(settings, "alice", job_id)
+    assert live_leases(settings) == 0
 
 
-def test_engine_down_fails_attempt_one_and_attempt_two_succeeds(
+def test_engine_down_holds_the_attempt_until_the_engine_is_back(
     jobs_stack: tuple[Settings, dict],
 ) -> None:
+    """An engine that cannot be reached does not spend the job's attempts (three of them
+    went in about 3 s, and the start was dead-lettered, while dockerd restarted in the
+    faults bench): the attempt waits, and completes once dockerd is back."""
     settings, keys = jobs_stack
     dockerd.stop(settings)
     try:
         body = {"image": settings.docker_base_image, "command": ["sleep", "600"]}
         response = call(settings, keys["alice"], "POST", "/v1/containers", json=body)
         job_id = response.json()["job_id"]
-        job = wait_for_job(settings, keys["alice"], job_id, {"retrying", "completed"})
-        assert job["state"] == "retrying", job
-        assert "docker engine" in job["failure_reason"]
+        job = wait_for_job(settings, keys["alice"], job_id, {"active", "retrying", "completed"})
+        time.sleep(4)  # longer than three retries took
+        job = call(settings, keys["alice"], "GET", f"/v1/jobs/{job_id}").json()
+        assert (job["state"], job["attempts"]) == ("active", 1), job
     finally:
         dockerd.start(settings)
     job = wait_for_job(settings, keys["alice"], job_id, {"completed", "dead_lettered"})
-    assert (job["state"], job["attempts"]) == ("completed", 2), job
+    assert (job["state"], job["attempts"]) == ("completed", 1), job
     call(settings, keys["alice"], "DELETE", f"/v1/containers/{job_id}")
+
+
+def worker_ready(settings: Settings) -> dict[str, Any]:
+    body: dict[str, Any] = httpx.get(f"{settings.worker_url}/healthz/ready", timeout=10).json()
+    return body
+
+
+def test_the_docker_breaker_opens_parks_starts_and_a_probe_closes_it(
+    jobs_stack: tuple[Settings, dict],
+) -> None:
+    """dockerd stopped: `breaker_failures` (5) failed calls open the circuit (readiness,
+    gauge); a start submitted then is parked, not failed; dockerd back, one probe closes
+    it, every start completes on its first attempt, and none is dead-lettered. Every
+    start's quota slot is given back by its stop."""
+    settings, _ = jobs_stack
+    users = asyncio.run(api_keys(settings, ["cb-a", "cb-b", "cb-c"]))
+    body = {"image": settings.docker_base_image, "command": ["sleep", "600"]}
+
+    def start(user: str) -> str:
+        response = call(settings, users[user], "POST", "/v1/containers", json=body)
+        assert response.status_code == 202, response.text
+        return str(response.json()["container_id"])
+
+    dockerd.stop(settings)
+    try:
+        failing = [(u, start(u)) for u in ("cb-a", "cb-a", "cb-b", "cb-b", "cb-c")]
+        deadline = time.monotonic() + 60
+        while "docker" not in worker_ready(settings)["circuits_open"]:
+            assert time.monotonic() < deadline, worker_ready(settings)
+            time.sleep(0.2)
+        metrics = httpx.get(f"{settings.worker_url}/metrics", timeout=10).text
+        assert 'tributary_circuit_open{dependency="docker"} 1.0' in metrics
+        parked = ("cb-c", start("cb-c"))
+        time.sleep(3)  # parked: neither failed nor dead-lettered while the circuit is open
+        job = call(settings, users["cb-c"], "GET", f"/v1/jobs/{parked[1]}").json()
+        assert job["state"] in {"queued", "active"} and job["attempts"] <= 1, job
+    finally:
+        dockerd.start(settings)
+    for user, container_id in [*failing, parked]:
+        job = wait_for_job(settings, users[user], container_id, {"completed", "dead_lettered"}, 120)
+        assert (job["state"], job["attempts"]) == ("completed", 1), job  # none spent
+    assert worker_ready(settings)["circuits_open"] == []
+    for user, container_id in [*failing, parked]:
+        call(settings, users[user], "DELETE", f"/v1/containers/{container_id}")
+    for user, container_id in [*failing, parked]:
+        released(settings, user, container_id, 60)
 
 
 def test_the_gpu_pool_runs_one_normal_job_at_a_time(jobs_stack: tuple[Settings, dict]) -> None:
@@ -485,6 +572,24 @@ async def start_groups_at_the_end(settings: Settings, groups: list[str], topics:
             await consumer.commit({tp: ends[tp] for tp in tps})
 
 
+def desktop_session() -> CloudEvent:
+    """A `desktop.session` as the gateway's relay writes one when a viewer leaves."""
+    now = int(time.time() * 1000)
+    data = DesktopSession(
+        container_id=str(uuid.uuid4()),
+        session_id=uuid.uuid4().hex,
+        role="viewer",
+        joined_ms=now - 1000,
+        left_ms=now,
+        bytes_to_viewer=10,
+        bytes_from_viewer=0,
+        close_reason="viewer_closed",
+    )
+    return CloudEvent(
+        source="tributary/gateway", type=DESKTOP_SESSION, subject="bob", data=data.model_dump()
+    )
+
+
 def test_the_example_subscribers_read_every_topic_as_valid_cloudevents(
     jobs_stack: tuple[Settings, dict],
 ) -> None:
@@ -502,6 +607,9 @@ def test_the_example_subscribers_read_every_topic_as_valid_cloudevents(
     run_demo(settings, 100, 4, echo=lambda _: None)
     [inference] = submit_inference(settings, keys["bob"], ["a subscriber reads this"], 1)
     wait_for_job(settings, keys["bob"], inference, {"completed"})
+    sessions = DESKTOP_SESSIONS.physical(ns)
+    if not asyncio.run(read_all(settings, sessions)):  # test_desktops did not run first
+        asyncio.run(produce_all(settings.kafka_bootstrap, sessions, [desktop_session()], window=1))
     topics = [spec.physical(ns) for spec in TOPICS]
     counts = {t: len(asyncio.run(read_all(settings, t))) for t in topics}
     assert all(counts.values()), counts
