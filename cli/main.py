@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import httpx
@@ -285,6 +286,24 @@ def replay(
         f"replay {replay_id}: {status['inserted']} rows from {status['read']} records "
         f"({status['skipped']} skipped) + {status['caught_up']} caught up, in "
         f"{status['elapsed_s']}s; {into} swapped"
+    )
+
+
+@cli.command("secrets")
+def make_secrets(
+    folder: Path = typer.Argument(
+        help="Where to write them (docker-compose.yml reads "
+        "TRIBUTARY_SECRETS_DIR, ./secrets by default)"
+    ),
+) -> None:
+    """Make the secret files docker-compose.yml mounts (existing ones are kept): an admin
+    key and its SHA-256, and the ClickHouse passwords. Values are never printed."""
+    from infra.local.compose import write_secrets
+
+    made = write_secrets(folder)
+    typer.echo(
+        f"{folder}: made {', '.join(made) or 'nothing (all there)'}; the admin key is "
+        f"{folder / 'admin-key'}"
     )
 
 

@@ -1,7 +1,8 @@
 """docker-compose.yml run for real on this machine: our images, our engine, one command.
 
-`up` builds the images (cached), makes the secrets compose requires (kept under the data
-folder; the admin key is the local one, so `tributary query` works as with processes), runs
+`up` builds the images (cached), makes the secret files compose mounts (`write_secrets`, kept
+under the data folder; the admin key is the local one, so `tributary query` works as with
+processes), runs
 Debian's docker-compose against our dockerd with `infra/compose/local.yml` (ClickHouse's
 server swapped for embedded chDB) and waits until the balancer answers ready. `down` removes
 the project's containers, networks and volumes.
@@ -32,23 +33,46 @@ BALANCER = "http://127.0.0.1:8080"
 PROJECTOR = "http://127.0.0.1:8124"
 
 
-def _secrets(settings: Settings) -> dict[str, str]:
-    """The passwords compose requires, made once and kept (0600) beside the local admin key."""
-    path = settings.data_dir.resolve() / "compose.env"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        made = {
-            "CLICKHOUSE_PASSWORD": secrets.token_urlsafe(24),
-            "TRIBUTARY_CLICKHOUSE_ANALYST_PASSWORD": secrets.token_urlsafe(24),
-        }
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+# The compose secrets (docker-compose.yml `secrets:`), each a file in one folder
+# (`TRIBUTARY_SECRETS_DIR`), mounted at /run/secrets/<name> where a service needs it.
+SECRET_FILES = (
+    "admin-key",
+    "admin-key-sha256",
+    "clickhouse-password",
+    "clickhouse-analyst-password",
+)
+
+
+def write_secrets(folder: Path, admin_key: str | None = None) -> list[str]:
+    """The secret files compose mounts, made where missing (0600, in a 0700 folder): a new
+    admin key (or `admin_key`) and its SHA-256, and random ClickHouse passwords. Existing
+    files are kept. Returns the names made."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key_file = folder / "admin-key"
+    key = key_file.read_text().strip() if key_file.exists() else (admin_key or admin.new_key())
+    values = {
+        "admin-key": key,
+        "admin-key-sha256": hash_key(key),
+        "clickhouse-password": secrets.token_urlsafe(24),
+        "clickhouse-analyst-password": secrets.token_urlsafe(24),
+    }
+    made = []
+    for name in SECRET_FILES:
+        path = folder / name
+        if path.exists():
+            continue
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
-            out.writelines(f"{k}={v}\n" for k, v in made.items())
-    found = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    key = admin.ensure_local_key(settings)
-    found["TRIBUTARY_ADMIN_KEY_SHA256"] = hash_key(key)
-    found["TRIBUTARY_ADMIN_KEY"] = key  # the gateways' (the push resume's ClickHouse fill)
-    return found
+            out.write(values[name])
+        made.append(name)
+    return made
+
+
+def secrets_dir(settings: Settings) -> Path:
+    """`up`'s secret files: under the data folder, with the local admin key."""
+    folder = settings.data_dir.resolve() / "compose-secrets"
+    write_secrets(folder, admin.ensure_local_key(settings))
+    return folder
 
 
 def compose(settings: Settings, *args: str, timeout_s: float = 900) -> str:
@@ -59,7 +83,7 @@ def compose(settings: Settings, *args: str, timeout_s: float = 900) -> str:
     files = [a for f in FILES for a in ("-f", str(f))]
     env = {
         **os.environ,
-        **_secrets(settings),
+        "TRIBUTARY_SECRETS_DIR": str(secrets_dir(settings)),
         "DOCKER_HOST": settings.docker_dsn,
         "TRIBUTARY_DOCKER_SOCKET": settings.docker_dsn.removeprefix("unix://"),
     }

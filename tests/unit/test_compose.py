@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,16 +14,16 @@ import yaml
 from typer.main import get_command
 
 from cli.main import cli
+from infra.local.compose import SECRET_FILES, write_secrets
 from infra.local.haproxy import config as haproxy_config
 from infra.local.images import IMAGES
-from tributary.settings import Settings
+from tributary.settings import SECRETS, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-SECRETS = {
-    "CLICKHOUSE_PASSWORD": "pw",
-    "TRIBUTARY_ADMIN_KEY_SHA256": "ab" * 32,
-    "TRIBUTARY_CLICKHOUSE_ANALYST_PASSWORD": "apw",
-}
+# The secret files compose mounts, made as `tributary secrets DIR` makes them.
+SECRETS_DIR = Path(tempfile.mkdtemp(prefix="tributary-compose-secrets-"))
+write_secrets(SECRETS_DIR)
+SECRET_VALUES = {name: (SECRETS_DIR / name).read_text() for name in SECRET_FILES}
 
 
 def resolved() -> dict:  # type: ignore[type-arg]
@@ -32,7 +33,7 @@ def resolved() -> dict:  # type: ignore[type-arg]
         pytest.fail("docker-compose is not installed: `make system` installs Debian's")
     done = subprocess.run(
         [binary, "-f", str(ROOT / "docker-compose.yml"), "config"],
-        env={**os.environ, **SECRETS},
+        env={**os.environ, "TRIBUTARY_SECRETS_DIR": str(SECRETS_DIR)},
         capture_output=True,
         text=True,
         timeout=60,
@@ -119,10 +120,39 @@ def test_our_commands_exist_in_the_cli() -> None:
 
 def test_our_env_vars_are_real_settings() -> None:
     fields = {f"TRIBUTARY_{name.upper()}" for name in Settings.model_fields}
+    files = {f"TRIBUTARY_{name.upper()}_FILE" for name in SECRETS}
     for name in OURS:
         env = SERVICES[name]["environment"]
-        assert set(env) <= fields, set(env) - fields
-        Settings(**{k.removeprefix("TRIBUTARY_").lower(): v for k, v in env.items()})
+        assert set(env) <= fields | files, set(env) - fields - files
+        Settings(**{k.removeprefix("TRIBUTARY_").lower(): v for k, v in env.items() if k in fields})
+
+
+def test_credentials_are_secret_files_never_environment_values() -> None:
+    """Every credential reaches a service as a compose secret, mounted where its `_FILE`
+    variable says; no secret's value is in any service's environment."""
+    assert set(COMPOSE["secrets"]) == set(SECRET_FILES)
+    for name, secret in COMPOSE["secrets"].items():
+        assert Path(secret["file"]) == SECRETS_DIR / name
+    for name, service in SERVICES.items():
+        env = {k: str(v) for k, v in (service.get("environment") or {}).items()}
+        for value in SECRET_VALUES.values():
+            assert all(value not in v for v in env.values()), name
+        mounted = {s if isinstance(s, str) else s["source"] for s in service.get("secrets", [])}
+        for variable, path in env.items():
+            if variable.endswith("_FILE"):
+                assert path.startswith("/run/secrets/"), (name, variable)
+                assert path.removeprefix("/run/secrets/") in mounted, (name, variable)
+    # Who needs what: the projector its ClickHouse passwords and the admin key's hash.
+    projector = SERVICES["projector"]["environment"]
+    for variable in (
+        "TRIBUTARY_ADMIN_KEY_SHA256_FILE",
+        "TRIBUTARY_CLICKHOUSE_PASSWORD_FILE",
+        "TRIBUTARY_CLICKHOUSE_ANALYST_PASSWORD_FILE",
+    ):
+        assert variable in projector, variable
+    assert SERVICES["clickhouse"]["environment"]["CLICKHOUSE_PASSWORD_FILE"] == (
+        "/run/secrets/clickhouse-password"
+    )
 
 
 def test_healthchecks_use_our_health_endpoints() -> None:
@@ -133,9 +163,9 @@ def test_healthchecks_use_our_health_endpoints() -> None:
 def test_a_projector_bound_beyond_loopback_carries_the_admin_credential() -> None:
     env = RAW["services"]["projector"]["environment"]
     assert env["TRIBUTARY_PROJECTOR_HOST"] == "0.0.0.0"
-    # Compose refuses to start without them (`${VAR:?...}`), as the projector would.
-    for name in ("TRIBUTARY_ADMIN_KEY_SHA256", "TRIBUTARY_CLICKHOUSE_ANALYST_PASSWORD"):
-        assert env[name].startswith(f"${{{name}:?"), name
+    # Compose refuses to start without the secret files, as the projector would.
+    for name in ("TRIBUTARY_ADMIN_KEY_SHA256_FILE", "TRIBUTARY_CLICKHOUSE_ANALYST_PASSWORD_FILE"):
+        assert env[name].startswith("/run/secrets/"), name
     manifests = list(yaml.safe_load_all((ROOT / "infra" / "k8s" / "tributary.yaml").read_text()))
     projector = next(m for m in manifests if m["metadata"]["name"] == "projector")
     variables = {
@@ -150,7 +180,9 @@ def test_clickhouse_guards_its_default_user_and_its_system_tables() -> None:
     import xml.etree.ElementTree as ET
 
     clickhouse = RAW["services"]["clickhouse"]
-    assert clickhouse["environment"]["CLICKHOUSE_PASSWORD"].startswith("${CLICKHOUSE_PASSWORD:?")
+    assert (
+        clickhouse["environment"]["CLICKHOUSE_PASSWORD_FILE"] == "/run/secrets/clickhouse-password"
+    )
     mounts = {v.split(":")[0]: v.split(":")[1] for v in clickhouse["volumes"]}
     assert mounts["./infra/clickhouse/access.xml"].startswith("/etc/clickhouse-server/config.d/")
     improvements = ET.parse(ROOT / "infra" / "clickhouse" / "access.xml").find(
