@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 .PHONY: system setup triton-venv jaeger demo test lint down images
 
-system:  ## Debian packages: redis-server, Java 17, Maven, docker.io, busybox, haproxy, docker-compose, nodejs, npm, mmdebstrap (skipped when present)
+system:  ## Debian packages: redis-server, Java 17, Maven, docker.io, busybox, haproxy, docker-compose, nodejs, npm, mmdebstrap, chromium, faketime (skipped when present)
 	bash infra/install-system.sh
 
 $(VENV)/.installed: pyproject.toml

@@ -1,52 +1,72 @@
 """Faults under load, one at a time, and a scoreboard of what became of every request.
 
-A loopback load posts events over HTTP at a steady rate (each with its own number, spread
-over users) while one fault is applied, held, and healed: a process SIGKILLed and started
-again (worker, projector, gateway), Redis killed (-9) and restarted from its AOF, the Kafka
-broker killed (-9) and restarted. Then it reconciles against ClickHouse: every request the
-gateway accepted (202) must be in `events_counted` once (lost: never arrived within the
-wait; duplicated: more than once; stuck: arrived, but later than `STUCK_AFTER_S` after the
-heal), and a request refused (503, a connection refused while the gateway is down) is the
-client's to retry, counted apart. Time to recover: from the heal until every event accepted
-up to then has arrived (`_inserted`) and a request is accepted again.
+On a stack of its own (data under `.tributary-bench-faults/`, its own ports; chDB's folder
+on a 512 MiB tmpfs, so that it can be filled), a mixed load (`bench/fault_load.py`: events
+over HTTP, inference and container jobs, a WebSocket subscriber per user) runs while one
+fault is applied, held and healed:
 
-    tributary up            # the stack it faults (its processes are killed and restarted)
-    .venv/bin/python -m bench.faults --faults worker,projector,gateway,redis,broker
+| fault | applied | healed |
+|---|---|---|
+| worker, projector, gateway, dashboard | SIGKILL | started again |
+| redis | SIGKILL | started again, from its AOF |
+| broker | SIGKILL (the one broker) | started again |
+| leader (`--brokers 3`) | SIGKILL of the broker leading the most partitions | started again |
+| rolling (`--brokers 3`) | each broker restarted in turn, the last one left down | started |
+| dockerd | stopped | started |
+| triton | SIGKILL | started again (the model loads) |
+| triton-frozen | SIGSTOP, past the jobs' 3 s timeout | SIGCONT |
+| disk-full | chDB's tmpfs filled to the last byte | the filler removed |
+| clock | the worker restarted with its clock 1 h ahead (libfaketime) | left so |
 
-The faults of the issue not here yet (the partition leader on the three-broker cluster,
-dockerd, Triton killed or slowed, ClickHouse failing inserts, a full disk, a clock jump)
-are listed in bench/RESULTS.md#faults.
+Then it reconciles (`fault_load`): per fault, requests accepted, refused (503 or no
+connection: the client's to retry), lost, duplicated, stuck, dead-lettered; subscribers'
+missed and doubled events; what is left held (GPU pool leases, containers on the engine,
+quota and in-flight slots); and the time to recover: from the heal until everything
+accepted before it has its outcome and a request is accepted again.
+
+    .venv/bin/python -m bench.faults                          # one broker, every fault
+    .venv/bin/python -m bench.faults --brokers 3 --faults leader,rolling
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import glob
+import os
+import shutil
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 
-import httpx
 import typer
 
-from cli.demo import api_keys, query
-from infra.local import kafka, redis, stack
+from bench.fault_load import (
+    all_landed,
+    events_outcome,
+    jobs_outcome,
+    left_held,
+    live_leases,
+    on_engine,
+    run_load,
+    subscribers,
+)
+from cli.demo import api_keys
+from infra.local import dockerd, kafka, redis, stack, triton
+from infra.local.process import free_port, wait_until
 from tributary.settings import Settings
 
-STUCK_AFTER_S = 30.0  # an accepted event that arrives later than this after the heal
-LAND_WAIT_S = 120.0  # how long the reconcile waits for accepted events to arrive
-
+ROOT = Path(__file__).resolve().parents[1] / ".tributary-bench-faults"
+TMPFS_SIZE = "512m"
+LAND_WAIT_S = 180.0  # how long the reconcile waits for the outcomes of accepted requests
+HELD_WAIT_S = 90.0  # and then for containers to go and slots to be given back
 
 Fault = tuple[Callable[[], object], Callable[[], object]]  # (apply, heal)
-
-
-@dataclass
-class Load:
-    """What the load generator saw: accepted event numbers and when, refusals by kind."""
-
-    accepted: dict[int, float] = field(default_factory=dict)  # n -> wall time of the 202
-    refused: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -57,6 +77,11 @@ class Score:
     lost: int
     duplicated: int
     stuck: int
+    dead_lettered: int
+    missed: int  # events a subscriber was not pushed
+    doubled: int  # events pushed to a subscriber more than once
+    resumed: str  # subscribers that reconnected, of all
+    held: list[str]  # left held once everything had its outcome
     recover_s: float
 
 
@@ -69,14 +94,53 @@ def restart_process(settings: Settings, name: str) -> Fault:
     )
 
 
+def signal_group(pid: int | None, sig: int) -> None:
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, sig)
+
+
+def libfaketime() -> str:
+    found = glob.glob("/usr/lib/*/faketime/libfaketime.so.1")
+    if not found:
+        raise RuntimeError("libfaketime is missing: apt-get install faketime (make system)")
+    return found[0]
+
+
+def worker_with_clock(settings: Settings, offset: str) -> None:
+    """The worker SIGKILLed and started again with its clock `offset` (libfaketime)."""
+    proc = stack.managed(settings, stack.WORKER)
+    proc.stop(timeout_s=0, sig=signal.SIGKILL)
+    env = {**stack.settings_env(settings), "LD_PRELOAD": libfaketime(), "FAKETIME": offset}
+    proc.start([sys.executable, "-m", "cli", "worker"], env=env)
+    url = stack.WORKER.ready_url(settings)
+    wait_until(lambda: stack.url_ok(url), "worker (clock jumped)", 120, proc)
+    print(f"worker ready with its clock {offset}")
+
+
+def fill(folder: Path) -> Fault:
+    """Fill the file system of `folder` to the last byte; heal by removing the filler."""
+    filler = folder / "filler"
+
+    def apply() -> None:
+        free = shutil.disk_usage(folder).free
+        with contextlib.suppress(OSError), filler.open("wb") as out:
+            out.write(b"\0" * free)
+        print(f"{folder}: {shutil.disk_usage(folder).free} bytes free")
+
+    return apply, lambda: filler.unlink(missing_ok=True)
+
+
 def faults(settings: Settings) -> dict[str, Fault]:
     """Each fault: (apply, heal)."""
     redis_proc = redis.managed(settings)
     broker = kafka.managed(settings)
-    return {
+    triton_proc = triton.managed(settings)
+    table: dict[str, Fault] = {
         "worker": restart_process(settings, "worker"),
         "projector": restart_process(settings, "projector"),
         "gateway": restart_process(settings, "gateway"),
+        "dashboard": restart_process(settings, "dashboard"),
         "redis": (
             lambda: redis_proc.stop(timeout_s=0, sig=signal.SIGKILL),
             lambda: print(redis.start(settings)),
@@ -85,54 +149,45 @@ def faults(settings: Settings) -> dict[str, Fault]:
             lambda: broker.stop(timeout_s=0, sig=signal.SIGKILL),
             lambda: print(kafka.start(settings)),
         ),
+        "dockerd": (lambda: dockerd.stop(settings), lambda: print(dockerd.start(settings))),
+        "triton": (
+            lambda: triton_proc.stop(timeout_s=0, sig=signal.SIGKILL),
+            lambda: print(triton.start(settings)),
+        ),
+        "triton-frozen": (
+            lambda: signal_group(triton_proc.pid(), signal.SIGSTOP),
+            lambda: signal_group(triton_proc.pid(), signal.SIGCONT),
+        ),
+        "disk-full": fill(settings.chdb_path),
+        "clock": (lambda: worker_with_clock(settings, "+1h"), lambda: None),
     }
+    if settings.kafka_brokers > 1:
+        table["leader"] = leader(settings)
+        table["rolling"] = rolling(settings)
+    return table
 
 
-async def post_load(
-    settings: Settings, user_keys: list[str], run: str, rate: float, seconds: float
-) -> Load:
-    """`rate` events a second for `seconds`, each its own number, round the users' keys."""
-    load = Load()
-    url = f"{settings.gateway_url}/v1/events"
+def leader(settings: Settings) -> Fault:
+    killed: list[kafka.Node] = []
 
-    async def one(client: httpx.AsyncClient, n: int) -> None:
-        body = {"source": "faults", "type": "t.fault", "data": {"n": n, "run": run}}
-        headers = {"X-API-Key": user_keys[n % len(user_keys)]}
-        try:
-            answer = await client.post(url, json=body, headers=headers, timeout=10)
-        except httpx.HTTPError as exc:
-            kind = type(exc).__name__
-            load.refused[kind] = load.refused.get(kind, 0) + 1
-            return
-        if answer.status_code == 202:
-            load.accepted[n] = time.time()
-        else:
-            kind = str(answer.status_code)
-            load.refused[kind] = load.refused.get(kind, 0) + 1
+    def apply() -> None:
+        node = kafka.leader_with_most_partitions(settings)
+        kafka.stop_node(settings, node, sig=signal.SIGKILL)
+        killed.append(node)
 
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=16)) as client:
-        started = time.monotonic()
-        pending: set[asyncio.Task[None]] = set()
-        n = 0
-        while time.monotonic() - started < seconds:
-            task = asyncio.create_task(one(client, n))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-            n += 1
-            await asyncio.sleep(max(0.0, started + n / rate - time.monotonic()))
-        await asyncio.gather(*pending)
-    return load
+    return apply, lambda: kafka.start_node(settings, killed.pop())
 
 
-def landed(settings: Settings, run: str) -> dict[int, tuple[int, float]]:
-    """Per event number of `run`: how many rows, and when the last arrived (epoch s)."""
-    rows = query(
-        settings,
-        f"SELECT JSONExtractInt(data, 'data', 'n') AS n, count(), "
-        f"toUnixTimestamp64Milli(max(_inserted)) FROM {settings.clickhouse_database}."
-        f"events_counted WHERE user_id LIKE 'faults-{run}-%' GROUP BY n",
-    )
-    return {int(n): (int(c), int(at) / 1000) for n, c, at in rows}
+def rolling(settings: Settings) -> Fault:
+    nodes = kafka.nodes(settings)
+
+    def apply() -> None:
+        for node in nodes[:-1]:
+            kafka.stop_node(settings, node)
+            kafka.start_node(settings, node)
+        kafka.stop_node(settings, nodes[-1])
+
+    return apply, lambda: kafka.start_node(settings, nodes[-1])
 
 
 def run_fault(
@@ -142,86 +197,151 @@ def run_fault(
     heal: Callable[[], object],
     rate: float,
     hold_s: float,
+    job_rate: float = 0.0,
     users: int = 8,
 ) -> Score:
-    """Load for warm-up + hold + after; the fault applied after the warm-up, healed after
-    `hold_s`; then reconcile."""
+    """The load for warm-up + hold + after, the fault applied after the warm-up and healed
+    after `hold_s`; then the reconcile."""
     run = f"{name}-{uuid.uuid4().hex[:6]}"
     names = [f"faults-{run}-u{i}" for i in range(users)]
-    user_keys = list(asyncio.run(api_keys(settings, names)).values())
+    keys = asyncio.run(api_keys(settings, names))
     warm_s, after_s = 3.0, 10.0
     healed_at = [0.0]
 
-    async def scenario() -> Load:
-        loading = asyncio.create_task(
-            post_load(settings, user_keys, run, rate, warm_s + hold_s + after_s)
-        )
+    async def fault() -> None:
         await asyncio.sleep(warm_s)
         await asyncio.to_thread(apply)
         await asyncio.sleep(hold_s)
         healed_at[0] = time.time()  # recovery counts the restart itself
         await asyncio.to_thread(heal)
-        return await loading
 
-    load = asyncio.run(scenario())
+    load = asyncio.run(
+        run_load(settings, keys, run, rate, job_rate, warm_s + hold_s + after_s, fault)
+    )
     deadline = time.monotonic() + LAND_WAIT_S
-    arrived = landed(settings, run)
-    while set(load.accepted) - set(arrived) and time.monotonic() < deadline:
+    while not all_landed(settings, run, load) and time.monotonic() < deadline:
         time.sleep(1)
-        arrived = landed(settings, run)
-    time.sleep(2)  # a duplicate would come after
-    arrived = landed(settings, run)
-    lost = len(set(load.accepted) - set(arrived))
-    duplicated = sum(1 for count, _ in arrived.values() if count > 1)
-    stuck = sum(1 for at in (a for _, a in arrived.values()) if at > healed_at[0] + STUCK_AFTER_S)
-    # Recovered: everything accepted up to the heal has arrived, and requests are
+    time.sleep(2)  # a duplicate would land now
+    events = events_outcome(settings, run, load, healed_at[0])
+    jobs, dead = jobs_outcome(settings, load, healed_at[0])
+    held = left_over(settings, names)
+    missed, doubled = subscribers(load)
+    # Recovered: everything accepted up to the heal has its outcome, and requests are
     # accepted again.
-    backlog = [
-        arrived[n][1] for n, at in load.accepted.items() if at <= healed_at[0] and n in arrived
-    ]
-    accepted_after = [t for t in load.accepted.values() if t > healed_at[0]]
-    caught_up = max(backlog, default=healed_at[0])
-    serving = min(accepted_after, default=float("inf"))
-    recover_s = max(caught_up, serving) - healed_at[0]
+    caught_up = max(events.caught_up_at, jobs.caught_up_at)
+    after = [t for t in load.accepted.values() if t > healed_at[0]]
+    serving = min(after, default=float("inf"))
     return Score(
         name,
-        len(load.accepted),
+        events.accepted + jobs.accepted,
         sum(load.refused.values()),
-        lost,
-        duplicated,
-        stuck,
-        max(0.0, recover_s),
+        events.lost + jobs.lost,
+        events.duplicated + jobs.duplicated,
+        events.stuck + jobs.stuck,
+        dead,
+        missed,
+        doubled,
+        f"{load.reconnects}/{users}",
+        held,
+        max(0.0, max(caught_up, serving) - healed_at[0]),
     )
+
+
+def left_over(settings: Settings, users: list[str]) -> list[str]:
+    """What the run still holds once its containers have had time to be stopped."""
+    deadline = time.monotonic() + HELD_WAIT_S
+    while True:
+        held = left_held(settings, users)
+        leases = live_leases(settings)
+        held += [f"{leases} GPU pool leases"] if leases else []
+        with contextlib.suppress(Exception):  # dockerd down for good: nothing to ask
+            held += [f"on the engine: {c}" for c in on_engine(settings, users)]
+        if not held or time.monotonic() > deadline:
+            return held
+        time.sleep(2)
 
 
 def scoreboard(scores: list[Score]) -> str:
     lines = [
-        "| fault | accepted | refused (client retries) | lost | duplicated | stuck | recovered in"
-        " |",
-        "|---|---|---|---|---|---|---|",
+        "| fault | accepted | refused (client retries) | lost | duplicated | stuck "
+        "| dead-lettered | subscribers: missed / doubled / resumed | left held | recovered in |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in scores:
+        held = ", ".join(s.held) or "nothing"
         lines.append(
-            f"| {s.fault} | {s.accepted} | {s.refused} | {s.lost} | {s.duplicated} | "
-            f"{s.stuck} | {s.recover_s:.1f} s |"
+            f"| {s.fault} | {s.accepted} | {s.refused} | {s.lost} | {s.duplicated} | {s.stuck}"
+            f" | {s.dead_lettered} | {s.missed} / {s.doubled} / {s.resumed} | {held}"
+            f" | {s.recover_s:.1f} s |"
         )
     return "\n".join(lines)
 
 
+def bench_settings(brokers: int) -> Settings:
+    name = f"b{brokers}"
+    namespace = f"faults{uuid.uuid4().hex[:6]}"
+    base = free_port()  # broker n: base + 2(n-1) and the next port
+    return Settings(
+        data_dir=ROOT / name,
+        namespace=namespace,
+        clickhouse_database=namespace,
+        chdb_dir=ROOT / name / "chdb",
+        kafka_port=base,
+        kafka_controller_port=base + 1,
+        kafka_brokers=brokers,
+        kafka_heap="256m" if brokers > 1 else "512m",
+        redis_port=free_port(),
+        gateway_port=free_port(),
+        projector_port=free_port(),
+        worker_web_port=free_port(),
+        dashboard_port=free_port(),
+        triton_url=f"127.0.0.1:{free_port()}",
+        rate_limits="100000/s,10000000/m,100000000/h",
+        rate_limits_containers="1000/s,10000/m,100000/h",
+        worker_session_timeout_s=6.0,
+        retry_base_ms=1000,
+        projector_batch_ms=200,
+        log_level="WARNING",
+    )
+
+
+def mount_tmpfs(folder: Path) -> None:
+    """chDB's folder on a tmpfs of its own (root), so that it can be filled."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounts = Path("/proc/mounts").read_text()
+    if f" {folder.resolve()} tmpfs " in mounts:
+        shutil.rmtree(folder / "data", ignore_errors=True)
+        return
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(folder)], check=True
+    )
+
+
+ALL = "worker,projector,gateway,dashboard,redis,broker,dockerd,triton,triton-frozen,disk-full,clock"
+
+
 def main(
-    names: str = typer.Option("worker,projector,gateway,redis,broker", "--faults"),
-    rate: float = typer.Option(50.0, help="events per second"),
+    names: str = typer.Option(ALL, "--faults", help="comma-separated, in this order"),
+    brokers: int = typer.Option(1, help="1, or 3 for the leader and rolling faults"),
+    rate: float = typer.Option(40.0, help="events per second"),
+    job_rate: float = typer.Option(1.0, help="jobs per second (inference, containers)"),
     hold_s: float = typer.Option(5.0, "--hold", help="seconds each fault is held"),
+    keep_up: bool = typer.Option(False, help="leave the stack running at the end"),
 ) -> None:
-    settings = Settings()
-    print(stack.up(settings, jobs=False))
+    settings = bench_settings(brokers)
+    mount_tmpfs(settings.chdb_path)
+    stack.up(settings, jobs=job_rate > 0)
     table = faults(settings)
     scores = []
-    for name in names.split(","):
-        apply, heal = table[name]
-        scores.append(run_fault(settings, name, apply, heal, rate, hold_s))
-        print(scoreboard(scores[-1:]))
-    print(scoreboard(scores))
+    try:
+        for name in names.split(","):
+            apply, heal = table[name]
+            scores.append(run_fault(settings, name, apply, heal, rate, hold_s, job_rate))
+            print(scoreboard(scores[-1:]), flush=True)
+    finally:
+        print(scoreboard(scores))
+        if not keep_up:
+            stack.down(settings)  # Triton and dockerd too
 
 
 if __name__ == "__main__":

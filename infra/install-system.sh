@@ -17,6 +17,8 @@ command -v npm >/dev/null || need+=(npm)
 # The desktop viewer's browser test (headless Chromium driven by selenium).
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
+# bench.faults jumps one worker's clock (libfaketime).
+command -v faketime >/dev/null || need+=(faketime)
 if ((${#need[@]})); then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

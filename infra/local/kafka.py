@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
@@ -177,6 +178,21 @@ def start_node(settings: Settings, node: Node, timeout_s: float = 90.0) -> None:
 def stop_node(settings: Settings, node: Node, sig: int = signal.SIGTERM) -> bool:
     """Stop one node with `sig` (SIGKILL: no clean shutdown), the others running on."""
     return managed(settings, node).stop(timeout_s=60, sig=sig)
+
+
+def leader_with_most_partitions(settings: Settings) -> Node:
+    """The node that leads the most partitions of `settings.namespace` (a fault's target)."""
+
+    async def leaders() -> Counter[int]:
+        async with admin_client(settings.kafka_bootstrap) as admin:
+            names = [t for t in await admin.list_topics() if t.startswith(settings.namespace)]
+            described = await admin.describe_topics(names)
+        return Counter(p["leader"] for t in described for p in t["partitions"])
+
+    counts = asyncio.run(leaders())
+    node_id = counts.most_common(1)[0][0]
+    print(f"partition leaders per broker: {dict(counts)}; the most: broker {node_id}")
+    return next(n for n in nodes(settings) if n.id == node_id)
 
 
 def _launch(settings: Settings, node: Node) -> None:

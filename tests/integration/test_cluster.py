@@ -70,19 +70,6 @@ def cluster(redis_cluster_node: Settings) -> Iterator[Settings]:
         stack.down(settings)
 
 
-def leader_with_most_partitions(settings: Settings) -> kafka.Node:
-    async def leaders() -> Counter[int]:
-        async with admin_client(settings.kafka_bootstrap) as admin:
-            names = [t for t in await admin.list_topics() if t.startswith(settings.namespace)]
-            described = await admin.describe_topics(names)
-        return Counter(p["leader"] for t in described for p in t["partitions"])
-
-    counts = asyncio.run(leaders())
-    node_id = counts.most_common(1)[0][0]
-    print(f"partition leaders per broker: {dict(counts)}; killing broker {node_id}")
-    return next(n for n in kafka.nodes(settings) if n.id == node_id)
-
-
 def refusal_window(load: Load, since: float) -> str:
     after = [t for t, _ in load.refused if t >= since]
     if not after:
@@ -96,7 +83,7 @@ def test_a_broker_and_a_worker_killed_under_load_lose_and_double_nothing(
 ) -> None:
     load = Load(cluster).start()
     time.sleep(5)
-    broker = leader_with_most_partitions(cluster)
+    broker = kafka.leader_with_most_partitions(cluster)
     killed_broker = time.monotonic()
     kafka.stop_node(cluster, broker, signal.SIGKILL)
     time.sleep(10)
