@@ -112,6 +112,12 @@ def test_long_running_services_have_healthchecks() -> None:
             assert "healthcheck" in service, name
 
 
+def test_our_long_running_processes_are_restarted() -> None:
+    """The projector exits to resume from ClickHouse when it gives a parked insert up."""
+    for name in (*GATEWAYS, *WORKERS, "projector", "dashboard"):
+        assert SERVICES[name]["restart"] == "unless-stopped", name
+
+
 def test_our_commands_exist_in_the_cli() -> None:
     commands = set(get_command(cli).commands)  # type: ignore[attr-defined]
     for name in OURS:
