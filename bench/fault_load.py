@@ -12,7 +12,8 @@ The load, per run (fresh users, so nothing of an earlier run is counted):
 The reconcile reads ClickHouse (the analysts' truth), the engine, Redis and the command
 agent's table (from its changelog):
 - every accepted event in `events_counted` once (lost: never; duplicated: more than once;
-  stuck: later than `STUCK_AFTER_S` after the heal, or after its acceptance if later);
+  stuck: later than `STUCK_AFTER_S` after the heal, or after its acceptance if later), and
+  the run's rows there as many as its records on `events.counted`;
 - every accepted job with exactly one terminal step (`completed`, `dead_lettered`,
   `rejected`) in `jobs_events`, on the same terms;
 - every subscriber pushed each of its user's accepted events once;
@@ -37,6 +38,7 @@ from cli.demo import query
 from infra.local import dockerd
 from schemas import keys, tables
 from schemas.jobs import LABEL_NAMESPACE, LABEL_USER
+from schemas.topics import COUNTED
 from streams.jobs.admission import UserState
 from streams.runtime.state import decode
 from tributary.client import PushClient
@@ -77,7 +79,7 @@ async def _post_events(
     users: dict[str, str],
     run: str,
     rate: float,
-    seconds: float,
+    done: asyncio.Event,
     load: Load,
 ) -> None:
     names = sorted(users)
@@ -98,15 +100,15 @@ async def _post_events(
         else:
             load.refused[str(answer.status_code)] += 1
 
-    await _paced(rate, seconds, one)
+    await _paced(rate, done, one)
 
 
-async def _paced(rate: float, seconds: float, one: Any) -> None:
-    """`one(n)` `rate` times a second for `seconds`, without waiting for the answers."""
+async def _paced(rate: float, done: asyncio.Event, one: Any) -> None:
+    """`one(n)` `rate` times a second until `done`, without waiting for the answers."""
     pending: set[asyncio.Task[None]] = set()
     started = time.monotonic()
     n = 0
-    while time.monotonic() - started < seconds:
+    while not done.is_set():
         task = asyncio.create_task(one(n))
         pending.add(task)
         task.add_done_callback(pending.discard)
@@ -120,7 +122,7 @@ async def _post_jobs(
     settings: Settings,
     users: dict[str, str],
     rate: float,
-    seconds: float,
+    done: asyncio.Event,
     load: Load,
 ) -> None:
     names = sorted(users)
@@ -151,7 +153,7 @@ async def _post_jobs(
             task = asyncio.create_task(_stop_when_started(client, settings, users[user], job_id))
             stops.add(task)
 
-    await _paced(rate, seconds, one)
+    await _paced(rate, done, one)
     await asyncio.gather(*stops)
 
 
@@ -209,20 +211,28 @@ async def run_load(
     run: str,
     rate: float,
     job_rate: float,
-    seconds: float,
     during: Any,
+    after_s: float,
 ) -> Load:
-    """The load for `seconds`, with `during()` (the fault) awaited alongside; then waits
-    (up to 120 s) for every subscriber to be pushed its user's accepted events."""
+    """The load while `during()` (the fault: applied, held, healed) runs and `after_s`
+    more; then waits (up to 120 s) for every subscriber to be pushed its user's accepted
+    events."""
     load = Load()
     subscribers = [
         asyncio.create_task(_subscribe(settings, user, key, load)) for user, key in users.items()
     ]
     await asyncio.sleep(1)  # subscribed before the first event
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=32), timeout=10) as client:
-        work = [_post_events(client, settings, users, run, rate, seconds, load), during()]
+        done = asyncio.Event()
+
+        async def fault_then_more() -> None:
+            await during()
+            await asyncio.sleep(after_s)
+            done.set()
+
+        work = [_post_events(client, settings, users, run, rate, done, load), fault_then_more()]
         if job_rate > 0:
-            work.append(_post_jobs(client, settings, users, job_rate, seconds, load))
+            work.append(_post_jobs(client, settings, users, job_rate, done, load))
         await asyncio.gather(*work)
     for _ in range(240):  # up to 120 s for the subscribers to catch up
         if not _missed(load):
@@ -292,6 +302,20 @@ def _outcome(
         if at <= healed_at:
             out.caught_up_at = max(out.caught_up_at, landed)
     return out
+
+
+def rows_and_records(settings: Settings, run: str) -> tuple[int, int]:
+    """The run's rows in `events_counted` and its records on the topic they come from:
+    ClickHouse's count against the topic's."""
+    [[rows]] = query(
+        settings,
+        f"SELECT count() FROM {settings.clickhouse_database}.events_counted "
+        f"WHERE user_id LIKE 'faults-{run}-%'",
+    )
+    prefix = f"faults-{run}-".encode()
+    topic = COUNTED.physical(settings.namespace)
+    records = asyncio.run(read_to_end(settings.kafka_bootstrap, topic))
+    return int(rows), sum(1 for r in records if (r.key or b"").startswith(prefix))
 
 
 def all_landed(settings: Settings, run: str, load: Load) -> bool:

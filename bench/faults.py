@@ -20,7 +20,8 @@ fault is applied, held and healed:
 
 Then it reconciles (`fault_load`): per fault, requests accepted, refused (503 or no
 connection: the client's to retry), lost, duplicated, stuck, dead-lettered; subscribers'
-missed and doubled events; what is left held (GPU pool leases, containers on the engine,
+missed and doubled events; the run's rows in ClickHouse against its records on the
+topic; what is left held (GPU pool leases, containers on the engine,
 quota and in-flight slots); and the time to recover: from the heal until everything
 accepted before it has its outcome and a request is accepted again.
 
@@ -53,6 +54,7 @@ from bench.fault_load import (
     left_held,
     live_leases,
     on_engine,
+    rows_and_records,
     run_load,
     subscribers,
 )
@@ -81,6 +83,7 @@ class Score:
     missed: int  # events a subscriber was not pushed
     doubled: int  # events pushed to a subscriber more than once
     resumed: str  # subscribers that reconnected, of all
+    rows_records: str  # the run's rows in ClickHouse against its records on the topic
     held: list[str]  # left held once everything had its outcome
     recover_s: float
 
@@ -200,8 +203,8 @@ def run_fault(
     job_rate: float = 0.0,
     users: int = 8,
 ) -> Score:
-    """The load for warm-up + hold + after, the fault applied after the warm-up and healed
-    after `hold_s`; then the reconcile."""
+    """The load for a warm-up, the fault applied and held `hold_s`, then healed, and the
+    load on for 10 s after the heal is done; then the reconcile."""
     run = f"{name}-{uuid.uuid4().hex[:6]}"
     names = [f"faults-{run}-u{i}" for i in range(users)]
     keys = asyncio.run(api_keys(settings, names))
@@ -215,9 +218,7 @@ def run_fault(
         healed_at[0] = time.time()  # recovery counts the restart itself
         await asyncio.to_thread(heal)
 
-    load = asyncio.run(
-        run_load(settings, keys, run, rate, job_rate, warm_s + hold_s + after_s, fault)
-    )
+    load = asyncio.run(run_load(settings, keys, run, rate, job_rate, fault, after_s))
     deadline = time.monotonic() + LAND_WAIT_S
     while not all_landed(settings, run, load) and time.monotonic() < deadline:
         time.sleep(1)
@@ -226,6 +227,7 @@ def run_fault(
     jobs, dead = jobs_outcome(settings, load, healed_at[0])
     held = left_over(settings, names)
     missed, doubled = subscribers(load)
+    rows, records = rows_and_records(settings, run)
     # Recovered: everything accepted up to the heal has its outcome, and requests are
     # accepted again.
     caught_up = max(events.caught_up_at, jobs.caught_up_at)
@@ -242,6 +244,7 @@ def run_fault(
         missed,
         doubled,
         f"{load.reconnects}/{users}",
+        f"{rows} = {records}" if rows == records else f"{rows} ≠ {records}",
         held,
         max(0.0, max(caught_up, serving) - healed_at[0]),
     )
@@ -264,14 +267,16 @@ def left_over(settings: Settings, users: list[str]) -> list[str]:
 def scoreboard(scores: list[Score]) -> str:
     lines = [
         "| fault | accepted | refused (client retries) | lost | duplicated | stuck "
-        "| dead-lettered | subscribers: missed / doubled / resumed | left held | recovered in |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| dead-lettered | subscribers: missed / doubled / resumed | rows = topic records "
+        "| left held | recovered in |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in scores:
         held = ", ".join(s.held) or "nothing"
         lines.append(
             f"| {s.fault} | {s.accepted} | {s.refused} | {s.lost} | {s.duplicated} | {s.stuck}"
-            f" | {s.dead_lettered} | {s.missed} / {s.doubled} / {s.resumed} | {held}"
+            f" | {s.dead_lettered} | {s.missed} / {s.doubled} / {s.resumed} | {s.rows_records}"
+            f" | {held}"
             f" | {s.recover_s:.1f} s |"
         )
     return "\n".join(lines)

@@ -84,6 +84,7 @@ class Projector:
         self._held: set[TopicPartition] = set()  # paused while ClickHouse's circuit is open
         self._giving_up = False
         self._stopping = False
+        self.revoking = False  # a revocation waits for the flush: a parked one gives up
         self._calling = asyncio.Lock()  # held while an insert is in ClickHouse's hands
 
     @property
@@ -107,16 +108,19 @@ class Projector:
             watcher = asyncio.create_task(self.watch.run(stop), name="projector-progress")
             while not stop.is_set():
                 heartbeats.beat("projector")
-                if self._failed is not None:  # an assignment it could not position
-                    raise RuntimeError("gave up; restart to resume") from self._failed
                 records = await self.consumer.getmany(timeout_ms=100, max_records=10_000)
                 for tp, messages in records.items():
                     self._add(tp, messages)
                 if self._flushing is not None and self._flushing.done():
                     await self._flushed()  # raises now if that flush gave up
-                # While the insert is parked the partitions are paused; polling goes on.
-                if self.batcher.due() and not self.parked:
-                    await self._flush_behind()
+                if self._failed is not None:  # an assignment it could not position
+                    raise RuntimeError("gave up; restart to resume") from self._failed
+                if self.batcher.due():
+                    if self._flushing is None or self._flushing.done():
+                        await self._flush_behind()
+                    else:  # one flush at a time: wait for it, but go on polling (a flush
+                        # retrying or parked must not keep the consumer from its group)
+                        await asyncio.wait({self._flushing}, timeout=1.0)
                 # getmany does not yield while records are buffered: let the flush run.
                 await asyncio.sleep(0)
             self._stopping = True  # a parked insert gives up: the restart re-reads its rows
@@ -213,7 +217,11 @@ class Projector:
             await self._flush()
 
     async def _flush(self) -> None:
-        await self._write(self._take())
+        try:
+            await self._write(self._take())
+        except BaseException as exc:
+            self._failed = self._failed or exc  # as `_write_then_release`: rows lost to us
+            raise
 
     def _take(self) -> list[PartitionBatch]:
         """Everything batched, now in flight (progress counts it as not landed yet)."""
@@ -248,6 +256,8 @@ class Projector:
 
             async def insert() -> None:
                 async with self._calling:
+                    if self._giving_up:  # the partitions are going: nothing may land now
+                        raise GaveUp("a rebalance while ClickHouse's circuit was open")
                     await asyncio.to_thread(
                         self.ch.insert,
                         projection.table,
@@ -289,7 +299,7 @@ class Projector:
 
         def going() -> None:
             heartbeats.beat("projector")
-            if self._giving_up or self._stopping:
+            if self._giving_up or self._stopping or self.revoking:
                 raise GaveUp("a rebalance or a stop while ClickHouse's circuit was open")
 
         await self.breakers.parked(CLICKHOUSE, going)

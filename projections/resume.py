@@ -54,8 +54,12 @@ class ResumeFromClickHouse(ConsumerRebalanceListener):  # type: ignore[misc]
         if self.projector.parked:
             log.warning("rebalance while the insert is parked: giving it up")
             await self.projector.give_up_parked()
-        else:
-            await self.projector.flush()
+        else:  # a flush that parks meanwhile gives up too (`revoking`)
+            self.projector.revoking = True
+            try:
+                await self.projector.flush()
+            finally:
+                self.projector.revoking = False
         for tp in revoked:
             self.projector.next_offset.pop(tp, None)
             self.projector.watch.forget(tp)

@@ -32,4 +32,7 @@ def test_a_fault_under_load_loses_nothing(fault_stack: Settings, fault: str) -> 
     assert score.accepted > 100
     assert (score.lost, score.duplicated, score.stuck) == (0, 0, 0)
     assert (score.missed, score.doubled, score.held) == (0, 0, [])
+    assert " = " in score.rows_records, score.rows_records  # ClickHouse's count = the topic's
+    rows, records = score.rows_records.split(" = ")
+    assert rows == records == str(score.accepted), score.rows_records
     assert score.recover_s < 30

@@ -82,6 +82,20 @@ async def until(check: Any, what: str, timeout_s: float = 60) -> None:
         await asyncio.sleep(0.05)
 
 
+async def parked_projector(
+    settings: Settings, failing: FailingInserts, run: str
+) -> tuple[Projector, asyncio.Event, asyncio.Task[None]]:
+    """A projector on the failing client, once its circuit has opened under `TOTAL`
+    records: it, its stop event and its running task."""
+    projector = Projector(settings, failing)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    running = asyncio.create_task(projector.run(stop))
+    topic = INGEST.physical(settings.namespace)
+    await produce_events(settings.kafka_bootstrap, topic, TOTAL, 10, run)
+    await until(lambda: projector.parked, "the circuit never opened")
+    return projector, stop, running
+
+
 def test_the_circuit_opens_parks_the_insert_and_a_probe_closes_it(
     broken: tuple[Settings, FailingInserts],
 ) -> None:
@@ -89,13 +103,7 @@ def test_the_circuit_opens_parks_the_insert_and_a_probe_closes_it(
     gauge = CIRCUIT_OPEN.labels(dependency=CLICKHOUSE)
 
     async def scenario() -> None:
-        projector = Projector(settings, failing)  # type: ignore[arg-type]
-        stop = asyncio.Event()
-        running = asyncio.create_task(projector.run(stop))
-        await produce_events(
-            settings.kafka_bootstrap, INGEST.physical(settings.namespace), TOTAL, 10, "cb"
-        )
-        await until(lambda: projector.parked, "the circuit never opened")
+        projector, stop, running = await parked_projector(settings, failing, "cb")
         assert failing.calls == FAILURES and gauge._value.get() == 1
         assert projector.breakers.open() == [CLICKHOUSE]
         # Parked: every assigned partition paused, and nothing called until the probe.
@@ -120,13 +128,7 @@ def test_a_rebalance_while_parked_gives_the_insert_up_and_the_next_owner_lands_a
     settings, failing = broken
 
     async def scenario() -> None:
-        first = Projector(settings, failing)  # type: ignore[arg-type]
-        stop = asyncio.Event()
-        running = asyncio.create_task(first.run(stop))
-        await produce_events(
-            settings.kafka_bootstrap, INGEST.physical(settings.namespace), TOTAL, 10, "rb"
-        )
-        await until(lambda: first.parked, "the circuit never opened")
+        _, _, running = await parked_projector(settings, failing, "rb")
         # A second projector, with a working ClickHouse, joins the group: the rebalance
         # makes the first give its parked insert up and exit.
         second = Projector(settings, failing.ch)

@@ -7,6 +7,7 @@ keyed by job id downstream.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from streams.jobs.runners.errors import RunnerError
 
 TEXT_INPUT = "text"
 EMBEDDING_OUTPUT = "embedding"
+LOADING_S = 120.0  # how long a restarting Triton may say it does not know a served model
 
 
 class TritonRunner:
@@ -26,6 +28,7 @@ class TritonRunner:
         self._batch_size = batch_size
         self._client: InferenceServerClient | None = None
         self._served: set[str] = set()  # models Triton has answered for
+        self._unknown_since: dict[str, float] = {}  # served models it says it does not know
 
     async def close(self) -> None:
         if self._client is not None:
@@ -59,8 +62,12 @@ class TritonRunner:
                 model, [tensor], outputs=[InferRequestedOutput(EMBEDDING_OUTPUT)]
             )
         except InferenceServerException as exc:
-            # A model it has served before, now unknown: Triton restarted and is loading it.
+            # A model it has served before, now unknown: Triton restarted and is loading it
+            # (for LOADING_S at most: then the model is gone, and that is the job's error).
             loading = model in self._served and _permanent(exc)
+            if loading:
+                since = self._unknown_since.setdefault(model, time.monotonic())
+                loading = time.monotonic() - since < LOADING_S
             raise RunnerError(
                 f"triton: {exc.message()}",
                 permanent=_permanent(exc) and not loading,
@@ -71,6 +78,7 @@ class TritonRunner:
                 f"triton unreachable: {exc}", permanent=False, unreachable=True
             ) from exc
         self._served.add(model)
+        self._unknown_since.pop(model, None)
         out = answer.as_numpy(EMBEDDING_OUTPUT)
         vectors: list[list[float]] = np.round(out.astype(float), 6).tolist()
         return vectors
