@@ -224,6 +224,9 @@ class Settings(BaseSettings):
     # `breaker_open_s` one of them probes it (the longest a healed dependency waits).
     breaker_failures: int = Field(default=5, ge=1)
     breaker_open_s: float = Field(default=10.0, gt=0)
+    # How long a job attempt waits for Docker or Triton while it cannot reach them (a
+    # restart), parked or not, before the attempt is spent (0: at once).
+    job_unreachable_wait_s: float = Field(default=60.0, ge=0)
     # A dead worker's partitions move to the others after this many seconds.
     worker_session_timeout_s: float = 10.0
     # Where the deciding agents' tables keep their committed entries

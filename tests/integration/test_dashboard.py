@@ -43,7 +43,10 @@ def dashboard_stack(services: Settings) -> Iterator[tuple[Settings, dict[str, st
     projector, a worker, a gateway and the dashboard. Triton's address answers nothing, so
     inference attempts fail and their job ends dead-lettered."""
     settings = make_settings(
-        triton_url=f"127.0.0.1:{free_port()}", retry_base_ms=200, retry_cap_ms=1000
+        triton_url=f"127.0.0.1:{free_port()}",
+        retry_base_ms=200,
+        retry_cap_ms=1000,
+        job_unreachable_wait_s=0,  # each attempt spent at once, not after a wait
     )
     kafka.ensure_topics(settings)
     apps = [*stack.APPS, stack.DASHBOARD]

@@ -35,7 +35,8 @@ PROJECTOR = next(a for a in stack.APPS if a.name == "projector")
 
 @pytest.fixture(scope="module")
 def rebuild_stack(services: Settings) -> Iterator[Settings]:
-    with app_stack(services, retry_base_ms=200) as settings:
+    # No Triton: the inference job's attempts are spent at once, and it is dead-lettered.
+    with app_stack(services, retry_base_ms=200, job_unreachable_wait_s=0) as settings:
         yield settings
 
 

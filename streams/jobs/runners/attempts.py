@@ -52,6 +52,10 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+class _WaitedTooLong(Exception):
+    """An attempt waited `job_unreachable_wait_s` for its dependency: it is spent."""
+
+
 class AttemptRunner:
     """The effect step of one executor tier (`streams.runtime.processor.EffectStep`)."""
 
@@ -127,14 +131,32 @@ class AttemptRunner:
         """The side effect within the job's timeout, through its dependency's circuit
         breaker: `AttemptResult`'s fields. While the breaker is open the attempt is parked
         (before it takes a GPU pool slot), not failed, and a dependency that cannot be
-        reached does not spend it either: no attempt is burned on a dependency that is
-        down. Other errors, timeouts included, spend it: a job failing by itself cannot
-        wait for ever."""
+        reached does not spend it either, for `job_unreachable_wait_s`: no attempt is
+        burned on a dependency that restarts. Past that wait, and on any other error
+        (timeouts included), the attempt is spent: a job cannot wait for ever."""
         dependency = "triton" if job.kind is JobKind.INFERENCE else "docker"
+        cap_s = self.settings.job_unreachable_wait_s
         active = False
         pause = Pause()
+        waiting_since: float | None = None  # since when the attempt waits for its dependency
+        last_error = f"{dependency}: circuit open"
+
+        def waited_too_long() -> bool:
+            return waiting_since is not None and time.monotonic() - waiting_since >= cap_s
+
+        def going() -> None:  # parked: beat, and count the wait
+            nonlocal waiting_since
+            heartbeats.beat(self.executor.name)
+            waiting_since = waiting_since or time.monotonic()
+            if waited_too_long():
+                raise _WaitedTooLong
+
         while True:
-            await self._breakers.parked(dependency, lambda: heartbeats.beat(self.executor.name))
+            try:
+                await self._breakers.parked(dependency, going)
+            except _WaitedTooLong:
+                error = f"unreachable for {cap_s:g}s: {last_error}"
+                return {"error": error, "permanent": False, "at_ms": now_ms()}
             async with self._slot(job):
                 if not active:  # once per attempt, however long it waits for the dependency
                     await self._emit(emit.job_event(job, JobState.ACTIVE, now_ms()))
@@ -148,8 +170,11 @@ class AttemptRunner:
                     continue  # opened by another attempt's failure meanwhile: park
                 except RunnerError as exc:
                     fields = {"error": str(exc), "permanent": exc.permanent}
-                    if exc.unreachable:  # the dependency is down: wait, do not spend it
-                        fields = {}
+                    if exc.unreachable:  # the dependency is down: wait, up to `cap_s`
+                        waiting_since = waiting_since or time.monotonic()
+                        last_error = str(exc)
+                        if not waited_too_long():
+                            fields = {}
                 except TimeoutError:
                     fields = {"error": f"timed out after {job.timeout_s:g}s"}
                 except Exception as exc:  # a bug of ours must not kill the step or lose the job
