@@ -32,15 +32,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import redis
 
 from cli.demo import query
 from infra.local import dockerd
-from schemas import keys, tables
+from schemas import tables
 from schemas.jobs import LABEL_NAMESPACE, LABEL_USER
 from schemas.topics import COUNTED
 from streams.jobs.admission import UserState
+from streams.jobs.runners.gpu_pool import GpuPool
 from streams.runtime.state import decode
+from tributary import redis_client
 from tributary.client import PushClient
 from tributary.kafka_clients import read_to_end
 from tributary.settings import Settings
@@ -70,6 +71,7 @@ class Outcome:
     lost: int = 0
     duplicated: int = 0
     stuck: int = 0
+    rows: int = 0  # every row of the run's, accepted or not (a 503 whose record was written)
     caught_up_at: float = 0.0  # when the last request accepted by then landed (epoch s)
 
 
@@ -267,7 +269,9 @@ def events_outcome(settings: Settings, run: str, load: Load, healed_at: float) -
         f"events_counted WHERE user_id LIKE 'faults-{run}-%' GROUP BY 1",
     )
     arrived = {int(n): (int(c), int(at) / 1000) for n, c, at in rows}
-    return _outcome(load.accepted, arrived, healed_at)
+    outcome = _outcome(load.accepted, arrived, healed_at)
+    outcome.rows = sum(count for count, _ in arrived.values())
+    return outcome
 
 
 def jobs_outcome(settings: Settings, load: Load, healed_at: float) -> tuple[Outcome, int]:
@@ -304,18 +308,13 @@ def _outcome(
     return out
 
 
-def rows_and_records(settings: Settings, run: str) -> tuple[int, int]:
-    """The run's rows in `events_counted` and its records on the topic they come from:
-    ClickHouse's count against the topic's."""
-    [[rows]] = query(
-        settings,
-        f"SELECT count() FROM {settings.clickhouse_database}.events_counted "
-        f"WHERE user_id LIKE 'faults-{run}-%'",
-    )
+def records_on_topic(settings: Settings, run: str) -> int:
+    """The run's records on `events.counted`, the topic its `events_counted` rows come
+    from (ClickHouse's count is held against it)."""
     prefix = f"faults-{run}-".encode()
     topic = COUNTED.physical(settings.namespace)
     records = asyncio.run(read_to_end(settings.kafka_bootstrap, topic))
-    return int(rows), sum(1 for r in records if (r.key or b"").startswith(prefix))
+    return sum(1 for r in records if (r.key or b"").startswith(prefix))
 
 
 def all_landed(settings: Settings, run: str, load: Load) -> bool:
@@ -350,12 +349,17 @@ def left_held(settings: Settings, users: list[str]) -> list[str]:
 
 
 def live_leases(settings: Settings) -> int:
-    """GPU pool slots leased now, by every worker."""
-    client = redis.Redis(host="127.0.0.1", port=settings.redis_port, socket_timeout=5)
-    try:
-        return int(client.zcard(keys.gpu_pool(settings.namespace, settings.gpu_pool)))
-    finally:
-        client.close()
+    """GPU pool slots leased now, by every worker (the pool's own count)."""
+
+    async def count() -> int:
+        client = redis_client.connect(settings)
+        try:
+            pool = GpuPool(client, settings.namespace, settings.gpu_pool, settings.gpu_pool_slots)
+            return await pool.in_flight()
+        finally:
+            await client.aclose()
+
+    return asyncio.run(count())
 
 
 def on_engine(settings: Settings, users: list[str]) -> list[str]:

@@ -54,7 +54,7 @@ from bench.fault_load import (
     left_held,
     live_leases,
     on_engine,
-    rows_and_records,
+    records_on_topic,
     run_load,
     subscribers,
 )
@@ -227,7 +227,7 @@ def run_fault(
     jobs, dead = jobs_outcome(settings, load, healed_at[0])
     held = left_over(settings, names)
     missed, doubled = subscribers(load)
-    rows, records = rows_and_records(settings, run)
+    rows, records = events.rows, records_on_topic(settings, run)
     # Recovered: everything accepted up to the heal has its outcome, and requests are
     # accepted again.
     caught_up = max(events.caught_up_at, jobs.caught_up_at)
