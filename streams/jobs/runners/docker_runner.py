@@ -75,9 +75,7 @@ class DockerRunner:
         except APIError as exc:
             raise RunnerError(str(exc), permanent=exc.is_client_error()) from exc
         except (DockerException, RequestException) as exc:
-            raise RunnerError(
-                f"docker engine: {exc}", permanent=False, unreachable=_down(exc)
-            ) from exc
+            raise _engine_error(exc) from exc
         info = {"name": name, "engine_id": container.id[:12], "state": container.status}
         return {**info, "address": address} if address else info
 
@@ -125,9 +123,7 @@ class DockerRunner:
         except NotFound:
             return {"name": name, "state": "removed", "already": True}
         except (DockerException, RequestException) as exc:
-            raise RunnerError(
-                f"docker engine: {exc}", permanent=False, unreachable=_down(exc)
-            ) from exc
+            raise _engine_error(exc) from exc
         return {"name": name, "state": "removed"}
 
     def ours(self) -> list[Any]:
@@ -138,9 +134,7 @@ class DockerRunner:
                 self._docker().containers.list(all=True, filters=filters, ignore_removed=True)
             )
         except (DockerException, RequestException) as exc:
-            raise RunnerError(
-                f"docker engine: {exc}", permanent=False, unreachable=_down(exc)
-            ) from exc
+            raise _engine_error(exc) from exc
 
     def events(self, since: int | None) -> Any:
         """The engine's stream of this namespace's container endings (a blocking iterator
@@ -163,7 +157,12 @@ def labels(namespace: str, user_id: str, spec: ContainerSpec) -> dict[str, str]:
     return out
 
 
-def _down(exc: Exception) -> bool:
-    """The engine cannot be reached (its socket gone, the connection refused or cut), as
-    opposed to an answer or a timeout from an engine that is up."""
-    return isinstance(exc, RequestsConnectionError)
+def _engine_error(exc: Exception) -> RunnerError:
+    """A failed engine call. Unreachable when the engine cannot be reached (its socket
+    gone, the connection refused or cut), not for an answer or a timeout from one that is
+    up."""
+    return RunnerError(
+        f"docker engine: {exc}",
+        permanent=False,
+        unreachable=isinstance(exc, RequestsConnectionError),
+    )

@@ -64,7 +64,7 @@ class TritonRunner:
         except InferenceServerException as exc:
             # A model it has served before, now unknown: Triton restarted and is loading it
             # (for LOADING_S at most: then the model is gone, and that is the job's error).
-            loading = model in self._served and _permanent(exc)
+            loading = model in self._served and _unknown_model(exc)
             if loading:
                 since = self._unknown_since.setdefault(model, time.monotonic())
                 loading = time.monotonic() - since < LOADING_S
@@ -93,6 +93,9 @@ class TritonRunner:
 
 def _permanent(exc: InferenceServerException) -> bool:
     """Unknown models and malformed requests won't succeed on retry; the rest may."""
+    return str(exc.status() or "").startswith("4") or _unknown_model(exc)
+
+
+def _unknown_model(exc: InferenceServerException) -> bool:
     text = (exc.message() or "").lower()
-    status = str(exc.status() or "")
-    return status.startswith("4") or "unknown model" in text or "not found" in text
+    return "unknown model" in text or "not found" in text
