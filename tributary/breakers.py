@@ -74,11 +74,16 @@ class Breakers:
         """`attempt()` through `dependency`'s breaker. Raises `OpenedState` when the breaker
         opened meanwhile (another attempt's failure): park, then call again."""
         breaker = await self._factory.get_breaker(dependency)
+        called = True
         try:
             async with breaker:
                 return await attempt()
+        except OpenedState:
+            called = False  # refused, not called: a probe in flight is another caller's
+            raise
         finally:
-            self._probing.pop(dependency, None)
+            if called:  # a probe (or any call) has answered: the next may probe
+                self._probing.pop(dependency, None)
             self._note(dependency, breaker.context.state, breaker.context.opened_at)
 
     def _note(self, dependency: str, state: str, opened_at: float | None) -> None:
